@@ -1,0 +1,38 @@
+"""The one family of exceptions a user can cause.
+
+Front-ends turn a `PainterlyError` into a one-line message and `exit_code`;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class PainterlyError(Exception):
+    """A problem the user can fix: bad input, missing weights, impossible settings."""
+
+    exit_code = 1
+
+
+class UsageError(PainterlyError):
+    """Settings that contradict each other or are out of range."""
+
+    exit_code = 2
+
+
+class ImageError(PainterlyError):
+    """An image file that cannot be read or written; the message names the file."""
+
+
+class WeightsError(PainterlyError):
+    """VGG weights that cannot be found, downloaded, verified or loaded."""
+
+
+class ModelFileError(PainterlyError):
+    """A fast-style model file that is missing, corrupt or of an unknown layout."""
+
+
+class NumericalError(PainterlyError):
+    """The loss became NaN or infinite; `image` holds the last good result, if any."""
+
+    def __init__(self, message: str, image=None, step: int | None = None):
+        super().__init__(message)
+        self.image = image
+        self.step = step
