@@ -1,0 +1,5 @@
+"""`python -m painterly` (and `torchrun -m painterly`) runs the CLI."""
+
+from .cli import main
+
+main()

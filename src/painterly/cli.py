@@ -1,0 +1,230 @@
+"""The `painterly` command: parse, build a config, call the library, show progress.
+
+Defaults come from the config dataclasses; user errors become one line on
+stderr and an exit code (2 for usage, 1 otherwise), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .config import StylizeConfig
+from .errors import PainterlyError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Neural style transfer: Gatys optimisation and fast feed-forward networks.",
+)
+
+_DEFAULTS = StylizeConfig()
+
+
+def user_errors(command):
+    """Turn PainterlyError and Ctrl-C into one line and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PainterlyError as error:
+            _error(str(error))
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            _error("interrupted; nothing was written")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _error(message: str) -> None:
+    print(f"painterly: error: {message}", file=sys.stderr)
+
+
+def _warn(message: str) -> None:
+    print(f"painterly: warning: {message}", file=sys.stderr)
+
+
+def _floats(text: str | None, what: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+def _layers(text: str | None, default: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[float, ...] | None]:
+    """'relu1_1:0.5,relu2_1' -> names and (if any weight is given) weights, missing ones 1."""
+    if text is None:
+        return default, None
+    names, weights, weighted = [], [], False
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, weight = part.partition(":")
+        names.append(name)
+        try:
+            weights.append(float(weight) if weight else 1.0)
+        except ValueError:
+            raise UsageError(f"layer weight in {part!r} is not a number") from None
+        weighted |= bool(weight)
+    return tuple(names), tuple(weights) if weighted else None
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        print(f"painterly {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Neural style transfer: Gatys optimisation and fast feed-forward networks."""
+
+
+@app.command()
+@user_errors
+def stylize(
+    content: Annotated[Path, typer.Argument(help="The photo to repaint.", show_default=False)],
+    styles: Annotated[list[Path], typer.Argument(help="One or more paintings.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif).")],
+    size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
+    steps: Annotated[int, typer.Option(help="Optimiser steps per scale.")] = _DEFAULTS.steps,
+    optimizer: Annotated[str, typer.Option(help="lbfgs or adam.")] = _DEFAULTS.optimizer,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: 1 for lbfgs, 0.02 for adam].")] = None,
+    content_weight: Annotated[float, typer.Option()] = _DEFAULTS.content_weight,
+    style_weight: Annotated[float, typer.Option()] = _DEFAULTS.style_weight,
+    tv_weight: Annotated[float, typer.Option(help="Total-variation weight (0 = off).")] = _DEFAULTS.tv_weight,
+    content_layers: Annotated[Optional[str], typer.Option(help="Comma-separated [default: relu4_2].")] = None,
+    style_layers: Annotated[Optional[str], typer.Option(
+        help="Comma-separated, each with an optional weight: relu1_1:0.5,relu2_1 [default: relu1_1..relu5_1].")] = None,
+    style_blend: Annotated[Optional[str], typer.Option(help="One weight per style image: 0.7,0.3.")] = None,
+    style_scale: Annotated[float, typer.Option(help="Style image size relative to the output.")] = _DEFAULTS.style_scale,
+    init: Annotated[str, typer.Option(help="content, noise, style or an image path.")] = _DEFAULTS.init,
+    preserve_color: Annotated[Optional[str], typer.Option(help="luminance or histogram.")] = None,
+    multiscale: Annotated[str, typer.Option(help="auto (on above 512 px), on or off.")] = _DEFAULTS.multiscale,
+    min_scale: Annotated[int, typer.Option(help="Long side of the coarsest scale.")] = _DEFAULTS.min_scale,
+    pooling: Annotated[str, typer.Option(help="max or avg.")] = _DEFAULTS.pooling,
+    vgg: Annotated[str, typer.Option(help="vgg19 or vgg16.")] = _DEFAULTS.vgg,
+    vgg_weights: Annotated[Optional[str], typer.Option(
+        help="imagenet, random or a .pth/.safetensors file [default: $PAINTERLY_VGG_WEIGHTS or imagenet].")] = None,
+    loss_normalisation: Annotated[str, typer.Option(help="target or paper (exact Gatys formulas).")] = _DEFAULTS.loss_normalisation,
+    seed: Annotated[int, typer.Option()] = _DEFAULTS.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _DEFAULTS.device,
+    save_every: Annotated[int, typer.Option(help="Also write an intermediate image every N steps.")] = 0,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Largest input image accepted, in pixels.")] = None,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notices.")] = False,
+) -> None:
+    """Optimise an image so it keeps CONTENT's layout and takes on the STYLES' textures (Gatys et al.)."""
+    from . import images
+    from .pipeline import stylize_files
+    from .progress import ProgressPrinter
+
+    names, layer_weights = _layers(style_layers, _DEFAULTS.style_layers)
+    config = StylizeConfig(
+        size=size, steps=steps, optimizer=optimizer, lr=lr, content_weight=content_weight,
+        style_weight=style_weight, tv_weight=tv_weight,
+        content_layers=_layers(content_layers, _DEFAULTS.content_layers)[0],
+        style_layers=names, style_layer_weights=layer_weights, style_blend=_floats(style_blend, "--style-blend"),
+        style_scale=style_scale, init=init, preserve_color=preserve_color, multiscale=multiscale,
+        min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
+        loss_normalisation=loss_normalisation, seed=seed, device=device, save_every=save_every,
+    )
+    inputs = [content, *styles] + ([Path(init)] if init not in ("content", "noise", "style") else [])
+    images.check_output(output, protect=inputs)
+    with ProgressPrinter(quiet=quiet) as progress:
+        summary = stylize_files(content, styles, output, config, callback=progress, max_pixels=max_pixels)
+    if json_summary:
+        print(json.dumps(summary, indent=2))
+
+
+@app.command()
+@user_errors
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the stylised sample.")] = Path("demo.png"),
+    size: Annotated[int, typer.Option(help="Long side in pixels.")] = 256,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
+    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file [default: imagenet, else random].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Stylise the built-in sample photo with the built-in sample painting: a first look, offline too."""
+    from . import images, samples
+    from .pipeline import stylize_and_save
+    from .progress import ProgressPrinter
+
+    images.check_output(output)
+    config = StylizeConfig(size=size, steps=steps, vgg_weights=vgg_weights or _imagenet_or_random(quiet))
+    content = images.to_tensor(samples.landscape())
+    style = images.to_tensor(samples.swirl_painting())
+    with ProgressPrinter(quiet=quiet) as progress:
+        stylize_and_save(content, [style], output, config, callback=progress,
+                         sources={"content": "painterly sample landscape", "styles": ["painterly sample swirl"]})
+    if not quiet:
+        print(f"wrote {output}", file=sys.stderr)
+
+
+def _imagenet_or_random(quiet: bool) -> str:
+    """The demo always produces a picture: ImageNet weights if they can be had, else random."""
+    from . import weights
+
+    spec = weights.spec_for("vgg19")
+    if weights.cached_path(spec).exists():
+        return "imagenet"
+    try:
+        weights.download(spec, progress=not quiet)
+        return "imagenet"
+    except weights.WeightsUnavailable as error:
+        _warn(f"{error}")
+        _warn("the demo goes on with random VGG weights: expect colours and coarse texture, not a real painting")
+        return "random"
+
+
+@app.command("weights")
+@user_errors
+def weights_command(
+    download: Annotated[bool, typer.Option("--download", help="Download the ImageNet weights into the cache.")] = False,
+    import_file: Annotated[Optional[Path], typer.Option("--import", help="Copy a local torchvision weights file into the cache.")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Check the hash of the cached files.")] = False,
+    arch: Annotated[str, typer.Option(help="vgg19, vgg16 or all.")] = "all",
+) -> None:
+    """Show where the VGG weights are; download, verify or import them."""
+    from . import weights
+
+    archs = weights.ARCHS if arch == "all" else (arch,)
+    for name in archs:
+        if name not in weights.ARCHS:
+            raise UsageError(f"--arch must be vgg16, vgg19 or all; got {name!r}")
+    if import_file is not None:
+        if arch == "all":
+            raise UsageError("--import needs --arch vgg19 or --arch vgg16")
+        print(f"imported {import_file} as {weights.import_file(import_file, arch)}")
+    if download:
+        for name in archs:
+            print(f"{name}: {weights.download(weights.spec_for(name))}")
+    for row in weights.status():
+        if row["arch"] not in archs:
+            continue
+        state = f"cached, {row['size'] / 1e6:.0f} MB" if row["present"] else "not downloaded"
+        if verify and row["present"]:
+            ok = weights.verify(Path(row["path"]), weights.spec_for(row["arch"]))
+            state += ", hash OK" if ok else ", HASH MISMATCH (delete it and download again)"
+        print(f"{row['arch']}: {state}\n  file: {row['path']}\n  from: {row['url']}")
+    print("Other sources: --vgg-weights PATH (or $PAINTERLY_VGG_WEIGHTS) for a local .pth/.safetensors file, "
+          "--vgg-weights random for offline use (much lower quality).")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    app(args=argv, prog_name="painterly")
+

@@ -1,0 +1,129 @@
+"""Settings shared by the CLI, the Python API and the web UI.
+
+Every front-end reads its defaults from these dataclasses, so a default is
+changed in one place. `to_dict()` is what gets stored in output metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+OPTIMIZERS = ("lbfgs", "adam")
+COLOR_MODES = ("luminance", "histogram")
+INITS = ("content", "noise", "style")
+MULTISCALE = ("auto", "on", "off")
+
+# Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclass
+class StylizeConfig:
+    """Gatys-style optimisation of an image's pixels."""
+
+    size: int = 512  # long side of the output in pixels; aspect ratio kept
+    steps: int = 300  # optimiser steps at the final scale (and at each coarser one)
+    optimizer: str = "lbfgs"  # L-BFGS converges in far fewer steps than Adam on this problem
+    lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam (≈5 on 0–255 pixels)
+    content_weight: float = 1.0
+    style_weight: float = 10.0  # with "target" normalisation each term starts near 1
+    tv_weight: float = 1.0  # light smoothing against high-frequency noise
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal weights summing to 1
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    style_scale: float = 1.0  # style image long side = style_scale × current size
+    init: str = "content"  # "content", "noise", "style" or a path to an image
+    preserve_color: str | None = None  # None, "luminance" or "histogram"
+    multiscale: str = "auto"  # "auto": coarse-to-fine when size > multiscale_threshold
+    multiscale_threshold: int = 512
+    min_scale: int = 256  # long side of the coarsest scale
+    pooling: str = "max"  # "avg" is what Gatys et al. used for their figures
+    vgg: str = "vgg19"
+    vgg_weights: str | None = None  # "imagenet", "random", a path; None: $PAINTERLY_VGG_WEIGHTS or imagenet
+    loss_normalisation: str = "target"  # "paper" gives the exact Gatys formulas (see docs)
+    seed: int = 0
+    device: str = "auto"
+    save_every: int = 0  # >0: hand an intermediate image to the callback every N steps
+
+    def __post_init__(self) -> None:
+        self.content_layers = tuple(self.content_layers)
+        self.style_layers = tuple(self.style_layers)
+        if self.style_layer_weights is not None:
+            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+        if self.style_blend is not None:
+            self.style_blend = tuple(float(w) for w in self.style_blend)
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse impossible settings before any work is done."""
+        _positive_int("size", self.size)
+        _positive_int("steps", self.steps)
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("device", self.device, DEVICES)
+        _choice("multiscale", self.multiscale, MULTISCALE)
+        _choice("pooling", self.pooling, ("max", "avg"))
+        _choice("vgg", self.vgg, ("vgg16", "vgg19"))
+        _choice("loss_normalisation", self.loss_normalisation, ("target", "paper"))
+        if self.preserve_color is not None:
+            _choice("preserve_color", self.preserve_color, COLOR_MODES)
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"lr must be a positive number, got {self.lr}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a non-negative number, got {value}")
+        if not (math.isfinite(self.style_scale) and self.style_scale > 0):
+            raise UsageError(f"style_scale must be positive, got {self.style_scale}")
+        if not self.content_layers and self.content_weight > 0:
+            raise UsageError("content_layers is empty; set content_weight 0 for pure texture synthesis")
+        if not self.style_layers:
+            raise UsageError("style_layers must name at least one layer")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise UsageError(
+                f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers"
+            )
+        _positive_int("min_scale", self.min_scale)
+        if self.save_every < 0:
+            raise UsageError("save_every must be 0 (off) or a positive number of steps")
+
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+    def layer_weights(self) -> dict[str, float]:
+        """Style layer -> weight w_l; equal weights summing to 1 unless given."""
+        weights = self.style_layer_weights or (1.0 / len(self.style_layers),) * len(self.style_layers)
+        return dict(zip(self.style_layers, weights))
+
+    def scales(self) -> list[int]:
+        """Long sides of the coarse-to-fine pyramid, ending at `size`."""
+        use = self.multiscale == "on" or (self.multiscale == "auto" and self.size > self.multiscale_threshold)
+        sizes = [self.size]
+        while use and sizes[0] // 2 >= self.min_scale:
+            sizes.insert(0, sizes[0] // 2)
+        return sizes
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> StylizeConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _positive_int(name: str, value: int) -> None:
+    if not isinstance(value, int) or value <= 0:
+        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -1,0 +1,65 @@
+"""Progress events: the library reports, front-ends decide how to show them.
+
+A callback receives each event. It may raise `StopRequested` to end the run
+early; the caller then gets the current result instead of an error (the web
+UI's stop button, a time budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StopRequested(Exception):
+    """Raised by a callback to stop a run and keep what it has so far."""
+
+
+@dataclass
+class StepEvent:
+    """One optimisation step of `stylize`.
+
+    `image` is the current image (1, 3, H, W) in [0, 1], detached; copy it if
+    you keep it, the next step changes it.
+    """
+
+    step: int  # 1-based, within the current scale
+    total_steps: int  # steps at this scale
+    scale: int  # 1-based scale index
+    num_scales: int
+    size: tuple[int, int]  # (height, width) at this scale
+    losses: dict[str, float]
+    elapsed: float  # seconds since the run began
+    image: Any = field(repr=False, default=None)
+
+    @property
+    def loss(self) -> float:
+        return self.losses["total"]
+
+
+@dataclass
+class MessageEvent:
+    """A notice the user should see (a warning, a fallback taken)."""
+
+    text: str
+    level: str = "info"  # "info" or "warning"
+
+
+@dataclass
+class DoneEvent:
+    """The end of a run: what was done, for summaries (`--json`) and metadata."""
+
+    steps: int  # optimiser steps taken over all scales
+    seconds: float
+    losses: dict[str, float]  # of the last step
+    weights: str  # where the VGG weights came from
+    stopped_early: bool = False
+
+
+Event = StepEvent | MessageEvent | DoneEvent
+Callback = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """The default callback: the library never prints."""

@@ -1,0 +1,148 @@
+"""`VGGFeatures`: the VGG encoder both methods measure images with.
+
+Layers are asked for by name (`relu4_2`, `conv3_1`, `pool2`), the network is
+built only up to the deepest one, the ImageNet normalisation happens inside
+(callers pass [0, 1] RGB), and the weights are frozen.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from . import weights as vgg_weights
+from .errors import UsageError
+
+# ImageNet statistics the torchvision VGG weights were trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+POOLING = ("max", "avg")
+
+
+def layer_names(arch: str) -> list[str]:
+    """Every layer of `arch` in order, named as in the papers (conv1_1, relu1_1, …, pool5).
+
+    The position in this list is the index in torchvision's `features` Sequential,
+    so `features.{i}.weight` belongs to `layer_names(arch)[i]`.
+    """
+    names: list[str] = []
+    block, conv = 1, 1
+    for item in _config(arch):
+        if item == "M":
+            names.append(f"pool{block}")
+            block, conv = block + 1, 1
+        else:
+            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
+            conv += 1
+    return names
+
+
+def check_layers(layers: Iterable[str], arch: str) -> list[str]:
+    """Validate layer names, suggesting the closest name for a typo."""
+    known = layer_names(arch)
+    checked = []
+    for name in layers:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else f"; known layers: {', '.join(known)}"
+            raise UsageError(f"unknown {arch} layer {name!r}{hint}")
+        checked.append(name)
+    return checked
+
+
+def _config(arch: str) -> list[int | str]:
+    if arch not in vgg_weights.CONFIGS:
+        raise UsageError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(vgg_weights.ARCHS)}")
+    return vgg_weights.CONFIGS[arch]
+
+
+class VGGFeatures(nn.Module):
+    """A frozen VGG-16/19 prefix that returns the activations of the named layers.
+
+    Args:
+        layers: names of the layers to return, e.g. ``["relu1_1", "relu4_2"]``.
+        arch: ``"vgg19"`` (Gatys) or ``"vgg16"`` (Johnson).
+        weights: ``"imagenet"`` (torchvision's file, downloaded and cached),
+            ``"random"`` (seeded, offline), a path to a state-dict file, or None
+            for the ``PAINTERLY_VGG_WEIGHTS`` environment variable / ImageNet.
+        pooling: ``"max"`` as trained, or ``"avg"``, which Gatys et al. found gives
+            smoother results.
+        seed: seed of the random weights.
+        state_dict: weights already loaded (skips `weights`); used to share one
+            download between several encoders.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[str],
+        *,
+        arch: str = "vgg19",
+        weights: str | None = None,
+        pooling: str = "max",
+        seed: int = 0,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if not layers:
+            raise UsageError("VGGFeatures needs at least one layer")
+        if pooling not in POOLING:
+            raise UsageError(f"unknown pooling {pooling!r}; choose max or avg")
+        self.arch = arch
+        self.layers = tuple(dict.fromkeys(check_layers(layers, arch)))
+        names = layer_names(arch)
+        self.depth = max(names.index(name) for name in self.layers) + 1
+        self._names = names[: self.depth]
+        self.features = self._build(pooling)
+        # Keys in torchvision's layout ("features.21.weight"), only those of the prefix built.
+        required = [f"features.{key}" for key in self.features.state_dict()]
+        if state_dict is None:
+            state_dict, self.weights_description = vgg_weights.resolve(
+                weights, arch, seed=seed, required=required, progress=progress
+            )
+        else:
+            self.weights_description = "given state dict"
+        self.features.load_state_dict({key[len("features."):]: state_dict[key] for key in required})
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def _build(self, pooling: str) -> nn.Sequential:
+        modules: list[nn.Module] = []
+        in_channels = 3
+        for item in _config(self.arch):
+            if item == "M":
+                pool = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+                modules.append(pool)
+            else:
+                modules += [nn.Conv2d(in_channels, item, 3, padding=1), nn.ReLU(inplace=False)]
+                in_channels = item
+            if len(modules) >= self.depth:
+                break
+        return nn.Sequential(*modules[: self.depth])
+
+    def train(self, mode: bool = True) -> VGGFeatures:
+        """Stay in eval mode: the encoder is a fixed measuring instrument."""
+        return super().train(False)
+
+    @property
+    def min_side(self) -> int:
+        """Smallest image side for which the deepest layer still has at least one pixel."""
+        pools = sum(name.startswith("pool") for name in self._names)
+        return 2**pools
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """[0, 1] RGB (N, 3, H, W) -> {layer name: activation (N, C, H', W')}."""
+        x = (image - self.mean) / self.std
+        wanted = set(self.layers)
+        out: dict[str, torch.Tensor] = {}
+        for name, module in zip(self._names, self.features):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+        return out

@@ -1,0 +1,529 @@
+"""Image files in and out: the only module that touches Pillow.
+
+Pixels leave here as float32 RGB in [0, 1] and come back the same way. The core works on
+numpy arrays (HxWx3) so that the ONNX Runtime path runs without torch; torch is imported
+only inside the functions that take or return tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import struct
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from io import BytesIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
+from xml.sax.saxutils import escape
+
+import numpy as np
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from painterly.errors import ImageError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+StrPath = str | os.PathLike[str]
+
+DEFAULT_MAX_PIXELS: int = 178_956_970  # ~ 13.4k x 13.4k, Pillow's own hard limit
+MIN_SIDE: int = 16  # smallest side VGG's four 2x poolings leave something of
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
+SETTINGS_KEY = "painterly"
+
+_MAX_PIXELS_ENV = "PAINTERLY_MAX_PIXELS"
+_RAISE_THE_LIMIT = f"raise it with --max-pixels or {_MAX_PIXELS_ENV}"
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
+_KEEPS_ALPHA = frozenset({"PNG", "WEBP", "TIFF"})
+_TIFF_IMAGE_DESCRIPTION = 270
+_XMP_NAMESPACE = "urn:painterly:xmp/"
+# What Pillow raises on damaged data varies by plugin; these are the ones it uses.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def read_array(
+    path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read the first frame of any image Pillow opens, upright and in sRGB.
+
+    Returns (rgb float32 HxWx3 in [0, 1] composited over white, alpha float32 HxW in [0, 1]
+    or None). The size is checked from the header before any pixel is decoded.
+    """
+    shown = os.fspath(path)
+    limit = _max_pixels(max_pixels)
+    with _open(path, shown) as img:
+        _check_size(img.size, shown, limit, min_side)
+        _decode(img, shown, limit)
+        return _to_float_rgb(img)
+
+
+def load_image(path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE) -> torch.Tensor:
+    """Read an image as a (1, 3, H, W) float32 tensor in [0, 1]; transparency becomes white."""
+    rgb, _ = read_array(path, max_pixels=max_pixels, min_side=min_side)
+    return to_tensor(rgb)
+
+
+def load_image_with_alpha(
+    path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Like `load_image`, plus the alpha channel as (1, 1, H, W) so it can be put back on save."""
+    import torch
+
+    rgb, alpha = read_array(path, max_pixels=max_pixels, min_side=min_side)
+    return to_tensor(rgb), None if alpha is None else torch.from_numpy(alpha)[None, None]
+
+
+def read_settings(path: StrPath) -> dict | None:
+    """The settings dict `save_image` stored in the file, or None when there is none."""
+    shown = os.fspath(path)
+    with _open(path, shown) as img:
+        if img.format == "PNG":
+            return _json_dict(img.info.get(SETTINGS_KEY))
+        envelope = _json_dict(_envelope_text(img))
+    return None if envelope is None else _json_dict(envelope.get(SETTINGS_KEY))
+
+
+def _max_pixels(given: int | None) -> int:
+    """The argument, else the environment variable, else the default."""
+    raw = given if given is not None else os.environ.get(_MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise UsageError(f"{_MAX_PIXELS_ENV} must be a whole number of pixels, got {raw!r}") from None
+    if limit < 1:
+        raise UsageError(f"the pixel limit must be positive, got {limit}")
+    return limit
+
+
+def _open(path: StrPath, shown: str) -> Image.Image:
+    """Open the file reading only its header, so that the size can be checked before decoding."""
+    _check_is_file(path, shown)
+    try:
+        with _pillow_pixel_limit(None):  # _check_size does this check with a clearer message
+            return Image.open(path)
+    except UnidentifiedImageError:
+        raise ImageError(f"{shown}: not an image Pillow can read") from None
+    except OSError as exc:
+        raise _read_error(shown, exc) from exc
+    except _DECODE_ERRORS as exc:
+        raise _corrupt(shown, exc) from exc
+
+
+def _check_is_file(path: StrPath, shown: str) -> None:
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        raise _read_error(shown, exc) from exc
+    if stat.S_ISDIR(status.st_mode):
+        raise ImageError(f"{shown}: is a directory, not an image")
+    if status.st_size == 0:
+        raise ImageError(f"{shown}: empty file")
+
+
+def _read_error(shown: str, exc: OSError) -> ImageError:
+    """One line for an OSError; Pillow's own OSErrors (no errno) mean damaged data."""
+    if isinstance(exc, FileNotFoundError):
+        return ImageError(f"{shown}: no such file")
+    if isinstance(exc, PermissionError):
+        return ImageError(f"{shown}: permission denied")
+    if exc.errno is None:
+        return _corrupt(shown, exc)
+    return ImageError(f"{shown}: cannot read ({exc.strerror})")
+
+
+def _corrupt(shown: str, exc: Exception) -> ImageError:
+    return ImageError(f"{shown}: truncated or corrupt image data ({exc})")
+
+
+def _check_size(size: tuple[int, int], shown: str, limit: int, min_side: int) -> None:
+    width, height = size
+    if width * height > limit:
+        raise ImageError(
+            f"{shown}: {width}x{height} = {width * height:,} pixels is over the limit of {limit:,}; "
+            f"{_RAISE_THE_LIMIT}"
+        )
+    if min(width, height) < min_side:
+        raise ImageError(
+            f"{shown}: {width}x{height} is too small; each side must be at least {min_side} pixels"
+        )
+
+
+@contextmanager
+def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
+    """Have Pillow's decompression-bomb check enforce `limit` exactly, then put its setting back.
+
+    Pillow reads a module global and only warns between it and twice it, so the global is set
+    under a lock (and restored, never leaked) and that warning is made an error.
+    """
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(img: Image.Image, shown: str, limit: int) -> None:
+    """Decode the first frame fully and turn it upright, so damaged data fails here, by name."""
+    try:
+        with _pillow_pixel_limit(limit):  # frames and tiles can be larger than the header said
+            img.seek(0)
+            img.load()
+            ImageOps.exif_transpose(img, in_place=True)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        message = f"{shown}: image data is over the limit of {limit:,} pixels; {_RAISE_THE_LIMIT}"
+        raise ImageError(message) from None
+    except _DECODE_ERRORS as exc:
+        raise _corrupt(shown, exc) from exc
+
+
+def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> (float RGB composited over white, float alpha or None)."""
+    if img.mode == "F" or img.mode.startswith("I"):
+        gray = _scaled_gray(img)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    icc = img.info.get("icc_profile")
+    alpha = None
+    if img.has_transparency_data:
+        rgba = img.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+        img = rgba.convert("RGB")
+    rgb = np.asarray(_to_srgb(img, icc), dtype=np.float32) / 255
+    if alpha is not None:
+        rgb = rgb * alpha[..., None] + (1 - alpha[..., None])
+    return rgb, alpha
+
+
+def _scaled_gray(img: Image.Image) -> np.ndarray:
+    """16/32-bit integer or float gray scaled by its real range.
+
+    Pillow's convert("RGB") clips these at 255, which turns a 16-bit PNG white. Integers that
+    fit 16 bits are read as 16-bit (mode "I" is often 16-bit data widened); floats already in
+    [0, 1] are kept; anything else is stretched from its minimum to its maximum.
+    """
+    values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    low, high = float(values.min()), float(values.max())
+    if img.mode.startswith("I") and low >= 0 and high <= 65535:
+        low, high = 0.0, 65535.0
+    elif img.mode == "F" and low >= 0 and high <= 1:
+        low, high = 0.0, 1.0
+    return np.clip((values - low) / max(high - low, 1e-12), 0, 1).astype(np.float32)
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """RGB in sRGB, through the embedded ICC profile when there is one.
+
+    Lab needs no profile: Pillow (since 9.4) converts it to sRGB through lcms itself.
+    """
+    if icc and img.mode in ("RGB", "CMYK"):
+        try:
+            embedded = ImageCms.ImageCmsProfile(BytesIO(icc))
+            return ImageCms.profileToProfile(img, embedded, _srgb(), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a broken or mismatched profile: show the pixels untagged, as viewers do
+    return img.convert("RGB")
+
+
+@cache
+def _srgb() -> ImageCms.ImageCmsProfile:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _envelope_text(img: Image.Image) -> str | bytes | None:
+    """Where JPEG, WebP and TIFF keep the JSON envelope {SETTINGS_KEY: settings}."""
+    if img.format == "JPEG":
+        return img.info.get("comment")
+    if img.format == "WEBP":
+        return _from_xmp(img.info.get("xmp"))
+    if img.format == "TIFF":
+        return img.tag_v2.get(_TIFF_IMAGE_DESCRIPTION)
+    return None
+
+
+def _json_dict(text: Any) -> dict | None:
+    """A dict decoded from JSON text (or already decoded); None for anything else."""
+    if isinstance(text, (str, bytes)):
+        try:
+            text = json.loads(text)
+        except ValueError:
+            return None
+    return text if isinstance(text, dict) else None
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def save_image(
+    image: Any,
+    path: StrPath,
+    *,
+    settings: dict | None = None,
+    alpha: Any = None,
+    protect: Iterable[StrPath] = (),
+    quality: int = 95,
+) -> Path:
+    """Write an image atomically, with the settings that made it stored in the file.
+
+    `image` is a tensor (1,3,H,W)/(3,H,W) or an HxWx3 array in [0, 1]; `alpha` (HxW, or
+    with unit batch/channel axes) is kept by PNG, WebP and TIFF and dropped by JPEG.
+    `protect` names input files that must never be overwritten. Missing parent folders are
+    created. Returns the path written.
+    """
+    path = Path(path)
+    shown = os.fspath(path)
+    image_format = check_output(path, protect=protect)
+    picture = _to_pil(image, alpha if image_format in _KEEPS_ALPHA else None)
+    options = _save_options(image_format, settings, quality)
+    try:
+        _write_atomically(picture, path, image_format, options)
+    except OSError as exc:
+        raise ImageError(f"{shown}: cannot write ({exc.strerror or exc})") from exc
+    return path
+
+
+def check_output(path: StrPath, *, protect: Iterable[StrPath] = ()) -> str:
+    """Refuse an output path before any work: unknown extension, or one of the inputs.
+
+    Returns the Pillow format name the extension selects.
+    """
+    shown = os.fspath(path)
+    image_format = _format_for(Path(path), shown)
+    _refuse_to_overwrite(Path(path), protect, shown)
+    return image_format
+
+
+def _format_for(path: Path, shown: str) -> str:
+    image_format = _FORMATS.get(path.suffix.lower())
+    if image_format is None:
+        raise ImageError(f"{shown}: cannot write this file type; use one of {', '.join(WRITABLE_EXTENSIONS)}")
+    return image_format
+
+
+def _refuse_to_overwrite(path: Path, protect: Iterable[StrPath], shown: str) -> None:
+    if any(_same_file(path, Path(original)) for original in protect):
+        raise ImageError(f"{shown}: refusing to overwrite an input file")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same inode when both exist (catches hard links), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _to_pil(image: Any, alpha: Any) -> Image.Image:
+    rgb = _to_uint8(to_array(image))
+    if alpha is None:
+        return Image.fromarray(rgb)
+    return Image.fromarray(np.dstack([rgb, _to_uint8(_alpha_array(alpha, rgb.shape[:2]))]))
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+
+
+def _alpha_array(alpha: Any, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    array = _as_numpy(alpha)
+    if array.shape not in {(height, width), (1, height, width), (1, 1, height, width), (height, width, 1)}:
+        raise ValueError(f"alpha has shape {array.shape}; expected {height}x{width} to match the image")
+    return array.reshape(height, width)
+
+
+def _save_options(image_format: str, settings: dict | None, quality: int) -> dict[str, Any]:
+    """Pillow save arguments, with the settings in the slot each format keeps them in."""
+    options: dict[str, Any] = {"quality": quality} if image_format in ("JPEG", "WEBP") else {}
+    if settings is None:
+        return options
+    if image_format == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(SETTINGS_KEY, json.dumps(settings))
+        return {**options, "pnginfo": info}
+    envelope = json.dumps({SETTINGS_KEY: settings})
+    if image_format == "JPEG":
+        return {**options, "comment": envelope}
+    if image_format == "WEBP":
+        return {**options, "xmp": _xmp_packet(envelope)}
+    return {**options, "description": envelope}  # TIFF ImageDescription (tag 270)
+
+
+def _xmp_packet(text: str) -> bytes:
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:painterly="{_XMP_NAMESPACE}">'
+        f"<painterly:settings>{escape(text)}</painterly:settings>"
+        "</rdf:Description></rdf:RDF></x:xmpmeta>"
+    ).encode()
+
+
+def _from_xmp(packet: bytes | None) -> str | None:
+    if not packet:
+        return None
+    try:
+        node = ElementTree.fromstring(packet).find(f".//{{{_XMP_NAMESPACE}}}settings")
+    except ElementTree.ParseError:
+        return None
+    return None if node is None else node.text
+
+
+def _write_atomically(picture: Image.Image, path: Path, image_format: str, options: dict[str, Any]) -> None:
+    """Write beside the destination and rename over it: a crash never leaves half a file.
+
+    The temporary file is made with os.open's 0o666 so the result gets the usual umask
+    permissions (mkstemp's would be 0o600).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            picture.save(file, format=image_format, **options)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+# --- arrays, tensors, resizing ---------------------------------------------------------------
+
+
+def to_array(image: Any) -> np.ndarray:
+    """Tensor (1,3,H,W)/(3,H,W) or array (1,3,H,W)/HxWx3 -> a new HxWx3 float32 array.
+
+    A 3-axis tensor is read as channels-first, a 3-axis array as channels-last (Pillow's
+    layout); tensors are detached and moved to the CPU.
+    """
+    array = _as_numpy(image)
+    if array.ndim == 4 and array.shape[:2] == (1, 3):
+        array = array[0].transpose(1, 2, 0)
+    elif array.ndim == 3 and _is_tensor(image) and array.shape[0] == 3:
+        array = array.transpose(1, 2, 0)
+    elif not (array.ndim == 3 and array.shape[2] == 3):
+        raise ValueError(f"expected an image of shape (1,3,H,W), (3,H,W) or HxWx3, got {tuple(array.shape)}")
+    return np.array(array, dtype=np.float32, order="C")  # a copy: never a view of the caller's data
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """HxWx3 array -> a new (1, 3, H, W) float32 tensor."""
+    import torch
+
+    array = np.asarray(array, dtype=np.float32)
+    if not (array.ndim == 3 and array.shape[2] == 3):
+        raise ValueError(f"expected an HxWx3 array, got {array.shape}")
+    return torch.from_numpy(array.transpose(2, 0, 1)[None].copy())
+
+
+def resize_long_side(image: Any, size: int) -> Any:
+    """Scale so the longer side is `size` pixels, keeping the aspect ratio."""
+    _check_positive(size=size)
+    height, width = _height_width(image)
+    scale = size / max(height, width)
+    return resize_to(image, max(1, round(height * scale)), max(1, round(width * scale)))
+
+
+def resize_to(image: Any, height: int, width: int) -> Any:
+    """Antialiased bicubic resize, clamped to [0, 1] (bicubic overshoots at edges).
+
+    Takes a (N,3,H,W)/(3,H,W) tensor or an HxWx3 array and returns the same kind; an image
+    already that size is returned as is.
+    """
+    _check_positive(height=height, width=width)
+    if _height_width(image) == (height, width):
+        return image
+    if _is_tensor(image):
+        return _resize_tensor(image, height, width)
+    return _resize_array(np.asarray(image, dtype=np.float32), height, width)
+
+
+def _resize_tensor(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """torch's antialiased bicubic is Pillow's bicubic, so both kinds of input agree."""
+    import torch.nn.functional as F
+
+    batch = image if image.ndim == 4 else image[None]
+    resized = F.interpolate(batch, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
+    resized = resized.clamp(0, 1)
+    return resized if image.ndim == 4 else resized[0]
+
+
+def _resize_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    channels = [
+        Image.fromarray(np.ascontiguousarray(array[..., c])).resize((width, height), Image.Resampling.BICUBIC)
+        for c in range(array.shape[2])
+    ]
+    return np.clip(np.stack([np.asarray(c) for c in channels], axis=2), 0, 1)
+
+
+def _height_width(image: Any) -> tuple[int, int]:
+    """(H, W) of a channels-first tensor or a channels-last array."""
+    shape = tuple(image.shape)
+    return (shape[-2], shape[-1]) if _is_tensor(image) else (shape[0], shape[1])
+
+
+def _check_positive(**sizes: int) -> None:
+    for name, value in sizes.items():
+        if value < 1:
+            raise UsageError(f"{name} must be at least 1 pixel, got {value}")
+
+
+def _is_tensor(value: Any) -> bool:
+    """True for a torch.Tensor, without importing torch: if it is not loaded, no tensor exists."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if _is_tensor(value):
+        import torch
+
+        return value.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+# --- folders ---------------------------------------------------------------------------------
+
+
+def image_files(folder: StrPath, *, recursive: bool = True) -> list[Path]:
+    """Sorted image files in a folder (by extensions Pillow can open), hidden ones skipped."""
+    shown = os.fspath(folder)
+    root = Path(folder)
+    if not root.exists():
+        raise ImageError(f"{shown}: no such folder")
+    if not root.is_dir():
+        raise ImageError(f"{shown}: is a file, not a folder")
+    readable = _readable_extensions()
+    return sorted(
+        path
+        for path in _files_under(root, recursive)
+        if not path.name.startswith(".") and path.suffix.lower() in readable
+    )
+
+
+def _files_under(root: Path, recursive: bool) -> Iterator[Path]:
+    """Files in root (and below, skipping hidden folders); symlinked folders are not followed."""
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = [name for name in subdirectories if not name.startswith(".")]
+        yield from (Path(directory, name) for name in files)
+        if not recursive:
+            return
+
+
+@cache
+def _readable_extensions() -> frozenset[str]:
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)

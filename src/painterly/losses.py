@@ -1,0 +1,183 @@
+"""Losses of Gatys et al. (2015) and Johnson et al. (2016), shared by both methods.
+
+Two normalisations are offered:
+
+* ``"paper"`` — exactly the paper: content ½·Σ(F−P)², style per layer
+  Σ(G−A)² / (4·N²·M²) with G = F·Fᵀ. The content term then grows with the
+  image area, so good weights change with ``--size``.
+* ``"target"`` (default, a departure from the paper) — each layer's squared
+  error is averaged and divided by the mean square of its target, so every
+  term starts near 1 whatever the image size, layer depth or VGG weights
+  (ImageNet or random). One set of default weights then works everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import UsageError
+
+NORMALISATIONS = ("target", "paper")
+_EPS = 1e-8
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """G = F·Fᵀ over spatial positions: (N, C, H, W) -> (N, C, C), not normalised."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2))
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor, normalisation: str = "paper") -> torch.Tensor:
+    """Paper: ½·Σ(F−P)². Target: mean((F−P)²) / mean(P²)."""
+    if normalisation == "paper":
+        return 0.5 * (features - target).pow(2).sum()
+    return (features - target).pow(2).mean() / (target.pow(2).mean() + _EPS)
+
+
+def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor, channels: int, positions: int,
+                     normalisation: str = "paper") -> torch.Tensor:
+    """Paper: E_l = Σ(G−A)² / (4·N_l²·M_l²). Target: mean((G−A)²) / mean(A²).
+
+    A batch of grams (N, C, C) against one target (1, C, C) is summed over the
+    batch in the paper form and averaged in the target form.
+    """
+    if normalisation == "paper":
+        return (gram - target_gram).pow(2).sum() / (4.0 * channels**2 * positions**2)
+    return (gram - target_gram).pow(2).mean() / (target_gram.pow(2).mean() + _EPS)
+
+
+def total_variation(image: torch.Tensor, normalisation: str = "paper") -> torch.Tensor:
+    """Squared differences of neighbouring pixels (Mahendran & Vedaldi 2015).
+
+    Paper form: the sum; target form: the mean, so it does not grow with size.
+    """
+    dy = (image[..., 1:, :] - image[..., :-1, :]).pow(2)
+    dx = (image[..., :, 1:] - image[..., :, :-1]).pow(2)
+    if normalisation == "paper":
+        return dy.sum() + dx.sum()
+    return dy.mean() + dx.mean()
+
+
+@dataclass
+class LossTerms:
+    """The weighted parts of one evaluation; `total` is what is minimised."""
+
+    total: torch.Tensor
+    content: torch.Tensor
+    style: torch.Tensor
+    tv: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in ("total", "content", "style", "tv")}
+
+
+class PerceptualLoss(nn.Module):
+    """Content + style + TV over a `VGGFeatures` encoder, with targets computed once.
+
+    Style targets are blended Gram matrices of one or more style images. The
+    content target is either fixed (`set_content`, Gatys) or passed with each
+    call (Johnson: the features of the photo being stylised).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        content_layers: Sequence[str],
+        style_layers: Mapping[str, float],
+        *,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+        normalisation: str = "target",
+    ) -> None:
+        super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise UsageError(f"unknown loss normalisation {normalisation!r}; choose {' or '.join(NORMALISATIONS)}")
+        missing = set(content_layers) | set(style_layers)
+        missing -= set(getattr(encoder, "layers", missing))
+        if missing:
+            raise UsageError(f"the encoder does not compute layers {sorted(missing)}")
+        self.encoder = encoder
+        self.content_layers = tuple(content_layers)
+        self.style_layers = dict(style_layers)
+        self.content_weight = content_weight
+        self.style_weight = style_weight
+        self.tv_weight = tv_weight
+        self.normalisation = normalisation
+        self.style_targets: dict[str, torch.Tensor] = {}
+        self.content_targets: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def set_style(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None = None) -> None:
+        """Blend the Gram matrices of the style images: Σ_i b_i·A_i, weights summing to 1."""
+        blend = normalised_blend(blend, len(images))
+        self.style_targets = {}
+        for image, share in zip(images, blend):
+            feats = self.encoder(image)
+            for layer in self.style_layers:
+                # Stored per position, so a style image of another size gives the same target.
+                gram = gram_matrix(feats[layer].float()) / _positions(feats[layer])
+                self.style_targets[layer] = self.style_targets.get(layer, 0) + share * gram
+
+    @torch.no_grad()
+    def set_content(self, image: torch.Tensor) -> None:
+        """Fix the content target (Gatys): features of the content photo."""
+        feats = self.encoder(image)
+        self.content_targets = {layer: feats[layer].detach().float() for layer in self.content_layers}
+
+    def forward(self, image: torch.Tensor, content: Mapping[str, torch.Tensor] | None = None) -> LossTerms:
+        feats = self.encoder(image)
+        return self.from_features(image, feats, content)
+
+    def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Content targets for a batch of photos (Johnson), without gradient."""
+        with torch.no_grad():
+            feats = self.encoder(image)
+        return {layer: feats[layer].float() for layer in self.content_layers}
+
+    def from_features(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],
+                      content: Mapping[str, torch.Tensor] | None = None) -> LossTerms:
+        """Loss from encoder activations already computed for `image`."""
+        if not self.style_targets:
+            raise RuntimeError("PerceptualLoss.set_style must be called before the loss is evaluated")
+        content = self.content_targets if content is None else content
+        norm = self.normalisation
+        zero = image.new_zeros(())
+        content_term = sum((content_loss(feats[l].float(), content[l], norm) for l in self.content_layers), zero)
+        style_term = zero
+        for layer, weight in self.style_layers.items():
+            f = feats[layer].float()
+            positions = _positions(f)
+            gram, target = gram_matrix(f), self.style_targets[layer]
+            if norm == "target":
+                gram = gram / positions
+            else:  # the paper's A for an image of this size; exact when the sizes match
+                target = target * positions
+            style_term = style_term + weight * style_layer_loss(gram, target, f.shape[1], positions, norm)
+        tv_term = total_variation(image.float(), norm) if self.tv_weight else zero
+        content_term = self.content_weight * content_term
+        style_term = self.style_weight * style_term
+        tv_term = self.tv_weight * tv_term
+        return LossTerms(content_term + style_term + tv_term, content_term, style_term, tv_term)
+
+
+def _positions(features: torch.Tensor) -> int:
+    return features.shape[-2] * features.shape[-1]
+
+
+def normalised_blend(blend: Sequence[float] | None, count: int) -> list[float]:
+    if count == 0:
+        raise UsageError("at least one style image is needed")
+    if blend is None:
+        return [1.0 / count] * count
+    if len(blend) != count:
+        raise UsageError(f"--style-blend has {len(blend)} weights for {count} style images")
+    if any(b < 0 for b in blend) or sum(blend) <= 0:
+        raise UsageError("--style-blend weights must be non-negative and not all zero")
+    total = float(sum(blend))
+    return [b / total for b in blend]

@@ -1,0 +1,86 @@
+"""Files in, file out: the Gatys run as the CLI and the web UI use it.
+
+Loads the inputs, stylises, and writes the result with the full settings in
+its metadata. Nothing is written unless the run produced an image; a run
+whose loss diverged writes its last good image and then re-raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from . import __version__, images
+from .config import StylizeConfig
+from .errors import NumericalError
+from .events import Callback, DoneEvent, Event, StepEvent, ignore
+from .optimize import stylize
+
+
+def stylize_files(
+    content: Path,
+    styles: Sequence[Path],
+    output: Path,
+    config: StylizeConfig,
+    *,
+    callback: Callback = ignore,
+    max_pixels: int | None = None,
+) -> dict:
+    """Stylise image files into `output`; returns the summary stored in its metadata."""
+    content_image = images.load_image(content, max_pixels=max_pixels)
+    style_images = [images.load_image(path, max_pixels=max_pixels) for path in styles]
+    sources = {"content": _describe(content), "styles": [_describe(path) for path in styles]}
+    return stylize_and_save(content_image, style_images, output, config, callback=callback, sources=sources,
+                            protect=[content, *styles])
+
+
+def stylize_and_save(
+    content: torch.Tensor,
+    styles: Sequence[torch.Tensor],
+    output: Path,
+    config: StylizeConfig,
+    *,
+    callback: Callback = ignore,
+    sources: dict | None = None,
+    protect: Sequence[Path] = (),
+) -> dict:
+    """Stylise tensors and write the result atomically, settings included."""
+    done: dict = {}
+
+    def relay(event: Event) -> None:
+        if isinstance(event, DoneEvent):
+            done.update(steps=event.steps, seconds=round(event.seconds, 3), losses=event.losses,
+                        weights=event.weights, stopped_early=event.stopped_early)
+        elif isinstance(event, StepEvent) and event.image is not None:
+            _save_intermediate(event, output, config, sources, protect)
+        callback(event)
+
+    summary = _settings(config, sources)
+    try:
+        result = stylize(content, styles, config, callback=relay)
+    except NumericalError as error:
+        if error.image is not None:
+            images.save_image(error.image, output, settings={**summary, "status": f"diverged at step {error.step}"},
+                              protect=protect)
+        raise
+    summary.update(done, output=str(output))
+    images.save_image(result, output, settings=summary, protect=protect)
+    return summary
+
+
+def _save_intermediate(event: StepEvent, output: Path, config: StylizeConfig, sources, protect) -> None:
+    path = output.with_name(f"{output.stem}.scale{event.scale}-step{event.step:05d}{output.suffix}")
+    settings = {**_settings(config, sources), "intermediate": {"scale": event.scale, "step": event.step}}
+    images.save_image(event.image, path, settings=settings, protect=protect)
+
+
+def _settings(config: StylizeConfig, sources: dict | None) -> dict:
+    return {"painterly": __version__, "method": "gatys", "config": config.to_dict(), **(sources or {})}
+
+
+def _describe(path: Path) -> dict:
+    """Name and SHA-256 of an input, so an output says exactly what made it."""
+    return {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}

@@ -1,0 +1,483 @@
+"""Where the VGG weights come from: torchvision's ImageNet files, a local file, or seeded random.
+
+Every source yields the same thing: a plain state dict of `features.N.weight` /
+`features.N.bias` tensors with torchvision's VGG indices (classifier dropped), so
+`features.py` can load it into its own `nn.Sequential`. ImageNet files are
+downloaded once into torch.hub's cache (as torchvision does), checked against the
+sha256 prefix in their name, and trusted by name afterwards. Files are loaded
+without running pickled code (`weights_only=True`, or safetensors).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import pickle
+import re
+import shutil
+import ssl
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from http.client import HTTPException
+from pathlib import Path
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlparse
+from urllib.request import Request, urlopen
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from torchvision.models import VGG16_Weights, VGG19_Weights
+from tqdm import tqdm
+
+from .errors import WeightsError
+
+ARCHS = ("vgg16", "vgg19")
+
+# torchvision's `cfgs`: an int is a 3x3 conv (followed by a ReLU) with that many
+# output channels, "M" a 2x2 max-pool. Copied, not imported: `cfgs` is private.
+CONFIGS: dict[str, list[int | str]] = {
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+}
+
+# The statistics the ImageNet weights were trained with (torchvision's transforms).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MIRROR_ENV = "PAINTERLY_WEIGHTS_MIRROR"
+WEIGHTS_ENV = "PAINTERLY_VGG_WEIGHTS"
+
+RANDOM_WARNING = (
+    "random VGG weights transfer colours and coarse texture only, far below ImageNet quality; "
+    "fetch the real weights once with `painterly weights --download` or pass a file with --vgg-weights PATH"
+)
+
+OFFLINE_MESSAGE = (
+    "{label} ImageNet weights are not in the cache ({path}) and could not be downloaded from {url} ({reason}). "
+    "Either connect to the internet once (`painterly weights --download`), "
+    "pass a local file with --vgg-weights PATH (or " + WEIGHTS_ENV + "), "
+    "or use --vgg-weights random (runs offline, much lower quality)."
+)
+
+# Wrappers that prefix every key: DataParallel/DDP, torch.compile, a module holding the VGG.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+_TORCH_SUFFIXES = (".pth", ".pt", ".bin")
+# A torch.save file is a zip archive; the legacy format and plain pickles start with PROTO.
+_TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
+# torch.hub's naming rule: the hex digits after the last "-" are the start of the sha256.
+_HASH_IN_NAME = re.compile(r".*-([0-9a-f]{8,})\.[^.]+")
+_CHUNK = 1 << 20
+# What a failed download raises (ssl.SSLError can escape urlopen mid-stream); other OSErrors are the disk's.
+_NETWORK_ERRORS = (URLError, HTTPException, TimeoutError, ConnectionError, ssl.SSLError)
+
+
+class WeightsUnavailable(WeightsError):
+    """The ImageNet weights are not cached and the download failed (offline, refused, timeout, HTTP error)."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Pretrained weights as data, like torchvision's `Weights`: where to fetch them and how to check them."""
+
+    arch: str
+    url: str
+    sha256_prefix: str  # torchvision names files by the start of their sha256: vgg19-dcbb9e9d.pth
+
+    @property
+    def filename(self) -> str:
+        """The cache file name: the URL's last path segment, as torch.hub uses it."""
+        return Path(urlparse(self.url).path).name
+
+
+def _spec_from_torchvision(arch: str, url: str) -> WeightsSpec:
+    """Build a spec from torchvision's URL, reading the hash prefix from the file name."""
+    match = _HASH_IN_NAME.fullmatch(Path(urlparse(url).path).name)
+    if match is None:
+        raise RuntimeError(f"torchvision's {arch} URL {url} has no hash in its file name")
+    return WeightsSpec(arch, url, match.group(1))
+
+
+IMAGENET: dict[str, WeightsSpec] = {
+    "vgg16": _spec_from_torchvision("vgg16", VGG16_Weights.IMAGENET1K_V1.url),
+    "vgg19": _spec_from_torchvision("vgg19", VGG19_Weights.IMAGENET1K_V1.url),
+}
+
+
+# --- architecture -------------------------------------------------------------
+
+
+def _label(arch: str) -> str:
+    """'vgg19' -> 'VGG-19', as people write it."""
+    return f"VGG-{arch.removeprefix('vgg')}"
+
+
+def _checked(arch: str) -> str:
+    if arch not in CONFIGS:
+        raise WeightsError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    return arch
+
+
+def _convs(arch: str) -> list[tuple[int, int, int]]:
+    """(index in `features`, in channels, out channels) of each conv: conv at i, ReLU at i+1, a pool takes one index."""
+    convs, index, channels = [], 0, 3
+    for item in CONFIGS[_checked(arch)]:
+        if item == "M":
+            index += 1
+        else:
+            convs.append((index, channels, item))
+            index, channels = index + 2, item
+    return convs
+
+
+def expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
+    """Every parameter of torchvision's `vgg*.features` and its shape; the yardstick for every loaded file."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for index, c_in, c_out in _convs(arch):
+        shapes[f"features.{index}.weight"] = (c_out, c_in, 3, 3)
+        shapes[f"features.{index}.bias"] = (c_out,)
+    return shapes
+
+
+def _clean_key(key: str) -> str:
+    """'module._orig_mod.features.0.weight' or a bare features key '0.weight' -> 'features.0.weight'."""
+    while key.startswith(_WRAPPER_PREFIXES):
+        key = key.split(".", 1)[1]
+    return f"features.{key}" if key[:1].isdigit() else key
+
+
+def _required_keys(arch: str, required: Iterable[str] | None) -> list[str]:
+    """The keys a caller needs (all by default), in torchvision's naming even if given bare ('0.weight')."""
+    shapes = expected_shapes(arch)
+    if required is None:
+        return list(shapes)
+    keys = [_clean_key(key) for key in required]
+    unknown = [key for key in keys if key not in shapes]
+    if unknown:
+        raise ValueError(f"not {arch} parameters: {', '.join(unknown[:3])}")
+    return keys
+
+
+# --- cache and download ---------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """torch.hub's checkpoint folder (honours TORCH_HOME), shared with torchvision so nothing is fetched twice."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_path(spec: WeightsSpec) -> Path:
+    """Where `spec`'s file lives once downloaded or imported."""
+    return cache_dir() / spec.filename
+
+
+def spec_for(arch: str) -> WeightsSpec:
+    """The ImageNet spec for `arch`, fetched from $PAINTERLY_WEIGHTS_MIRROR instead when set (mirrors, proxies)."""
+    spec = IMAGENET[_checked(arch)]
+    mirror = os.environ.get(MIRROR_ENV)
+    return replace(spec, url=f"{mirror.rstrip('/')}/{spec.filename}") if mirror else spec
+
+
+def _unreadable(path: Path, error: OSError) -> WeightsError:
+    return WeightsError(f"{path}: cannot read ({error.strerror or error})")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            for chunk in iter(lambda: file.read(_CHUNK), b""):
+                digest.update(chunk)
+    except OSError as error:
+        raise _unreadable(path, error) from error
+    return digest.hexdigest()
+
+
+def verify(path: Path, spec: WeightsSpec) -> bool:
+    """Whether the file is the one `spec` names: its sha256 starts with the prefix."""
+    return _sha256(path).startswith(spec.sha256_prefix)
+
+
+@contextmanager
+def _staged(dst: Path) -> Iterator[Path]:
+    """A temporary path beside `dst`, moved onto it only if the block succeeds: no half-written file is ever cached."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{dst.name}.{uuid.uuid4().hex}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(url: str, dst: Path, *, timeout: float, progress: bool) -> str:
+    """Stream `url` into `dst` (progress bar on stderr) and return its sha256."""
+    digest = hashlib.sha256()
+    with urlopen(Request(url, headers={"User-Agent": "painterly"}), timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with open(dst, "wb") as out, tqdm(total=total, disable=not progress, unit="B", unit_scale=True) as bar:
+            for chunk in iter(lambda: response.read(_CHUNK), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def _reason(error: Exception) -> str:
+    """A short reason for a network failure, for the offline message."""
+    if isinstance(error, HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, URLError):
+        return str(error.reason)
+    return str(error) or type(error).__name__
+
+
+def _offline(spec: WeightsSpec, reason: str) -> WeightsUnavailable:
+    reason = " ".join(reason.split())  # one line, whatever the network layer said
+    return WeightsUnavailable(
+        OFFLINE_MESSAGE.format(label=_label(spec.arch), path=cached_path(spec), url=spec.url, reason=reason)
+    )
+
+
+def _unwritable(path: Path, error: OSError) -> WeightsError:
+    return WeightsError(f"cannot write {path} ({error.strerror or error}); set TORCH_HOME to a writable folder")
+
+
+def download(spec: WeightsSpec, *, progress: bool = True, timeout: float = 30) -> Path:
+    """Fetch `spec` into the cache and check its hash; written atomically, so a failure leaves nothing behind.
+
+    Our own copy of torch.hub.download_url_to_file, because that one has no timeout
+    and reports a bad hash as a bare RuntimeError.
+    """
+    dst = cached_path(spec)
+    try:
+        with _staged(dst) as tmp:
+            digest = _fetch(spec.url, tmp, timeout=timeout, progress=progress)
+            if not digest.startswith(spec.sha256_prefix):
+                raise WeightsError(
+                    f"{spec.url}: downloaded file has sha256 {digest}, expected one starting with "
+                    f"{spec.sha256_prefix}; nothing was saved (a broken mirror or proxy?)"
+                )
+    except _NETWORK_ERRORS as error:
+        raise _offline(spec, _reason(error)) from error
+    except OSError as error:
+        raise _unwritable(dst, error) from error
+    return dst
+
+
+# --- loading ------------------------------------------------------------------
+
+
+def _read_torch(path: Path) -> object:
+    """torch.load without running pickled code: anything beyond tensors and containers is refused."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head:
+        raise WeightsError(f"{path}: empty file")
+    if not head.startswith(_TORCH_MAGICS):
+        raise WeightsError(f"{path}: not a PyTorch weights file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise WeightsError(
+            f"{path}: refusing to load: the file contains Python objects other than tensors (weights_only)"
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise WeightsError(f"{path}: truncated or corrupt PyTorch file") from error
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return safetensors.torch.load_file(path, device="cpu")
+    except SafetensorError as error:
+        raise WeightsError(f"{path}: not a valid safetensors file ({error})") from error
+
+
+def _read(path: Path) -> Mapping:
+    """The raw mapping stored in a .pth/.pt/.bin or .safetensors file."""
+    if not path.is_file():
+        raise WeightsError(
+            f"{path}: no such file (VGG weights are 'imagenet', 'random' or a .pth/.safetensors file)"
+        )
+    suffix = path.suffix.lower()
+    if suffix != ".safetensors" and suffix not in _TORCH_SUFFIXES:
+        raise WeightsError(f"{path}: unknown weights file type {suffix!r}; expected .pth, .pt, .bin or .safetensors")
+    try:
+        content = _read_safetensors(path) if suffix == ".safetensors" else _read_torch(path)
+    except OSError as error:
+        raise _unreadable(path, error) from error
+    if not isinstance(content, Mapping):
+        raise WeightsError(f"{path}: holds a {type(content).__name__}, not a state dict")
+    return content
+
+
+def _features(raw: Mapping, path: Path) -> dict[str, torch.Tensor]:
+    """Clean the keys and keep the `features.*` entries (the classifier is not needed), which must be tensors."""
+    features: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        name = _clean_key(str(key))
+        if not name.startswith("features."):
+            continue
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{path}: {key!r} is a {type(value).__name__}, not a tensor")
+        features[name] = value
+    return features
+
+
+def _check(features: Mapping[str, torch.Tensor], arch: str, keys: list[str], path: Path) -> None:
+    """Every present key known and of the right shape, every needed key present."""
+    shapes = expected_shapes(arch)
+    for key, tensor in features.items():
+        if key not in shapes:
+            raise WeightsError(f"{path}: unexpected key {key!r} for {_label(arch)}; weights of another architecture?")
+        if tuple(tensor.shape) != shapes[key]:
+            raise WeightsError(
+                f"{path}: {key} has shape {tuple(tensor.shape)}, expected {shapes[key]} for {_label(arch)}"
+            )
+    missing = [key for key in keys if key not in features]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise WeightsError(f"{path}: not {_label(arch)} weights: missing {', '.join(missing[:3])}{more}")
+
+
+def load_state_dict_file(
+    path: str | Path, arch: str, *, required: Iterable[str] | None = None
+) -> dict[str, torch.Tensor]:
+    """Load and check a VGG state dict from disk; returns exactly the `required` keys (default: all).
+
+    Accepts a full torchvision VGG state dict, a bare `features` one ('0.weight') and
+    keys prefixed by 'module.' / '_orig_mod.' / 'model.'; the classifier is dropped.
+    """
+    path = Path(path)
+    keys = _required_keys(arch, required)
+    features = _features(_read(path), path)
+    _check(features, arch, keys, path)
+    return {key: features[key] for key in keys}
+
+
+# --- random weights -------------------------------------------------------------
+
+
+def _probe_images(generator: torch.Generator) -> torch.Tensor:
+    """Four smooth 64x64 pseudo-photos, ImageNet-normalised: upsampled coarse colour noise plus a finer octave."""
+    coarse = F.interpolate(torch.rand(4, 3, 8, 8, generator=generator), size=64, mode="bilinear")
+    fine = F.interpolate(torch.rand(4, 3, 32, 32, generator=generator), size=64, mode="bilinear")
+    image = 0.75 * coarse + 0.25 * fine
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+@torch.no_grad()
+def random_state_dict(arch: str, *, seed: int = 0, upto: int | None = None) -> dict[str, torch.Tensor]:
+    """Seeded random VGG weights for offline use and tests, scaled so activations stay O(1) at every depth.
+
+    Kaiming-normal alone lets the activation scale drift layer by layer; here each conv
+    is then rescaled so its post-ReLU output has mean square 1 on fixed probe images
+    (LSUV, Mishkin & Matas 2016, deterministic). Biases are zero, which keeps the ReLU
+    output proportional to the weight scale. `upto` limits the number of convs; the
+    result is a prefix of the full network for the same seed.
+    """
+    convs = _convs(arch)
+    upto = len(convs) if upto is None else upto
+    if not 0 <= upto <= len(convs):
+        raise ValueError(f"upto must be between 0 and {len(convs)} for {arch}, got {upto}")
+    generator = torch.Generator().manual_seed(seed)
+    x = _probe_images(generator)
+    state: dict[str, torch.Tensor] = {}
+    next_index = 0
+    for index, c_in, c_out in convs[:upto]:
+        if index != next_index:  # a max-pool sits between the previous conv's ReLU and this conv
+            x = F.max_pool2d(x, 2)
+        weight = torch.randn(c_out, c_in, 3, 3, generator=generator) * math.sqrt(2 / (c_in * 9))
+        x = F.relu(F.conv2d(x, weight, padding=1))
+        scale = x.pow(2).mean().rsqrt()
+        state[f"features.{index}.weight"] = weight * scale
+        state[f"features.{index}.bias"] = torch.zeros(c_out)
+        x = x * scale
+        next_index = index + 2
+    return state
+
+
+# --- choosing a source ------------------------------------------------------------
+
+
+def _imagenet(arch: str, keys: list[str], *, download_missing: bool, progress: bool) -> dict[str, torch.Tensor]:
+    """The cached ImageNet file, downloaded (and hash-checked) only if absent; a cached file is trusted by name."""
+    spec = spec_for(arch)
+    path = cached_path(spec)
+    if not path.is_file():
+        if not download_missing:
+            raise _offline(spec, "downloads disabled")
+        download(spec, progress=progress)
+    return load_state_dict_file(path, arch, required=keys)
+
+
+def _conv_count(arch: str, keys: list[str]) -> int:
+    """How many convs a network needs to hold every key in `keys`."""
+    positions = {f"features.{index}": n for n, (index, _, _) in enumerate(_convs(arch))}
+    return max((positions[key.rsplit(".", 1)[0]] + 1 for key in keys), default=0)
+
+
+def resolve(
+    source: str | Path | None,
+    arch: str,
+    *,
+    seed: int = 0,
+    required: Iterable[str] | None = None,
+    download_missing: bool = True,
+    progress: bool = True,
+) -> tuple[dict[str, torch.Tensor], str]:
+    """Weights from 'imagenet', 'random' or a file path (None: $PAINTERLY_VGG_WEIGHTS, else 'imagenet').
+
+    Returns the `required` keys (default: all) and a short description for output metadata.
+    """
+    keys = _required_keys(arch, required)
+    if source is None:
+        source = os.environ.get(WEIGHTS_ENV) or "imagenet"
+    if isinstance(source, str) and source.lower() == "imagenet":
+        state = _imagenet(arch, keys, download_missing=download_missing, progress=progress)
+        return state, f"ImageNet (torchvision {spec_for(arch).filename})"
+    if isinstance(source, str) and source.lower() == "random":
+        state = random_state_dict(arch, seed=seed, upto=_conv_count(arch, keys))
+        return {key: state[key] for key in keys}, f"random (seed {seed})"
+    path = Path(source)
+    state = load_state_dict_file(path, arch, required=keys)
+    return state, f"file {path.resolve()} (sha256 {_sha256(path)[:8]})"
+
+
+def import_file(path: Path, arch: str) -> Path:
+    """Copy a local copy of torchvision's official file into the cache, so 'imagenet' works offline."""
+    path = Path(path)
+    load_state_dict_file(path, arch)
+    spec = spec_for(arch)
+    digest = _sha256(path)
+    if not digest.startswith(spec.sha256_prefix):
+        raise WeightsError(
+            f"{path}: valid {_label(arch)} weights, but not torchvision's official file "
+            f"(sha256 {digest[:len(spec.sha256_prefix)]}, expected {spec.sha256_prefix}); "
+            f"use it directly with --vgg-weights {path}"
+        )
+    dst = cached_path(spec)
+    try:
+        with _staged(dst) as tmp:
+            shutil.copyfile(path, tmp)
+    except OSError as error:
+        raise _unwritable(dst, error) from error
+    return dst
+
+
+def status() -> list[dict]:
+    """Per architecture: arch, url, path, present, size (bytes, None if absent); for `painterly weights`."""
+    rows = []
+    for arch in ARCHS:
+        spec = spec_for(arch)
+        path = cached_path(spec)
+        present = path.is_file()
+        size = path.stat().st_size if present else None
+        rows.append({"arch": arch, "url": spec.url, "path": path, "present": present, "size": size})
+    return rows

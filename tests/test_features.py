@@ -1,0 +1,64 @@
+"""VGGFeatures: names, truncation, normalisation, freezing."""
+
+import pytest
+import torch
+import torchvision
+
+from painterly.errors import UsageError
+from painterly.features import VGGFeatures, layer_names
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_layer_names_follow_torchvision_indices(arch):
+    reference = getattr(torchvision.models, arch)(weights=None).features
+    names = layer_names(arch)
+    assert len(names) == len(reference)
+    for name, module in zip(names, reference):
+        kind = {"conv": torch.nn.Conv2d, "relu": torch.nn.ReLU, "pool": torch.nn.MaxPool2d}[name.rstrip("0123456789_")]
+        assert isinstance(module, kind), name
+    assert names[21] == "conv4_2" if arch == "vgg19" else names[19] == "conv4_2"
+
+
+def test_truncated_after_deepest_layer_and_frozen():
+    enc = VGGFeatures(["relu2_1", "conv1_1"], weights="random")
+    assert len(enc.features) == layer_names("vgg19").index("relu2_1") + 1
+    assert all(not p.requires_grad for p in enc.parameters())
+    enc.train()
+    assert not enc.training
+    out = enc(torch.rand(1, 3, 32, 32))
+    assert set(out) == {"relu2_1", "conv1_1"}
+    assert out["relu2_1"].shape == (1, 128, 16, 16)
+    assert (out["conv1_1"] < 0).any(), "conv output must not be clobbered by an in-place ReLU"
+
+
+def test_normalisation_is_inside():
+    enc = VGGFeatures(["conv1_1"], weights="random")
+    x = torch.rand(1, 3, 8, 8)
+    normalised = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor(
+        [0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(enc(x)["conv1_1"], enc.features[0](normalised), atol=1e-6)
+
+
+def test_mistyped_layer_gets_a_suggestion():
+    with pytest.raises(UsageError, match="did you mean relu4_2"):
+        VGGFeatures(["relu4_22"], weights="random")
+
+
+def test_vgg16_has_no_conv3_4():
+    with pytest.raises(UsageError, match="conv3_4"):
+        VGGFeatures(["conv3_4"], arch="vgg16", weights="random")
+
+
+def test_average_pooling_and_min_side():
+    enc = VGGFeatures(["relu5_1"], weights="random", pooling="avg")
+    assert isinstance(enc.features[4], torch.nn.AvgPool2d)
+    assert enc.min_side == 16
+    assert enc(torch.rand(1, 3, 16, 16))["relu5_1"].shape == (1, 512, 1, 1)
+
+
+def test_same_seed_same_random_weights():
+    a = VGGFeatures(["relu2_1"], weights="random", seed=3)
+    b = VGGFeatures(["relu2_1"], weights="random", seed=3)
+    c = VGGFeatures(["relu2_1"], weights="random", seed=4)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not torch.equal(a.features[0].weight, c.features[0].weight)

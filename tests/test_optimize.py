@@ -1,0 +1,156 @@
+"""Gatys stylisation on tiny images with random VGG weights."""
+
+import pytest
+import torch
+
+from painterly import color
+from painterly.config import StylizeConfig
+from painterly.errors import NumericalError, UsageError
+from painterly.events import DoneEvent, MessageEvent, StepEvent, StopRequested
+from painterly.losses import PerceptualLoss
+from painterly.optimize import stylize
+
+
+def _image(seed, h=48, w=64, tint=(1.0, 1.0, 1.0)):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, h // 8, w // 8, generator=g)
+    smooth = torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
+    detail = torch.rand(1, 3, h, w, generator=g) * 0.3
+    return ((smooth * 0.7 + detail) * torch.tensor(tint).view(1, 3, 1, 1)).clamp(0, 1)
+
+
+CONTENT = _image(0)
+RED = _image(1, tint=(1.0, 0.2, 0.2))
+BLUE = _image(2, tint=(0.2, 0.3, 1.0))
+
+
+def _config(**changes):
+    base = dict(size=64, steps=12, vgg_weights="random", device="cpu", multiscale="off")
+    return StylizeConfig(**{**base, **changes})
+
+
+def _run(config, styles=(RED,), content=CONTENT):
+    events = []
+    out = stylize(content, list(styles), config, callback=events.append)
+    return out, events
+
+
+def test_stylize_lowers_the_loss_and_keeps_the_size():
+    out, events = _run(_config())
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert len(steps) == 12
+    assert steps[-1].loss < 0.5 * steps[0].loss
+    assert out.shape == (1, 3, 48, 64)
+    assert 0 <= out.min() and out.max() <= 1
+    assert any(isinstance(e, MessageEvent) and e.level == "warning" and "random" in e.text for e in events)
+    done = [e for e in events if isinstance(e, DoneEvent)]
+    assert len(done) == 1 and done[0].steps == 12 and done[0].weights.startswith("random")
+
+
+def test_adam_lowers_the_loss_too():
+    _, events = _run(_config(optimizer="adam", steps=20))
+    steps = [e for e in events if isinstance(e, StepEvent)]
+    assert steps[-1].loss < 0.8 * steps[0].loss
+
+
+def test_same_seed_gives_identical_output_and_noise_init_depends_on_seed():
+    a, _ = _run(_config(init="noise", seed=5, steps=4))
+    b, _ = _run(_config(init="noise", seed=5, steps=4))
+    c, _ = _run(_config(init="noise", seed=6, steps=4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_multiscale_runs_coarse_to_fine():
+    config = _config(size=96, min_scale=48, multiscale="on", steps=3)
+    assert config.scales() == [48, 96]
+    out, events = _run(config)
+    sizes = [(e.scale, e.size) for e in events if isinstance(e, StepEvent)]
+    assert sizes[0] == (1, (36, 48)) and sizes[-1] == (2, (72, 96))
+    assert out.shape == (1, 3, 72, 96)
+
+
+def test_multiscale_auto_turns_on_above_threshold():
+    assert StylizeConfig(size=1024).scales() == [256, 512, 1024]
+    assert StylizeConfig(size=512).scales() == [512]
+
+
+def test_style_blend_moves_the_colours_towards_the_heavier_style():
+    config = _config(steps=25, content_weight=0.05, style_weight=50)
+    reddish, _ = _run(config.replace(style_blend=(0.9, 0.1)), styles=(RED, BLUE))
+    bluish, _ = _run(config.replace(style_blend=(0.1, 0.9)), styles=(RED, BLUE))
+    red_minus_blue = lambda img: (img[0, 0].mean() - img[0, 2].mean()).item()  # noqa: E731
+    assert red_minus_blue(reddish) > red_minus_blue(bluish) + 0.05
+
+
+def test_luminance_preservation_keeps_the_content_chroma():
+    out, _ = _run(_config(preserve_color="luminance", steps=8))
+    plain, _ = _run(_config(steps=8))
+    to_iq = torch.tensor(color._RGB_TO_YIQ[1:], dtype=torch.float32)
+    chroma = lambda img: torch.einsum("cd,nd...->nc...", to_iq, img)  # noqa: E731
+    assert (chroma(out) - chroma(CONTENT)).abs().mean() < 0.02
+    assert (chroma(plain) - chroma(CONTENT)).abs().mean() > 2 * (chroma(out) - chroma(CONTENT)).abs().mean()
+
+
+def test_histogram_preservation_gives_the_style_the_content_colours():
+    matched = color.match_color(RED, CONTENT)
+    assert torch.allclose(matched.mean(dim=(2, 3)), CONTENT.mean(dim=(2, 3)), atol=0.02)
+    out, _ = _run(_config(preserve_color="histogram", steps=10, content_weight=0.05, style_weight=50))
+    plain, _ = _run(_config(steps=10, content_weight=0.05, style_weight=50))
+    distance = lambda img: (img.mean(dim=(2, 3)) - CONTENT.mean(dim=(2, 3))).abs().sum()  # noqa: E731
+    assert distance(out) < distance(plain)
+
+
+def test_nan_loss_stops_with_the_last_good_image(monkeypatch):
+    calls = {"n": 0}
+    original = PerceptualLoss.forward
+
+    def flaky(self, image, content=None):
+        calls["n"] += 1
+        terms = original(self, image, content)
+        if calls["n"] >= 4:
+            terms.total = terms.total * float("nan")
+        return terms
+
+    monkeypatch.setattr(PerceptualLoss, "forward", flaky)
+    with pytest.raises(NumericalError) as caught:
+        _run(_config(steps=10, optimizer="adam"))
+    assert caught.value.step == 4
+    assert caught.value.image is not None and torch.isfinite(caught.value.image).all()
+    assert caught.value.image.shape == (1, 3, 48, 64)
+
+
+def test_callback_can_stop_and_keep_the_current_image():
+    seen = []
+
+    def stop_at_three(event):
+        if isinstance(event, StepEvent):
+            seen.append(event.step)
+            if event.step == 3:
+                raise StopRequested
+
+    out = stylize(CONTENT, [RED], _config(steps=50), callback=stop_at_three)
+    assert seen == [1, 2, 3]
+    assert out.shape == (1, 3, 48, 64)
+
+
+def test_save_every_hands_out_images():
+    _, events = _run(_config(steps=6, save_every=3))
+    with_images = [e.step for e in events if isinstance(e, StepEvent) and e.image is not None]
+    assert with_images == [3, 6]
+
+
+def test_too_small_for_the_network_is_refused():
+    with pytest.raises(UsageError, match="at least 16 pixels"):
+        _run(_config(size=12))
+
+
+def test_style_init_and_path_init(tmp_path):
+    from painterly.images import save_image
+
+    start = tmp_path / "start.png"
+    save_image(BLUE, start)
+    from_style, _ = _run(_config(init="style", steps=1, style_weight=0, tv_weight=0, content_weight=0.0001))
+    from_path, _ = _run(_config(init=str(start), steps=1, style_weight=0, tv_weight=0, content_weight=0.0001))
+    assert (from_style - RED).abs().mean() < 0.05
+    assert (from_path - BLUE).abs().mean() < 0.05
