@@ -101,8 +101,7 @@ class StylizeConfig:
 
     def layer_weights(self) -> dict[str, float]:
         """Style layer -> weight w_l; equal weights summing to 1 unless given."""
-        weights = self.style_layer_weights or (1.0 / len(self.style_layers),) * len(self.style_layers)
-        return dict(zip(self.style_layers, weights))
+        return _layer_weights(self.style_layers, self.style_layer_weights)
 
     def scales(self) -> list[int]:
         """Long sides of the coarse-to-fine pyramid, ending at `size`."""
@@ -119,6 +118,10 @@ class StylizeConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _layer_weights(layers: tuple[str, ...], weights: tuple[float, ...] | None) -> dict[str, float]:
+    return dict(zip(layers, weights or (1.0 / len(layers),) * len(layers)))
+
+
 def _positive_int(name: str, value: int) -> None:
     if not isinstance(value, int) or value <= 0:
         raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -127,3 +130,89 @@ def _positive_int(name: str, value: int) -> None:
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+# Johnson et al.: VGG-16, content relu2_2, style relu1_2 relu2_2 relu3_3 relu4_3.
+JOHNSON_CONTENT_LAYERS = ("relu2_2",)
+JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+LR_SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Training a fast (Johnson) style network on a folder of photos."""
+
+    data: str = ""  # folder of training photos, searched recursively
+    size: int = 256  # side of the square random crops
+    style_size: int | None = None  # long side of the style image; None: as it is
+    epochs: int = 2  # passes over the data, unless `steps` is set
+    steps: int | None = None  # total optimiser steps; overrides epochs
+    batch_size: int = 4
+    lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine" (decays to 1 % of lr at the last step)
+    content_weight: float = 1.0
+    style_weight: float = 10.0  # with "target" normalisation each term starts near 1
+    tv_weight: float = 1.0
+    content_layers: tuple[str, ...] = JOHNSON_CONTENT_LAYERS
+    style_layers: tuple[str, ...] = JOHNSON_STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None
+    vgg: str = "vgg16"
+    vgg_weights: str | None = None
+    pooling: str = "max"
+    loss_normalisation: str = "target"
+    arch: str = "standard"  # TransformerNet size: "standard" (Johnson) or "light"
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0  # data-loading processes
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 elsewhere
+    checkpoint_every: int = 500  # steps between checkpoints (and at the end)
+    log_every: int = 10  # steps between metrics-log lines
+    preview_every: int = 0  # >0: stylise a few fixed photos every N steps
+
+    def __post_init__(self) -> None:
+        self.content_layers = tuple(self.content_layers)
+        self.style_layers = tuple(self.style_layers)
+        if self.style_layer_weights is not None:
+            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+        self.validate()
+
+    def validate(self) -> None:
+        for name in ("size", "epochs", "batch_size", "checkpoint_every", "log_every"):
+            _positive_int(name, getattr(self, name))
+        if self.steps is not None:
+            _positive_int("steps", self.steps)
+        if self.style_size is not None:
+            _positive_int("style_size", self.style_size)
+        if self.size % 4:
+            raise UsageError(f"size must be a multiple of 4 (the network downsamples twice), got {self.size}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise UsageError(f"lr must be a positive number, got {self.lr}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name} must be a non-negative number, got {value}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("device", self.device, DEVICES)
+        _choice("vgg", self.vgg, ("vgg16", "vgg19"))
+        _choice("pooling", self.pooling, ("max", "avg"))
+        _choice("loss_normalisation", self.loss_normalisation, ("target", "paper"))
+        _choice("arch", self.arch, ("standard", "light"))
+        if self.workers < 0 or self.preview_every < 0:
+            raise UsageError("workers and preview_every must not be negative")
+        if not self.style_layers:
+            raise UsageError("style_layers must name at least one layer")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise UsageError(
+                f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers"
+            )
+
+    def layer_weights(self) -> dict[str, float]:
+        return _layer_weights(self.style_layers, self.style_layer_weights)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)

@@ -16,10 +16,6 @@ from torch import nn
 from . import weights as vgg_weights
 from .errors import UsageError
 
-# ImageNet statistics the torchvision VGG weights were trained with.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 POOLING = ("max", "avg")
 
 
@@ -107,8 +103,8 @@ class VGGFeatures(nn.Module):
         else:
             self.weights_description = "given state dict"
         self.features.load_state_dict({key[len("features."):]: state_dict[key] for key in required})
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(vgg_weights.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(vgg_weights.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         self.eval()
 
