@@ -32,7 +32,7 @@ class StylizeConfig:
     optimizer: str = "lbfgs"  # L-BFGS converges in far fewer steps than Adam on this problem
     lr: float | None = None  # None: 1.0 for L-BFGS, 0.02 for Adam (≈5 on 0–255 pixels)
     content_weight: float = 1.0
-    style_weight: float = 10.0  # with "target" normalisation each term starts near 1
+    style_weight: float = 100.0  # "target" normalisation starts each term near 1; style needs the upper hand
     tv_weight: float = 1.0  # light smoothing against high-frequency noise
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS
     style_layers: tuple[str, ...] = DEFAULT_STYLE_LAYERS
