@@ -17,6 +17,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 COLOR_MODES = ("luminance", "histogram")
 INITS = ("content", "noise", "style")
 MULTISCALE = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -50,6 +51,7 @@ class StylizeConfig:
     loss_normalisation: str = "target"  # "paper" gives the exact Gatys formulas (see docs)
     seed: int = 0
     device: str = "auto"
+    precision: str = "fp32"  # "bf16" is faster where the hardware has bf16 units; "auto" picks it there
     save_every: int = 0  # >0: hand an intermediate image to the callback every N steps
 
     def __post_init__(self) -> None:
@@ -67,6 +69,7 @@ class StylizeConfig:
         _positive_int("steps", self.steps)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
         _choice("multiscale", self.multiscale, MULTISCALE)
         _choice("pooling", self.pooling, ("max", "avg"))
         _choice("vgg", self.vgg, ("vgg16", "vgg19"))
@@ -136,7 +139,6 @@ def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass

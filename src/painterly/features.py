@@ -105,6 +105,8 @@ class VGGFeatures(nn.Module):
         self.features.load_state_dict({key[len("features."):]: state_dict[key] for key in required})
         self.register_buffer("mean", torch.tensor(vgg_weights.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(vgg_weights.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.autocast: torch.dtype | None = None
+        self.channels_last = False
         self.requires_grad_(False)
         self.eval()
 
@@ -132,13 +134,25 @@ class VGGFeatures(nn.Module):
         pools = sum(name.startswith("pool") for name in self._names)
         return 2**pools
 
+    def set_speed(self, *, autocast: torch.dtype | None = None, channels_last: bool = False) -> VGGFeatures:
+        """Run in reduced precision (autocast) and/or channels-last memory: 2–3x faster on CPUs
+        with bf16 units. Activations then come out in that dtype; losses cast them to fp32."""
+        self.autocast = autocast
+        self.channels_last = channels_last
+        if channels_last:
+            self.features.to(memory_format=torch.channels_last)
+        return self
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """[0, 1] RGB (N, 3, H, W) -> {layer name: activation (N, C, H', W')}."""
         x = (image - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         wanted = set(self.layers)
         out: dict[str, torch.Tensor] = {}
-        for name, module in zip(self._names, self.features):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            for name, module in zip(self._names, self.features):
+                x = module(x)
+                if name in wanted:
+                    out[name] = x
         return out

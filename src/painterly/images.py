@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import stat
 import struct
 import sys
@@ -27,6 +26,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from painterly.atomic import atomic_path, same_file
 from painterly.errors import ImageError, UsageError
 
 if TYPE_CHECKING:
@@ -313,16 +313,8 @@ def _format_for(path: Path, shown: str) -> str:
 
 
 def _refuse_to_overwrite(path: Path, protect: Iterable[StrPath], shown: str) -> None:
-    if any(_same_file(path, Path(original)) for original in protect):
+    if any(same_file(path, Path(original)) for original in protect):
         raise ImageError(f"{shown}: refusing to overwrite an input file")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    """Same inode when both exist (catches hard links), else the same resolved path."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
 
 
 def _to_pil(image: Any, alpha: Any) -> Image.Image:
@@ -382,23 +374,8 @@ def _from_xmp(packet: bytes | None) -> str | None:
 
 
 def _write_atomically(picture: Image.Image, path: Path, image_format: str, options: dict[str, Any]) -> None:
-    """Write beside the destination and rename over it: a crash never leaves half a file.
-
-    The temporary file is made with os.open's 0o666 so the result gets the usual umask
-    permissions (mkstemp's would be 0o600).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            picture.save(file, format=image_format, **options)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary, open(temporary, "wb") as file:
+        picture.save(file, format=image_format, **options)
 
 
 # --- arrays, tensors, resizing ---------------------------------------------------------------

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 from . import __version__
+from .atomic import atomic_path
 from .errors import ModelFileError
 from .transformer import Architecture, TransformerNet
 
@@ -48,17 +48,8 @@ def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | 
         **{key: json.dumps(value) for key, value in (extra or {}).items()},
     }
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, temp, metadata=metadata)
-        with open(temp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(tensors, temporary, metadata=metadata)
     return path
 
 
@@ -85,15 +76,9 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
 
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata of a painterly model file, without loading its tensors."""
-    from safetensors import safe_open
-
     path = Path(path)
     _check_file(path)
-    try:
-        with safe_open(path, "pt") as handle:
-            return _decode(handle.metadata() or {}, path)
-    except (OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(f"{path}: not a readable safetensors model ({error})") from None
+    return _open_safetensors(path, with_tensors=False)[1]
 
 
 def convert_model(source: str | os.PathLike, output: str | os.PathLike) -> Path:
@@ -111,15 +96,25 @@ def _check_file(path: Path) -> None:
         raise ModelFileError(f"{path}: empty file")
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    from safetensors import safe_open
+def _open_safetensors(path: Path, *, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors (if asked) and decoded metadata; any unreadable file becomes one ModelFileError line.
+
+    SafetensorError (a bad or oversized header, e.g. a text file) derives from
+    neither OSError nor ValueError, so it is named here.
+    """
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(path, "pt") as handle:
             metadata = _decode(handle.metadata() or {}, path)
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
-    except (OSError, ValueError, RuntimeError) as error:
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if with_tensors else {}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: not a readable safetensors model ({error})") from None
+    return tensors, metadata
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, metadata = _open_safetensors(path, with_tensors=True)
     if metadata.get("format") not in (None, FORMAT_NAME):
         raise ModelFileError(f"{path}: a {metadata['format']!r} file, not a painterly model")
     version = int(metadata.get("format_version", FORMAT_VERSION))
@@ -137,7 +132,7 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         raise ModelFileError(
             f"{path}: refusing to load: the file contains Python objects other than tensors (weights_only)"
         ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError) as error:
+    except Exception as error:  # on arbitrary bytes the unpickler trips on anything: KeyError, IndexError, EOFError…
         raise ModelFileError(f"{path}: not a readable PyTorch state dict ({type(error).__name__})") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]

@@ -16,7 +16,7 @@ import torch
 
 from . import color, images
 from .config import StylizeConfig
-from .devices import is_out_of_memory, out_of_memory_error, resolve_device
+from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, resolve_device
 from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, MessageEvent, StepEvent, StopRequested, ignore
 from .features import VGGFeatures
@@ -67,6 +67,7 @@ class _Run:
             pooling=config.pooling,
             seed=config.seed,
         ).to(device)
+        self.encoder.set_speed(autocast=autocast_dtype(config.precision, device), channels_last=True)
         if self.encoder.weights_description.startswith("random"):
             callback(MessageEvent(RANDOM_WARNING, "warning"))
         self.loss = PerceptualLoss(

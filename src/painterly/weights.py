@@ -17,9 +17,7 @@ import pickle
 import re
 import shutil
 import ssl
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from http.client import HTTPException
 from pathlib import Path
@@ -34,6 +32,7 @@ from safetensors import SafetensorError
 from torchvision.models import VGG16_Weights, VGG19_Weights
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .errors import WeightsError
 
 ARCHS = ("vgg16", "vgg19")
@@ -202,18 +201,6 @@ def verify(path: Path, spec: WeightsSpec) -> bool:
     return _sha256(path).startswith(spec.sha256_prefix)
 
 
-@contextmanager
-def _staged(dst: Path) -> Iterator[Path]:
-    """A temporary path beside `dst`, moved onto it only if the block succeeds: no half-written file is ever cached."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.{uuid.uuid4().hex}.partial")
-    try:
-        yield tmp
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _fetch(url: str, dst: Path, *, timeout: float, progress: bool) -> str:
     """Stream `url` into `dst` (progress bar on stderr) and return its sha256."""
     digest = hashlib.sha256()
@@ -255,7 +242,7 @@ def download(spec: WeightsSpec, *, progress: bool = True, timeout: float = 30) -
     """
     dst = cached_path(spec)
     try:
-        with _staged(dst) as tmp:
+        with atomic_path(dst) as tmp:
             digest = _fetch(spec.url, tmp, timeout=timeout, progress=progress)
             if not digest.startswith(spec.sha256_prefix):
                 raise WeightsError(
@@ -464,7 +451,7 @@ def import_file(path: Path, arch: str) -> Path:
         )
     dst = cached_path(spec)
     try:
-        with _staged(dst) as tmp:
+        with atomic_path(dst) as tmp:
             shutil.copyfile(path, tmp)
     except OSError as error:
         raise _unwritable(dst, error) from error

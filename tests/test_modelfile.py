@@ -1,0 +1,223 @@
+"""Fast-model files: safetensors round trip, atomic writes, pytorch/examples imports, refusing bad files."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from painterly import modelfile
+from painterly.errors import ModelFileError
+from painterly.modelfile import convert_model, load_model, read_metadata, save_model
+from painterly.transformer import ARCHITECTURES, TransformerNet
+
+STYLE = {"image": "starry.jpg", "size": 256}
+TRAINING = {"lr": 0.001, "style_weight": 1e10, "batch_size": 4}
+
+
+def random_model(architecture: str = "light", *, pixel_scale: float = 1.0, seed: int = 0) -> TransformerNet:
+    """A TransformerNet with every parameter random, so a misplaced tensor changes the output."""
+    torch.manual_seed(seed)
+    model = TransformerNet(architecture, pixel_scale=pixel_scale).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    return model
+
+
+def images(*shape: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def run(model: TransformerNet, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+def examples_state_dict(model: TransformerNet, prefix: str = "") -> dict[str, torch.Tensor]:
+    """`model`'s weights as pytorch/examples' fast_neural_style saved them, stale InstanceNorm statistics included."""
+    state = {f"{prefix}{key}": value.clone() for key, value in model.state_dict().items()}
+    for key in [key for key in state if key.endswith(".weight") and ".in" in f".{key}"]:
+        norm = key.removesuffix(".weight")
+        state[f"{norm}.running_mean"] = torch.zeros_like(state[key])
+        state[f"{norm}.running_var"] = torch.ones_like(state[key])
+    return state
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
+    message = str(excinfo.value)
+    assert "\n" not in message and path.name in message
+    return message
+
+
+# --- round trip ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("architecture, pixel_scale", [("light", 1.0), ("standard", 255.0)])
+def test_save_load_round_trip(tmp_path, architecture, pixel_scale):
+    model = random_model(architecture, pixel_scale=pixel_scale)
+    path = save_model(model, tmp_path / "m.safetensors", style=STYLE, training=TRAINING, steps=1234)
+
+    loaded, metadata = load_model(path)
+
+    assert loaded.architecture == ARCHITECTURES[architecture]
+    assert loaded.pixel_scale == pixel_scale and not loaded.training
+    assert metadata["style"] == STYLE and metadata["training"] == TRAINING and metadata["steps"] == 1234
+    assert metadata["format"] == modelfile.FORMAT_NAME and metadata["format_version"] == modelfile.FORMAT_VERSION
+    x = images(2, 3, 32, 44)
+    assert torch.equal(run(loaded, x), run(model, x))
+
+
+def test_read_metadata_matches_load(tmp_path):
+    path = save_model(random_model(), tmp_path / "m.safetensors", style=STYLE, training=TRAINING, steps=7)
+    assert read_metadata(path) == load_model(path)[1]
+
+
+def test_save_refuses_other_suffixes(tmp_path):
+    with pytest.raises(ModelFileError, match="safetensors"):
+        save_model(random_model(), tmp_path / "m.pth")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_leaves_no_temp_file_and_the_old_model_intact(tmp_path, monkeypatch):
+    path = save_model(random_model(seed=1), tmp_path / "m.safetensors", steps=1)
+    before = path.read_bytes()
+
+    def half_written(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("safetensors.torch.save_file", half_written)
+    with pytest.raises(OSError, match="No space"):
+        save_model(random_model(seed=2), path, steps=2)
+
+    assert list(tmp_path.iterdir()) == [path]
+    assert path.read_bytes() == before
+
+
+# --- pytorch/examples files ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def examples_model() -> TransformerNet:
+    """The network pytorch/examples trains: 0–255 pixels in and out, i.e. pixel_scale 1 fed 0–255 values."""
+    return random_model("standard", seed=3)
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])  # module.: saved from DataParallel
+def test_pytorch_examples_pth_loads_with_pixel_scale_255(tmp_path, examples_model, prefix):
+    state = examples_state_dict(examples_model, prefix)
+    assert {f"{prefix}{key}" for key in ("conv1.conv2d.weight", "in1.weight", "in1.running_mean",
+                                         "res1.conv1.conv2d.weight", "res5.in2.running_var",
+                                         "deconv1.conv2d.weight", "in4.bias", "deconv2.conv2d.bias",
+                                         "in5.weight", "deconv3.conv2d.weight")} <= state.keys()
+    torch.save(state, tmp_path / "mosaic.pth")
+
+    loaded, metadata = load_model(tmp_path / "mosaic.pth")
+
+    assert loaded.pixel_scale == 255.0 and metadata["format"] == "pytorch-examples"
+    assert loaded.architecture == ARCHITECTURES["standard"]
+    native = TransformerNet("standard", pixel_scale=255.0).eval()
+    native.load_state_dict(examples_model.state_dict())
+    x = images(1, 3, 48, 64)
+    assert torch.equal(run(loaded, x), run(native, x))
+    torch.testing.assert_close(run(loaded, x), run(examples_model, x * 255) / 255)
+
+
+def test_convert_pth_to_safetensors(tmp_path, examples_model):
+    torch.save(examples_state_dict(examples_model), tmp_path / "mosaic.pth")
+
+    converted = convert_model(tmp_path / "mosaic.pth", tmp_path / "mosaic.safetensors")
+
+    metadata = read_metadata(converted)
+    assert metadata["pixel_scale"] == 255.0
+    assert metadata["converted_from"] == {"file": str(tmp_path / "mosaic.pth"), "format": "pytorch-examples"}
+    x = images(1, 3, 40, 36)
+    assert torch.equal(run(load_model(converted)[0], x), run(load_model(tmp_path / "mosaic.pth")[0], x))
+
+
+# --- files that must be refused -----------------------------------------------------------------------
+
+
+class _Exploit:
+    """Unpickling this runs a shell command: what a malicious .pth does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle.dump"])
+def test_pickle_with_code_is_refused_and_not_run(tmp_path, writer):
+    marker = tmp_path / "pwned"
+    payload = {"conv1.conv2d.weight": _Exploit(marker)}
+    path = tmp_path / "evil.pth"
+    if writer == "torch.save":
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload, protocol=2))  # torch.save's protocol: no warning
+
+    with pytest.raises(ModelFileError, match="refusing to load") as excinfo:
+        load_model(path)
+
+    one_line_error(excinfo, path)
+    assert not marker.exists()
+
+
+def _unrelated_safetensors(path: Path) -> None:
+    save_file({"embedding.weight": torch.zeros(4, 2)}, path)
+
+
+BAD_FILES = {
+    "missing.safetensors": None,
+    "empty.safetensors": lambda path: path.write_bytes(b""),
+    "empty.pth": lambda path: path.write_bytes(b""),
+    "folder.safetensors": lambda path: path.mkdir(),
+    "notes.safetensors": lambda path: path.write_text("these are not weights\n"),
+    "notes.pth": lambda path: path.write_text("these are not weights\n"),
+    "tensors.pth": lambda path: torch.save([torch.zeros(3)], path),
+    "other.safetensors": _unrelated_safetensors,
+    "model.bin": lambda path: path.write_bytes(b"\0" * 64),
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILES)
+def test_bad_files_give_one_line_errors(tmp_path, name):
+    path = tmp_path / name
+    if BAD_FILES[name]:
+        BAD_FILES[name](path)
+
+    with pytest.raises(ModelFileError) as excinfo:
+        load_model(path)
+
+    one_line_error(excinfo, path)
+
+
+def test_read_metadata_of_a_text_file_is_one_line(tmp_path):
+    path = tmp_path / "notes.safetensors"
+    path.write_text("these are not weights\n")
+    with pytest.raises(ModelFileError) as excinfo:
+        read_metadata(path)
+    one_line_error(excinfo, path)
+
+
+def test_newer_format_version_asks_to_upgrade(tmp_path):
+    model = random_model()
+    path = tmp_path / "future.safetensors"
+    metadata = {
+        "format": modelfile.FORMAT_NAME,
+        "format_version": str(modelfile.FORMAT_VERSION + 1),
+        "architecture": '{"channels": [16, 32, 64], "residual_blocks": 3}',
+    }
+    save_file({key: value.contiguous() for key, value in model.state_dict().items()}, path, metadata=metadata)
+
+    with pytest.raises(ModelFileError, match="upgrade painterly") as excinfo:
+        load_model(path)
+
+    one_line_error(excinfo, path)
