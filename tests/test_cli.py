@@ -49,7 +49,8 @@ def invoke(*args):
 
 def assert_clean_failure(result, output, *fragments, code=1):
     assert result.exit_code == code, (result.exit_code, result.output)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # Exactly one error line; a warning printed earlier (e.g. random weights) is allowed.
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "painterly: warning:" not in line]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("painterly: error: ")
     assert "Traceback" not in result.output
@@ -228,3 +229,59 @@ def test_console_script_usage_error_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "painterly", "stylize"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
+
+
+def _raise_in_loss(monkeypatch, error):
+    def broken(self, image, targets=None):
+        raise error
+
+    monkeypatch.setattr(PerceptualLoss, "forward", broken)
+
+
+def test_out_of_memory_gives_advice(pictures, tmp_path, monkeypatch):
+    import torch
+
+    content, style, _ = pictures
+    _raise_in_loss(monkeypatch, torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    out = tmp_path / "out.png"
+    assert_clean_failure(invoke("stylize", content, style, "-o", out, *FAST), out, "out of memory", "--size")
+
+
+def test_ctrl_c_writes_nothing(pictures, tmp_path, monkeypatch):
+    content, style, _ = pictures
+    _raise_in_loss(monkeypatch, KeyboardInterrupt())
+    out = tmp_path / "out.png"
+    assert_clean_failure(invoke("stylize", content, style, "-o", out, *FAST), out, "interrupted", code=130)
+    assert not list(tmp_path.glob(".out.png*")), "no temporary file may be left behind"
+
+
+def test_unavailable_device_is_a_usage_error(pictures, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    args = [a if a != "cpu" else "cuda" for a in FAST]
+    assert_clean_failure(invoke("stylize", content, style, "-o", out, *args), out, "--device cuda", code=2)
+
+
+def test_progress_bar_on_a_terminal_shows_step_scale_and_loss(pictures, tmp_path):
+    import io
+
+    from painterly.config import StylizeConfig
+    from painterly.optimize import stylize
+    from painterly.progress import ProgressPrinter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    content, style, _ = pictures
+    screen = Terminal()
+    with ProgressPrinter(stream=screen) as progress:
+        stylize(images.load_image(content), [images.load_image(style)],
+                StylizeConfig(size=32, steps=3, vgg_weights="random", device="cpu"), callback=progress)
+    text = screen.getvalue()
+    assert "scale 1/1 32x27" in text and "loss=" in text and "3/3" in text
+    assert "warning" in text and "random" in text

@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .config import StylizeConfig
+from .config import StylizeConfig, TrainConfig
 from .errors import PainterlyError, UsageError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 
 _DEFAULTS = StylizeConfig()
+_TRAIN = TrainConfig()
 
 
 def user_errors(command):
@@ -188,6 +189,124 @@ def _imagenet_or_random(quiet: bool) -> str:
         _warn(f"{error}")
         _warn("the demo goes on with random VGG weights: expect colours and coarse texture, not a real painting")
         return "random"
+
+
+@app.command()
+@user_errors
+def train(
+    style: Annotated[Path, typer.Argument(help="The painting to learn.", show_default=False)],
+    data: Annotated[Path, typer.Option(help="Folder of training photos (searched recursively).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model file (.safetensors).")],
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT.ckpt.")] = False,
+    size: Annotated[int, typer.Option(help="Side of the random square crops.")] = _TRAIN.size,
+    style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image [default: as is].")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the photos (unless --steps).")] = _TRAIN.epochs,
+    steps: Annotated[Optional[int], typer.Option(help="Total optimiser steps (overrides --epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Photos per step (per process under torchrun).")] = _TRAIN.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
+    lr_schedule: Annotated[str, typer.Option(help="constant or cosine.")] = _TRAIN.lr_schedule,
+    content_weight: Annotated[float, typer.Option()] = _TRAIN.content_weight,
+    style_weight: Annotated[float, typer.Option()] = _TRAIN.style_weight,
+    tv_weight: Annotated[float, typer.Option()] = _TRAIN.tv_weight,
+    content_layers: Annotated[Optional[str], typer.Option(help="Comma-separated [default: relu2_2].")] = None,
+    style_layers: Annotated[Optional[str], typer.Option(
+        help="Comma-separated with optional weights [default: relu1_2,relu2_2,relu3_3,relu4_3].")] = None,
+    vgg: Annotated[str, typer.Option(help="vgg16 (Johnson) or vgg19.")] = _TRAIN.vgg,
+    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file.")] = None,
+    arch: Annotated[str, typer.Option(help="standard (Johnson) or light (faster, smaller).")] = _TRAIN.arch,
+    seed: Annotated[int, typer.Option()] = _TRAIN.seed,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _TRAIN.device,
+    workers: Annotated[int, typer.Option(help="Data-loading processes.")] = _TRAIN.workers,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), fp32, bf16 or fp16.")] = _TRAIN.precision,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = _TRAIN.checkpoint_every,
+    log_every: Annotated[int, typer.Option(help="Steps between metrics-log lines.")] = _TRAIN.log_every,
+    preview_every: Annotated[int, typer.Option(help="Stylise a few photos every N steps (0 = off).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Train a fast style network on a folder of photos (Johnson et al.); works under torchrun."""
+    from .progress import ProgressPrinter
+    from .training import train as train_model
+
+    content_names = _layers(content_layers, _TRAIN.content_layers)[0]
+    style_names, layer_weights = _layers(style_layers, _TRAIN.style_layers)
+    config = TrainConfig(
+        data=str(data), size=size, style_size=style_size, epochs=epochs, steps=steps, batch_size=batch_size,
+        lr=lr, lr_schedule=lr_schedule, content_weight=content_weight, style_weight=style_weight,
+        tv_weight=tv_weight, content_layers=content_names, style_layers=style_names,
+        style_layer_weights=layer_weights, vgg=vgg, vgg_weights=vgg_weights, arch=arch, seed=seed,
+        device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
+        log_every=log_every, preview_every=preview_every,
+    )
+    with ProgressPrinter(quiet=quiet) as progress:
+        path = train_model(style, config, output, callback=progress, resume=resume)
+    if not quiet and path is not None:
+        print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+@user_errors
+def apply(
+    model: Annotated[Path, typer.Argument(help="A .safetensors, .onnx or pytorch/examples .pth model.",
+                                          show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="Images, folders, videos, or - for stdin.", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="A file, a folder, or - for stdout.")],
+    strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = 1.0,
+    preserve_color: Annotated[Optional[str], typer.Option(help="luminance: keep the input's colours.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Resize the long side first.")] = None,
+    tile: Annotated[Optional[int], typer.Option(help="Process large images in N-pixel tiles (bounded memory).")] = None,
+    tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = 4,
+    smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = 0.0,
+    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (torch backend).")] = "auto",
+    suffix: Annotated[Optional[str], typer.Option(help="Output extension for folder outputs, e.g. .jpg.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Largest input accepted, in pixels.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Stylise images, folders and videos with a trained fast model."""
+    from .apply import apply_files
+    from .fast import FastStylizer
+    from .progress import ProgressPrinter
+
+    stylizer = FastStylizer(model, device=device, backend=backend, tile=tile, tile_overlap=tile_overlap,
+                            batch_size=batch_size)
+    with ProgressPrinter(quiet=quiet) as progress:
+        report = apply_files(stylizer, inputs, output, strength=strength, preserve_color=preserve_color, size=size,
+                             callback=progress, max_pixels=max_pixels, suffix=suffix)
+    for source, reason in report.failed:
+        _error(reason if source in reason else f"{source}: {reason}")
+    if not quiet and output != "-":
+        print(f"wrote {len(report.written)} file(s)" + (f", {len(report.failed)} failed" if report.failed else ""),
+              file=sys.stderr)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def export(
+    model: Annotated[Path, typer.Argument(help="A .safetensors or pytorch/examples .pth model.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+) -> None:
+    """Export a fast model to ONNX (dynamic size), checked against PyTorch in ONNX Runtime."""
+    from .export import export_onnx
+
+    report = export_onnx(model, output, opset=opset)
+    print(f"wrote {report.path} (opset {report.opset}; ONNX Runtime vs PyTorch max abs difference "
+          f"{report.max_abs_diff:.2g}, {report.seconds:.1f} s)")
+
+
+@app.command()
+@user_errors
+def convert(
+    model: Annotated[Path, typer.Argument(help="A pytorch/examples fast_neural_style .pth model.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The .safetensors file to write.")],
+) -> None:
+    """Convert a pytorch/examples .pth model into a painterly .safetensors model with metadata."""
+    from .modelfile import convert_model
+
+    print(f"wrote {convert_model(model, output)}")
 
 
 @app.command("weights")

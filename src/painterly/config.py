@@ -51,7 +51,7 @@ class StylizeConfig:
     loss_normalisation: str = "target"  # "paper" gives the exact Gatys formulas (see docs)
     seed: int = 0
     device: str = "auto"
-    precision: str = "fp32"  # "bf16" is faster where the hardware has bf16 units; "auto" picks it there
+    precision: str = "auto"  # "auto": bf16 on CUDA GPUs, fp32 elsewhere; "bf16" is faster on CPUs with bf16 units
     save_every: int = 0  # >0: hand an intermediate image to the callback every N steps
 
     def __post_init__(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -57,7 +58,52 @@ class DoneEvent:
     stopped_early: bool = False
 
 
-Event = StepEvent | MessageEvent | DoneEvent
+@dataclass
+class TrainStepEvent:
+    """One optimiser step of `train`: enough for a progress bar with loss and ETA."""
+
+    step: int  # 1-based, counted over the whole run (resumed runs continue the count)
+    total_steps: int
+    epoch: int  # 1-based
+    epochs: int  # epochs the run will touch
+    losses: dict[str, float]  # averaged over processes under torchrun
+    lr: float
+    images_per_s: float  # over all processes
+    elapsed: float  # seconds of training, including the runs this one resumed
+
+    @property
+    def loss(self) -> float:
+        return self.losses["total"]
+
+
+@dataclass
+class CheckpointEvent:
+    """A checkpoint was written; `train(..., resume=True)` continues from it."""
+
+    step: int
+    path: Path
+
+
+@dataclass
+class ApplyEvent:
+    """One input of `apply_files` finished (written or failed): enough for a progress bar."""
+
+    done: int  # inputs finished so far, this one included
+    total: int
+    path: str  # the input, as given ("-" for stdin)
+
+
+@dataclass
+class VideoProgressEvent:
+    """One batch of video frames written by `stylize_video`: enough for a progress bar with ETA."""
+
+    frames_done: int
+    total_frames: int | None  # from the container's header; None when it does not say
+    fps: float  # frames stylised per second so far (throughput, not the clip's frame rate)
+    elapsed: float  # seconds since the run began
+
+
+Event = StepEvent | MessageEvent | DoneEvent | TrainStepEvent | CheckpointEvent | ApplyEvent | VideoProgressEvent
 Callback = Callable[[Event], None]
 
 

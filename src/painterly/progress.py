@@ -6,18 +6,21 @@ import sys
 
 from tqdm import tqdm
 
-from .events import DoneEvent, Event, MessageEvent, StepEvent
+from . import events
 
 
 class ProgressPrinter:
-    """A callback that draws step, scale, loss and ETA; silent when quiet or not a terminal."""
+    """A callback that draws a bar with position, loss and ETA; silent when quiet or not a terminal.
+
+    Warnings are printed even when quiet: they say something about the result.
+    """
 
     def __init__(self, *, quiet: bool = False, stream=None) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.show_bar = not quiet and self.stream.isatty()
         self.bar: tqdm | None = None
-        self._scale = None
+        self._phase: object = None
 
     def __enter__(self) -> ProgressPrinter:
         return self
@@ -29,25 +32,39 @@ class ProgressPrinter:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+            self._phase = None
 
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, MessageEvent):
+    def __call__(self, event: events.Event) -> None:
+        if isinstance(event, events.MessageEvent):
             if not self.quiet or event.level == "warning":
                 self._write(f"painterly: {event.level}: {event.text}")
-        elif isinstance(event, StepEvent) and self.show_bar:
-            self._step(event)
-        elif isinstance(event, DoneEvent):
+        elif isinstance(event, events.DoneEvent):
             self.close()
+        elif self.show_bar:
+            self._draw(event)
 
-    def _step(self, event: StepEvent) -> None:
-        if self._scale != event.scale:
-            self.close()
-            self._scale = event.scale
+    def _draw(self, event: events.Event) -> None:
+        if isinstance(event, events.StepEvent):
             h, w = event.size
-            desc = f"scale {event.scale}/{event.num_scales} {w}x{h}"
-            self.bar = tqdm(total=event.total_steps, desc=desc, file=self.stream, unit="step", leave=True)
-        self.bar.set_postfix(loss=f"{event.loss:.4g}", refresh=False)
-        self.bar.update(event.step - self.bar.n)
+            self._advance(("scale", event.scale), f"scale {event.scale}/{event.num_scales} {w}x{h}",
+                          event.total_steps, event.step, "step", loss=f"{event.loss:.4g}")
+        elif isinstance(event, events.TrainStepEvent):
+            self._advance("train", f"epoch {event.epoch}/{event.epochs}", event.total_steps, event.step, "step",
+                          loss=f"{event.loss:.4g}", img_s=f"{event.images_per_s:.1f}")
+        elif isinstance(event, events.ApplyEvent):
+            self._advance("apply", "stylizing", event.total, event.done, "file")
+        elif isinstance(event, getattr(events, "VideoProgressEvent", ())):
+            self._advance("video", "frames", event.total_frames, event.frames_done, "frame")
+
+    def _advance(self, phase: object, desc: str, total: int | None, position: int, unit: str, **postfix) -> None:
+        if self._phase != phase:
+            self.close()
+            self._phase = phase
+            self.bar = tqdm(total=total, desc=desc, file=self.stream, unit=unit, leave=True)
+        self.bar.set_description(desc, refresh=False)
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(position - self.bar.n)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:

@@ -1,0 +1,172 @@
+"""REFERENCE implementations, for the benchmark only — not part of painterly.
+
+Written the way tutorials and the seed's repository write style transfer, so
+the benchmark can show what painterly's engineering buys:
+
+* `ReferenceGatys`: the full VGG-19 feature stack run on the generated, the
+  content and the style image at every step, Adam. The loss *definition* is
+  painterly's (same functions), so loss values compare directly; only the way
+  it is computed differs.
+* `ReferenceTransformerNet`: pytorch/examples' fast_neural_style network,
+  eager fp32 on 0–255 pixels, ConvTranspose-free as there.
+* `ReferenceTrainer`: pytorch/examples' training step: VGG-16 up to relu4_3,
+  separate passes for the stylised and the original batch, fp32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from painterly.features import layer_names
+from painterly.losses import content_loss, gram_matrix, style_layer_loss, total_variation
+
+_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+
+def _vgg(arch: str, state_dict: dict[str, torch.Tensor]) -> nn.Sequential:
+    """torchvision's whole `features` stack, as tutorials build it."""
+    features = getattr(torchvision.models, arch)(weights=None).features
+    features.load_state_dict({k.removeprefix("features."): v for k, v in state_dict.items()})
+    for module in features:
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+    return features.eval().requires_grad_(False)
+
+
+class ReferenceGatys:
+    """Tutorial-style Gatys: every step re-runs the full VGG-19 on three images."""
+
+    def __init__(self, state_dict, content, style, *, content_layers, style_layers, content_weight,
+                 style_weight, tv_weight, lr=0.02):
+        self.vgg = _vgg("vgg19", state_dict)
+        self.names = layer_names("vgg19")
+        self.content, self.style = content, style
+        self.content_layers, self.style_layers = list(content_layers), dict(style_layers)
+        self.weights = (content_weight, style_weight, tv_weight)
+        self.image = content.clone().requires_grad_(True)
+        self.optimizer = torch.optim.Adam([self.image], lr=lr)
+
+    def _features(self, x):
+        out = {}
+        x = (x - _MEAN) / _STD
+        for name, module in zip(self.names, self.vgg):
+            x = module(x)
+            out[name] = x
+        return out
+
+    def loss(self, image):
+        generated, target_c, target_s = self._features(image), self._features(self.content), self._features(self.style)
+        cw, sw, tw = self.weights
+        content = sum(content_loss(generated[l], target_c[l], "target") for l in self.content_layers)
+        style = 0.0
+        for layer, weight in self.style_layers.items():
+            g, a = generated[layer], target_s[layer]
+            g_gram = gram_matrix(g) / (g.shape[2] * g.shape[3])
+            a_gram = gram_matrix(a) / (a.shape[2] * a.shape[3])
+            style = style + weight * style_layer_loss(g_gram, a_gram, g.shape[1], g.shape[2] * g.shape[3], "target")
+        return cw * content + sw * style + tw * total_variation(image, "target")
+
+    def step(self) -> float:
+        self.optimizer.zero_grad()
+        loss = self.loss(self.image)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            self.image.clamp_(0, 1)
+        return float(loss)
+
+
+class _ConvLayer(nn.Module):
+    def __init__(self, cin, cout, kernel, stride=1):
+        super().__init__()
+        self.reflection_pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv2d = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x):
+        return self.conv2d(self.reflection_pad(x))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1, self.in1 = _ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+        self.conv2, self.in2 = _ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True)
+
+    def forward(self, x):
+        return x + self.in2(self.conv2(torch.relu(self.in1(self.conv1(x)))))
+
+
+class _Upsample(_ConvLayer):
+    def forward(self, x):
+        return super().forward(nn.functional.interpolate(x, mode="nearest", scale_factor=2))
+
+
+class ReferenceTransformerNet(nn.Module):
+    """pytorch/examples' TransformerNet: 0–255 pixels in and out, eager fp32."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(
+            _ConvLayer(3, 32, 9), nn.InstanceNorm2d(32, affine=True), nn.ReLU(),
+            _ConvLayer(32, 64, 3, 2), nn.InstanceNorm2d(64, affine=True), nn.ReLU(),
+            _ConvLayer(64, 128, 3, 2), nn.InstanceNorm2d(128, affine=True), nn.ReLU(),
+        )
+        self.res = nn.Sequential(*[_Residual(128) for _ in range(5)])
+        self.up = nn.Sequential(
+            _Upsample(128, 64, 3), nn.InstanceNorm2d(64, affine=True), nn.ReLU(),
+            _Upsample(64, 32, 3), nn.InstanceNorm2d(32, affine=True), nn.ReLU(),
+            _ConvLayer(32, 3, 9),
+        )
+
+    def forward(self, x):
+        return self.up(self.res(self.down(x)))
+
+    def stylize(self, image01: torch.Tensor) -> torch.Tensor:
+        """As pytorch/examples' `stylize`: no_grad, ×255 in, /255 and clamp out."""
+        with torch.no_grad():
+            return (self(image01 * 255) / 255).clamp(0, 1)
+
+
+class ReferenceTrainer:
+    """pytorch/examples' training step: VGG-16 to relu4_3, two separate VGG passes, fp32."""
+
+    LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+    def __init__(self, state_dict, style, *, content_weight, style_weight, tv_weight, lr=1e-3):
+        names = layer_names("vgg16")
+        depth = names.index("relu4_3") + 1
+        self.vgg = _vgg("vgg16", state_dict)[:depth]
+        self.names = names[:depth]
+        self.model = ReferenceTransformerNet()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.weights = (content_weight, style_weight, tv_weight)
+        with torch.no_grad():
+            self.style_grams = {k: gram_matrix(v) / (v.shape[2] * v.shape[3]) for k, v in self._features(style).items()}
+
+    def _features(self, x):
+        out = {}
+        x = (x - _MEAN) / _STD
+        for name, module in zip(self.names, self.vgg):
+            x = module(x)
+            if name in self.LAYERS:
+                out[name] = x
+        return out
+
+    def step(self, photos01: torch.Tensor) -> float:
+        cw, sw, tw = self.weights
+        self.optimizer.zero_grad()
+        y = self.model(photos01 * 255) / 255
+        features_y, features_x = self._features(y), self._features(photos01)
+        content = content_loss(features_y["relu2_2"], features_x["relu2_2"], "target")
+        style = 0.0
+        for layer in self.LAYERS:
+            f = features_y[layer]
+            gram = gram_matrix(f) / (f.shape[2] * f.shape[3])
+            style = style + 0.25 * style_layer_loss(gram, self.style_grams[layer], f.shape[1], 1, "target")
+        loss = cw * content + sw * style + tw * total_variation(y, "target")
+        loss.backward()
+        self.optimizer.step()
+        return float(loss)

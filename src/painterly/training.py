@@ -1,0 +1,520 @@
+"""Johnson, Alahi & Fei-Fei (2016): train a feed-forward network to paint one style.
+
+`train()` runs unchanged on a CPU, a GPU, or N processes under torchrun. Its
+promise: a run killed at any moment (even kill -9) and resumed ends with
+exactly the weights of an uninterrupted run with the same seed. That holds
+because
+* the batch of step s depends only on (seed, s) (see dataset.py);
+* everything else a step changes (model, optimiser, learning-rate scale, step,
+  every RNG state) is captured by `_Trainer.state()` and written atomically;
+* a NaN rollback restores the same state a resume does.
+
+Departures from the paper: an optional cosine learning-rate schedule; [0, 1]
+pixels with the "target" loss normalisation (losses.py); upsampling+conv
+instead of fractionally strided convs (transformer.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from . import images
+from .config import TrainConfig
+from .dataset import PhotoCrops, Skipped, StepBatches, collate, find_photos, first_readable, steps_per_epoch
+from .atomic import atomic_path
+from .checkpoint import (check_resumable, cpu_copy, load_checkpoint, rng_states, save_checkpoint, seed_everything,
+                         set_rng_states)
+from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, resolve_device
+from .errors import PainterlyError, UsageError
+from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent, ignore
+from .features import VGGFeatures
+from .losses import PerceptualLoss
+from .modelfile import save_model
+from .transformer import SIZE_MULTIPLE, TransformerNet
+from .weights import RANDOM_WARNING
+
+# Settings a resumed run may change. Steps and epochs reshape a cosine schedule, but nothing else.
+MAX_ROLLBACKS = 5  # non-finite losses in a row before giving up
+PREVIEW_PHOTOS, PREVIEW_SIDE = 4, 256
+LOSS_NAMES = ("total", "content", "style", "tv")
+
+
+def train(style: Path | str, config: TrainConfig, output: Path | str, *, callback: Callback = ignore,
+          resume: bool = False) -> Path:
+    """Train a TransformerNet to paint `style` on the photos in `config.data`; returns the model path.
+
+    Beside `output` (NAME.safetensors) go `NAME.safetensors.ckpt` (every `checkpoint_every` steps and
+    at the end), `.metrics.jsonl` and `.previews/`. `resume=True` continues from the checkpoint.
+    Under torchrun every process trains on its share of each batch; only rank 0 writes files and
+    reports events. A callback may raise `StopRequested` to end early with a model and a checkpoint.
+    Like any training script, it seeds the global torch/numpy/random generators (a resume restores them).
+    """
+    paths = _Paths(_checked_output(Path(output)))
+    inputs = _Inputs.read(Path(style), config)
+    with _processes(config.device) as procs:
+        try:
+            return _Run(config, inputs, paths, procs, callback if procs.is_main else ignore).run(resume)
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                what = f"training at --size {config.size} with --batch-size {config.batch_size}"
+                raise out_of_memory_error(what, procs.device) from None
+            raise
+
+
+# --- processes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Processes:
+    """This process's place in a torchrun job; rank 0 of 1 when run alone."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.world_size > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+            values /= self.world_size
+        return values
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is set on any process, so that all of them take the same branch."""
+        if self.world_size == 1:
+            return flag
+        return bool(self.mean(torch.tensor([float(flag)], device=self.device)).item() > 0)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+@contextmanager
+def _processes(device_name: str) -> Iterator[_Processes]:
+    """Join the torchrun job that WORLD_SIZE/RANK/LOCAL_RANK describe, if any, and leave it at the end."""
+    device = resolve_device(device_name)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield _Processes(device)
+        return
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    joined = not dist.is_initialized()
+    if joined:
+        cuda = device.type == "cuda"
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+    try:
+        yield _Processes(device, dist.get_rank(), dist.get_world_size())
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+# --- the model and its optimiser ------------------------------------------------------------
+
+
+class _Trainer:
+    """The network, its optimiser and the perceptual loss; `state()`/`restore()` capture all that changes."""
+
+    def __init__(self, config: TrainConfig, style_image: torch.Tensor, procs: _Processes) -> None:
+        self.procs, self.device = procs, procs.device
+        self.autocast = autocast_dtype(config.precision, self.device)
+        seed_everything(config.seed)  # a resume then restores the generators' later states
+        self.model = TransformerNet(config.arch).to(self.device)
+        self.net = self.model
+        if procs.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        # fp16 needs loss scaling against underflowing gradients; bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast == torch.float16 else None
+        self.encoder = VGGFeatures(list(dict.fromkeys(config.content_layers + config.style_layers)),
+                                   arch=config.vgg, weights=config.vgg_weights, pooling=config.pooling,
+                                   seed=config.seed).to(self.device)
+        self.loss = PerceptualLoss(self.encoder, config.content_layers, config.layer_weights(),
+                                   content_weight=config.content_weight, style_weight=config.style_weight,
+                                   tv_weight=config.tv_weight, normalisation=config.loss_normalisation)
+        self.loss.set_style([style_image.to(self.device)])  # once: the style target never changes
+        self.step = 0
+        self.lr_scale = 1.0  # halved by each NaN rollback
+
+    def train_step(self, photos: torch.Tensor, lr: float) -> dict[str, float] | None:
+        """One Adam step on a batch; None, and no step, when the loss is not finite on some process."""
+        photos = photos.to(self.device, non_blocking=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            terms = self.loss(self.net(photos), self.loss.content_features(photos))
+        losses = self.procs.mean(torch.stack([getattr(terms, name) for name in LOSS_NAMES]).detach())
+        if not torch.isfinite(losses).all():  # decided on the mean, so every process skips together
+            return None
+        if self.scaler is None:
+            terms.total.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(terms.total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return dict(zip(LOSS_NAMES, losses.tolist()))
+
+    def weights_finite(self) -> bool:
+        return bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+
+    def state(self) -> dict[str, Any]:
+        """Everything a step changes, copied to the CPU: a checkpoint, and the rollback point."""
+        return {
+            "step": self.step,
+            "lr_scale": self.lr_scale,
+            "model": cpu_copy(self.model.state_dict()),
+            "optimizer": cpu_copy(self.optimizer.state_dict()),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "rng": rng_states(self.device),
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        # The optimiser keeps the tensors it is given and updates them in place: give it a copy.
+        self.optimizer.load_state_dict(cpu_copy(state["optimizer"]))
+        if self.scaler is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.lr_scale = state["step"], state["lr_scale"]
+        set_rng_states(state["rng"], self.device)
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """The model file and the files named after it."""
+
+    model: Path
+
+    def _beside(self, suffix: str) -> Path:
+        return self.model.with_name(self.model.name + suffix)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self._beside(".ckpt")
+
+    @property
+    def metrics(self) -> Path:
+        return self._beside(".metrics.jsonl")
+
+    @property
+    def previews(self) -> Path:
+        return self._beside(".previews")
+
+    @property
+    def tensorboard(self) -> Path:
+        return self._beside(".tensorboard")
+
+
+def _checked_output(output: Path) -> Path:
+    """Refuse a model path that cannot be written now rather than after hours of training."""
+    if output.suffix != ".safetensors":
+        raise UsageError(f"{output}: name the model NAME.safetensors, the format it is written in")
+    if output.is_dir():
+        raise PainterlyError(f"{output}: is a folder; give a file name for the model")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as error:
+        raise PainterlyError(f"{output}: cannot write in {output.parent} ({error.strerror or error})") from None
+    return output
+
+
+@dataclass
+class _Inputs:
+    """What a run reads before it starts, so that bad input fails at once, not hours in."""
+
+    photos: PhotoCrops
+    previews: list[torch.Tensor]
+    skipped: Skipped  # unreadable photos met while looking for the previews
+    style_image: torch.Tensor
+    style_info: dict[str, str]  # what the model file records of the style
+
+    @classmethod
+    def read(cls, style: Path, config: TrainConfig) -> _Inputs:
+        files = find_photos(config.data)
+        previews, skipped = first_readable(files, PREVIEW_PHOTOS, config.data)
+        image = images.load_image(style)
+        if config.style_size is not None:
+            image = images.resize_long_side(image, config.style_size)
+        info = {"file": style.name, "sha256": hashlib.sha256(style.read_bytes()).hexdigest()}
+        return cls(PhotoCrops(files, config.size, config.seed), [_preview_tensor(p) for p in previews],
+                   skipped, image, info)
+
+
+def _preview_tensor(photo: np.ndarray) -> torch.Tensor:
+    """A preview photo at PREVIEW_SIDE on its long side, cropped to the multiple of 4 the network needs."""
+    small = images.resize_long_side(photo, PREVIEW_SIDE)
+    height, width = (side - side % SIZE_MULTIPLE for side in small.shape[:2])
+    return images.to_tensor(small[:height, :width])
+
+
+def _tensorboard(folder: Path, start_step: int) -> Any:
+    """A SummaryWriter that drops what it logged after `start_step`, when `tensorboard` is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder), purge_step=start_step + 1)
+
+
+def _metrics_lines(path: Path, step: int) -> list[str]:
+    """The metrics-log lines of steps up to `step`."""
+    if not (step and path.is_file()):
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a kill
+    return kept
+
+
+class _Outputs:
+    """What rank 0 writes besides the model: checkpoints, the metrics log, TensorBoard, previews."""
+
+    def __init__(self, paths: _Paths, start_step: int, previews: list[torch.Tensor]) -> None:
+        self.paths, self.previews = paths, previews
+        self.metrics: IO[str] | None = None
+        self.tensorboard: Any = None
+        self.rewind(start_step)
+
+    def rewind(self, step: int) -> None:
+        """Forget what was logged after `step` (all of it for a fresh run): a resume or rollback redoes it."""
+        self.close()
+        kept = "".join(f"{line}\n" for line in _metrics_lines(self.paths.metrics, step))
+        with atomic_path(self.paths.metrics) as temporary:
+            temporary.write_text(kept)
+        self.metrics = open(self.paths.metrics, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        self.tensorboard = _tensorboard(self.paths.tensorboard, step)
+
+    def checkpoint(self, state: dict[str, Any]) -> None:
+        save_checkpoint(self.paths.checkpoint, state)
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+        if self.tensorboard is not None:
+            for name, value in record["losses"].items():
+                self.tensorboard.add_scalar(f"loss/{name}", value, record["step"])
+            self.tensorboard.add_scalar("lr", record["lr"], record["step"])
+            self.tensorboard.add_scalar("images_per_s", record["images_per_s"], record["step"])
+
+    @torch.no_grad()
+    def write_previews(self, model: TransformerNet, step: int) -> None:
+        device = next(model.parameters()).device
+        for index, photo in enumerate(self.previews):
+            out = model(photo.to(device)).float().clamp(0, 1)
+            images.save_image(out, self.paths.previews / f"step{step:06d}_{index}.png", settings={"step": step})
+
+    def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+class _Run:
+    """One call of `train`: the loop, with its checkpoints, rollbacks, logs and events."""
+
+    def __init__(self, config: TrainConfig, inputs: _Inputs, paths: _Paths, procs: _Processes,
+                 report: Callback) -> None:
+        self.config, self.inputs, self.paths, self.procs, self.report = config, inputs, paths, procs, report
+        self.dataset = inputs.photos
+        self.per_epoch = steps_per_epoch(len(self.dataset), config.batch_size, procs.world_size, config.data)
+        self.total = config.steps or config.epochs * self.per_epoch
+        self.skipped: Skipped = {}
+        self.rollbacks = 0  # in a row, since the last good state
+        self.elapsed_before = 0.0  # training time of the runs this one resumes
+        self.started = time.perf_counter()
+        self.losses: dict[str, float] = {}
+
+    def run(self, resume: bool) -> Path:
+        self.trainer = _Trainer(self.config, self.inputs.style_image, self.procs)
+        if self.trainer.encoder.weights_description.startswith("random"):
+            self.report(MessageEvent(RANDOM_WARNING, "warning"))
+        if resume:
+            self._resume()
+        self._announce()
+        self._note_skipped(self.inputs.skipped)
+        main = self.procs.is_main
+        self.outputs = _Outputs(self.paths, self.trainer.step, self.inputs.previews) if main else None
+        try:
+            self.last_good = self._state()
+            return self._finish(self._loop())
+        finally:
+            if self.outputs is not None:
+                self.outputs.close()
+
+    def _loop(self) -> bool:
+        """Train up to the last step; True when a callback asked to stop early."""
+        batches = self._batches()
+        tick = time.perf_counter()
+        while self.trainer.step < self.total:
+            photos, skipped = next(batches)
+            self._note_skipped(skipped)
+            lr = self._lr()
+            losses = self.trainer.train_step(photos, lr)
+            if losses is None or not self.trainer.weights_finite():
+                self._roll_back()
+                batches, tick = self._batches(), time.perf_counter()
+                continue
+            self.trainer.step += 1
+            self.losses = losses
+            now = time.perf_counter()
+            stop = self._after_step(lr, now - tick)
+            tick = now
+            if stop:
+                return True
+        return False
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, Skipped]]:
+        """Batches from the current step on; rebuilt after a rollback."""
+        config, procs = self.config, self.procs
+        sampler = StepBatches(len(self.dataset), config.batch_size, config.seed, start=self.trainer.step,
+                              stop=self.total, rank=procs.rank, world_size=procs.world_size)
+        # A generator of its own keeps the loader from drawing on (and changing) the global torch RNG.
+        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=collate,
+                            pin_memory=procs.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(config.seed))
+        return iter(loader)
+
+    def _lr(self) -> float:
+        """Adam's rate for the next step: lr × rollback scale × schedule (cosine ends at 1 %)."""
+        factor = 1.0
+        if self.config.lr_schedule == "cosine":
+            progress = min(1.0, self.trainer.step / max(1, self.total - 1))
+            factor = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        return self.config.lr * self.trainer.lr_scale * factor
+
+    def _after_step(self, lr: float, seconds: float) -> bool:
+        """Log, preview, report and checkpoint the step just taken; True when asked to stop."""
+        config, step = self.config, self.trainer.step
+        epoch = (step - 1) // self.per_epoch + 1
+        record = {"step": step, "epoch": epoch, "losses": self.losses, "lr": lr,
+                  "images_per_s": config.batch_size * self.procs.world_size / max(seconds, 1e-9),
+                  "elapsed": self._elapsed()}
+        if self.outputs is not None:
+            if step % config.log_every == 0:
+                self.outputs.log(record)
+            if config.preview_every and step % config.preview_every == 0:
+                self.outputs.write_previews(self.trainer.model, step)
+        try:
+            self.report(TrainStepEvent(step, self.total, epoch, math.ceil(self.total / self.per_epoch),
+                                       self.losses, lr, record["images_per_s"], record["elapsed"]))
+            stop = False
+        except StopRequested:
+            stop = True
+        if step % config.checkpoint_every == 0:
+            self._checkpoint()
+        return self.procs.any(stop)
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _state(self) -> dict[str, Any]:
+        step = self.trainer.step
+        return {
+            **self.trainer.state(),
+            "config": self.config.to_dict(),
+            "style_sha256": self.inputs.style_info["sha256"],
+            "epoch": step // self.per_epoch,  # 0-based; `position` is the next batch within it
+            "position": step % self.per_epoch,
+            "world_size": self.procs.world_size,
+            "elapsed": self._elapsed(),
+            "skipped": dict(self.skipped),
+        }
+
+    def _checkpoint(self) -> None:
+        """Keep this state as the rollback point and, on rank 0, write it to `<output>.ckpt`."""
+        self.last_good = self._state()
+        self.rollbacks = 0
+        if self.outputs is not None:
+            self.outputs.checkpoint(self.last_good)
+            self.report(CheckpointEvent(self.trainer.step, self.paths.checkpoint))
+        self.procs.barrier()  # no process runs ahead of a checkpoint being written
+
+    def _roll_back(self) -> None:
+        """Return to the last good state and retry its steps at half the learning rate."""
+        failed = self.trainer.step + 1
+        self.rollbacks += 1
+        if self.rollbacks > MAX_ROLLBACKS:
+            raise PainterlyError(f"the loss was not finite at step {failed} even after {MAX_ROLLBACKS} rollbacks "
+                                 "that each halved the learning rate; try a lower --lr or smaller loss weights")
+        self.trainer.restore(self.last_good)
+        self.trainer.lr_scale = self.last_good["lr_scale"] * 0.5**self.rollbacks
+        if self.outputs is not None:
+            self.outputs.rewind(self.trainer.step)
+        self.report(MessageEvent(f"the loss was not finite at step {failed}: rolled back to step "
+                                 f"{self.trainer.step} and lowered the learning rate to {self._lr():.3g}", "warning"))
+
+    def _resume(self) -> None:
+        path = self.paths.checkpoint
+        saved = load_checkpoint(path)
+        check_resumable(saved, self.config, self.inputs.style_info["sha256"], path)
+        self.trainer.restore(saved)
+        self.skipped.update(saved["skipped"])
+        self.elapsed_before = saved["elapsed"]
+        self.report(MessageEvent(f"resuming {path} at step {saved['step']}"))
+        if saved["world_size"] != self.procs.world_size:
+            self.report(MessageEvent(f"{path} was made by {saved['world_size']} processes, this run has "
+                                     f"{self.procs.world_size}: the photo order differs from then on", "warning"))
+
+    def _announce(self) -> None:
+        config, procs = self.config, self.procs
+        share = f"{config.batch_size}×{procs.world_size} processes" if procs.world_size > 1 else config.batch_size
+        self.report(MessageEvent(f"training on {len(self.dataset)} photos from {config.data}: {self.total} steps "
+                                 f"of batch {share}, {self.per_epoch} steps per epoch, on {procs.device}"))
+
+    def _note_skipped(self, skipped: Skipped) -> None:
+        for path, reason in skipped.items():
+            if path not in self.skipped:
+                self.skipped[path] = reason
+                self.report(MessageEvent(f"skipping an unreadable photo: {reason}", "warning"))
+
+    def _finish(self, stopped: bool) -> Path:
+        """The final checkpoint and the model file; only weights that passed the NaN checks get here."""
+        if self.last_good["step"] != self.trainer.step:
+            self._checkpoint()
+        if self.outputs is not None:
+            save_model(self.trainer.model, self.paths.model, style=self.inputs.style_info,
+                       training=self.config.to_dict(), steps=self.trainer.step)
+            if self.skipped:
+                self.report(MessageEvent(f"skipped {len(self.skipped)} unreadable photos in {self.config.data}",
+                                         "warning"))
+            self.report(DoneEvent(self.trainer.step, self._elapsed(), self.losses,
+                                  self.trainer.encoder.weights_description, stopped))
+        self.procs.barrier()
+        return self.paths.model

@@ -1,0 +1,337 @@
+"""Fast-model training on tiny photos with random VGG weights: loss, resume, rollback, torchrun, bad data."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painterly import modelfile
+from painterly.config import TrainConfig
+from painterly.errors import PainterlyError, UsageError
+from painterly.events import CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent
+from painterly.losses import PerceptualLoss
+from painterly.training import train
+
+# Sizes include photos smaller than the 32 px crop; the smallest side stays above images.MIN_SIDE.
+PHOTO_SIZES = [(40, 56), (24, 30), (64, 48), (36, 36), (50, 70), (28, 40), (20, 44), (48, 32)]
+
+# Runs in a subprocess (plain or under torchrun): train(style, output, config JSON, resume?).
+CHILD = """
+import json, os, sys, time
+import torch
+from painterly.config import TrainConfig
+from painterly.training import train
+
+torch.set_num_threads(1)
+style, output, config, resume = sys.argv[1:5]
+delay = float(os.environ.get("SLOW_STEP", "0"))
+rank = os.environ.get("RANK", "0")
+
+if os.environ.get("NAN_ON_RANK") == rank:  # this process's first loss is NaN
+    from painterly.losses import PerceptualLoss
+    original, calls = PerceptualLoss.from_features, []
+
+    def first_call_nan(self, *args):
+        terms = original(self, *args)
+        calls.append(1)
+        if len(calls) == 1:
+            terms.total = terms.total * float("nan")
+        return terms
+
+    PerceptualLoss.from_features = first_call_nan
+
+def callback(event):
+    with open(f"{output}.events-rank{rank}", "a") as log:
+        log.write(f"{type(event).__name__} {getattr(event, 'text', '')}\\n")
+    if type(event).__name__ == "TrainStepEvent":
+        time.sleep(delay)
+
+train(style, TrainConfig(**json.loads(config)), output, callback=callback, resume=resume == "resume")
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """On 2 shared cores, OpenMP's spinning threads make 2 threads ~10x slower than 1."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _smooth_image(rng, height, width):
+    coarse = (rng.random((4, 4, 3)) * 255).astype(np.uint8)
+    return Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of small photos, some in a subfolder, and a style image beside it."""
+    rng = np.random.default_rng(0)
+    data = tmp_path / "photos"
+    (data / "sub").mkdir(parents=True)
+    for index, (height, width) in enumerate(PHOTO_SIZES):
+        folder = data / "sub" if index % 3 == 0 else data
+        _smooth_image(rng, height, width).save(folder / f"photo{index}.png")
+    _smooth_image(rng, 48, 48).save(tmp_path / "style.png")
+    return data
+
+
+def _config(data, **changes):
+    base = {"data": str(data), "size": 32, "batch_size": 2, "steps": 8, "lr": 1e-3, "vgg_weights": "random",
+            "arch": "light", "device": "cpu", "content_layers": ("relu2_2",), "style_layers": ("relu1_2", "relu2_2"),
+            "checkpoint_every": 4, "log_every": 1}
+    return TrainConfig(**{**base, **changes})
+
+
+def _train(data, output, resume=False, **changes):
+    events = []
+    train(data.parent / "style.png", _config(data, **changes), output, callback=events.append, resume=resume)
+    return events
+
+
+def _metrics(output):
+    return [json.loads(line) for line in output.with_name(output.name + ".metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_weights(a, b):
+    model_a, _ = modelfile.load_model(a)
+    model_b, _ = modelfile.load_model(b)
+    state_a, state_b = model_a.state_dict(), model_b.state_dict()
+    assert state_a.keys() == state_b.keys()
+    for key in state_a:
+        assert torch.equal(state_a[key], state_b[key]), key
+
+
+def _child(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    return script
+
+
+def _env(**extra):
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _child_args(script, data, output, config, resume=False):
+    return [str(script), str(data.parent / "style.png"), str(output), json.dumps(config.to_dict()),
+            "resume" if resume else "fresh"]
+
+
+def test_a_short_run_lowers_the_loss_and_writes_a_model_with_its_settings(photos, tmp_path):
+    output = tmp_path / "out" / "starry.safetensors"
+    config = _config(photos, steps=24, checkpoint_every=12, preview_every=12)
+    events = []
+    assert train(tmp_path / "style.png", config, output, callback=events.append) == output
+
+    losses = [record["losses"]["total"] for record in _metrics(output)]
+    assert [record["step"] for record in _metrics(output)] == list(range(1, 25))
+    assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3])
+    steps = [e for e in events if isinstance(e, TrainStepEvent)]
+    assert [e.step for e in steps] == list(range(1, 25)) and steps[-1].total_steps == 24
+    assert steps[-1].epochs == 6 and steps[-1].epoch == 6 and steps[-1].images_per_s > 0
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [12, 24]
+    assert any(isinstance(e, MessageEvent) and e.level == "warning" and "random" in e.text for e in events)
+    assert isinstance(events[-1], DoneEvent) and events[-1].steps == 24
+
+    model, metadata = modelfile.load_model(output)
+    assert metadata["steps"] == 24
+    assert metadata["training"] == json.loads(json.dumps(config.to_dict()))
+    assert metadata["style"]["sha256"] == hashlib.sha256((tmp_path / "style.png").read_bytes()).hexdigest()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    previews = sorted(p.name for p in (output.parent / "starry.safetensors.previews").iterdir())
+    assert previews == [f"step{step:06d}_{i}.png" for step in (12, 24) for i in range(4)]
+    assert max(Image.open(output.parent / "starry.safetensors.previews" / previews[0]).size) <= 256
+    assert (output.parent / "starry.safetensors.ckpt").is_file()
+
+
+def test_resuming_gives_the_weights_of_an_uninterrupted_run(photos, tmp_path):
+    _train(photos, tmp_path / "straight.safetensors", steps=8, checkpoint_every=2)
+    _train(photos, tmp_path / "resumed.safetensors", steps=4, checkpoint_every=2)
+    # Loader workers decode in other processes: the batches must not change.
+    events = _train(photos, tmp_path / "resumed.safetensors", resume=True, steps=8, checkpoint_every=2, workers=1)
+
+    _assert_same_weights(tmp_path / "straight.safetensors", tmp_path / "resumed.safetensors")
+    assert any(isinstance(e, MessageEvent) and "at step 4" in e.text for e in events)
+    assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [5, 6, 7, 8]
+    assert [r["step"] for r in _metrics(tmp_path / "resumed.safetensors")] == list(range(1, 9))
+
+
+def test_a_run_killed_with_sigkill_resumes_to_identical_weights(photos, tmp_path):
+    script = _child(tmp_path)
+    config = _config(photos, steps=8, checkpoint_every=2)
+    reference, killed = tmp_path / "reference.safetensors", tmp_path / "killed.safetensors"
+    checkpoint = tmp_path / "killed.safetensors.ckpt"
+    straight = subprocess.Popen([sys.executable, *_child_args(script, photos, reference, config)], env=_env())
+    victim = subprocess.Popen([sys.executable, *_child_args(script, photos, killed, config)],
+                              env=_env(SLOW_STEP="0.3"))
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.15)  # land somewhere inside a later step
+    assert victim.poll() is None, "the run ended before it could be killed"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not killed.exists()
+    assert torch.load(checkpoint, weights_only=True)["step"] in (2, 4, 6)
+
+    subprocess.run([sys.executable, *_child_args(script, photos, killed, config, resume=True)], env=_env(), check=True)
+    assert straight.wait() == 0
+    _assert_same_weights(reference, killed)
+    assert [r["step"] for r in _metrics(killed)] == list(range(1, 9))
+
+
+def _nan_at_calls(monkeypatch, *bad_calls):
+    """Make the loss NaN at the given calls (1-based) of PerceptualLoss.from_features."""
+    original = PerceptualLoss.from_features
+    calls = []
+
+    def flaky(self, image, feats, content=None):
+        terms = original(self, image, feats, content)
+        calls.append(1)
+        if len(calls) in bad_calls:
+            terms.total = terms.total * float("nan")
+        return terms
+
+    monkeypatch.setattr(PerceptualLoss, "from_features", flaky)
+
+
+def test_a_non_finite_loss_rolls_back_and_halves_the_learning_rate(photos, tmp_path, monkeypatch):
+    _nan_at_calls(monkeypatch, 3)
+    output = tmp_path / "rolled.safetensors"
+    events = _train(photos, output, steps=6, checkpoint_every=2)
+
+    warnings = [e.text for e in events if isinstance(e, MessageEvent) and "not finite" in e.text]
+    assert len(warnings) == 1
+    assert "step 3" in warnings[0] and "rolled back to step 2" in warnings[0] and "0.0005" in warnings[0]
+    model, metadata = modelfile.load_model(output)
+    assert metadata["steps"] == 6
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert [r["lr"] for r in _metrics(output)] == [1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4]
+
+
+def test_rollbacks_replay_from_an_unchanged_state(photos, tmp_path, monkeypatch):
+    other = tmp_path / "other.safetensors"
+    _train(photos, other, steps=4, checkpoint_every=4)
+    # Step 6 fails, then (after step 5 has run again) fails again: back to step 4 twice, lr / 4.
+    _nan_at_calls(monkeypatch, 6, 8)
+    twice = tmp_path / "twice.safetensors"
+    _train(photos, twice, steps=8, checkpoint_every=4)
+    # The same end by another road: resume at step 4 and fail twice at once, nothing run in between.
+    monkeypatch.undo()
+    _nan_at_calls(monkeypatch, 1, 2)
+    _train(photos, other, resume=True, steps=8, checkpoint_every=4)
+    _assert_same_weights(twice, other)
+    assert [r["step"] for r in _metrics(twice)] == list(range(1, 9))  # rolled-back steps are not logged twice
+    assert [r["lr"] for r in _metrics(twice)][4:] == [2.5e-4] * 4
+
+
+def test_a_loss_that_stays_non_finite_gives_up_without_writing_a_model(photos, tmp_path, monkeypatch):
+    _nan_at_calls(monkeypatch, *range(1, 10))
+    with pytest.raises(PainterlyError, match="not finite at step 1 even after 5 rollbacks"):
+        _train(photos, tmp_path / "never.safetensors", steps=4)
+    assert not (tmp_path / "never.safetensors").exists()
+
+
+def test_a_callback_can_stop_early_and_keep_a_model(photos, tmp_path):
+    def stop_at_three(event):
+        if isinstance(event, TrainStepEvent) and event.step == 3:
+            raise StopRequested
+
+    output = tmp_path / "stopped.safetensors"
+    train(photos.parent / "style.png", _config(photos, steps=8), output, callback=stop_at_three)
+    assert modelfile.read_metadata(output)["steps"] == 3
+    assert torch.load(tmp_path / "stopped.safetensors.ckpt", weights_only=True)["step"] == 3
+
+
+def test_two_processes_under_torchrun_write_one_model_and_resume(photos, tmp_path):
+    script = _child(tmp_path)
+    output = tmp_path / "ddp.safetensors"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    # The resumed run's first loss is NaN on rank 1 only: both processes must roll back together.
+    for steps, resume, env in ((2, False, _env()), (4, True, _env(NAN_ON_RANK="1"))):
+        config = _config(photos, steps=steps, checkpoint_every=2)
+        subprocess.run([*torchrun, *_child_args(script, photos, output, config, resume)], env=env, check=True,
+                       timeout=240, capture_output=True)
+
+    assert modelfile.read_metadata(output)["steps"] == 4
+    assert torch.load(tmp_path / "ddp.safetensors.ckpt", weights_only=True)["world_size"] == 2
+    assert [(r["step"], r["lr"]) for r in _metrics(output)] == [(1, 1e-3), (2, 1e-3), (3, 5e-4), (4, 5e-4)]
+    assert "not finite at step 3: rolled back to step 2" in (tmp_path / "ddp.safetensors.events-rank0").read_text()
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ddp."))
+    # Only rank 0 reports events and writes files.
+    assert written == ["ddp.safetensors", "ddp.safetensors.ckpt", "ddp.safetensors.events-rank0",
+                       "ddp.safetensors.metrics.jsonl"]
+    assert "DoneEvent" in (tmp_path / "ddp.safetensors.events-rank0").read_text()
+
+
+def _bad_files(folder):
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(folder / "a_truncated.jpg", quality=95)
+    data = (folder / "a_truncated.jpg").read_bytes()
+    (folder / "a_truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "b_text.jpg").write_text("not an image\n")
+    (folder / "c_empty.png").write_bytes(b"")
+
+
+def test_unreadable_photos_are_skipped_and_counted(photos, tmp_path):
+    _bad_files(photos)
+    # One epoch (11 files // batch 2 = 5 steps) draws every file at least once.
+    events = _train(photos, tmp_path / "skip.safetensors", steps=None, epochs=1)
+    warnings = [e.text for e in events if isinstance(e, MessageEvent) and e.level == "warning"]
+    assert sum("skipping an unreadable photo" in text for text in warnings) == 3
+    assert any(f"skipped 3 unreadable photos in {photos}" in text for text in warnings)
+    assert modelfile.read_metadata(tmp_path / "skip.safetensors")["steps"] == 5
+
+
+def test_a_folder_without_readable_photos_fails_before_training(tmp_path):
+    data = tmp_path / "bad"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "style.png")
+    with pytest.raises(PainterlyError, match="no image files found"):
+        _train(data, tmp_path / "x.safetensors")
+    _bad_files(data)
+    with pytest.raises(PainterlyError, match=f"{data}: none of its 3 image files can be read"):
+        _train(data, tmp_path / "x.safetensors")
+    assert not any(p.name.startswith("x.") for p in tmp_path.iterdir())
+
+
+def test_user_errors_are_named_before_training(photos, tmp_path):
+    style = tmp_path / "style.png"
+    with pytest.raises(PainterlyError, match=r"x\.pth: name the model NAME\.safetensors"):
+        train(style, _config(photos), tmp_path / "x.pth")
+    with pytest.raises(PainterlyError, match="missing.png"):
+        train(tmp_path / "missing.png", _config(photos), tmp_path / "x.safetensors")
+    with pytest.raises(PainterlyError, match=r"x\.safetensors\.ckpt: no checkpoint to resume from"):
+        train(style, _config(photos), tmp_path / "x.safetensors", resume=True)
+    with pytest.raises(PainterlyError, match="no training photos given"):
+        train(style, _config(""), tmp_path / "x.safetensors")
+
+
+def test_the_cosine_schedule_logs_the_rate_each_step_used(photos, tmp_path):
+    output = tmp_path / "cosine.safetensors"
+    _train(photos, output, steps=3, lr_schedule="cosine")
+    assert [r["lr"] for r in _metrics(output)] == pytest.approx([1e-3, 0.505e-3, 1e-5])
+
+
+def test_bf16_autocast_trains_on_the_cpu_and_fp16_is_refused_there(photos, tmp_path):
+    output = tmp_path / "bf16.safetensors"
+    _train(photos, output, steps=2, precision="bf16")
+    model, _ = modelfile.load_model(output)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(UsageError, match="fp16 needs a CUDA GPU"):
+        _train(photos, tmp_path / "fp16.safetensors", steps=2, precision="fp16")
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(photos, tmp_path):
+    output = tmp_path / "m.safetensors"
+    _train(photos, output, steps=2, checkpoint_every=2)
+    with pytest.raises(PainterlyError, match="different batch_size, lr; resume with the same settings"):
+        _train(photos, output, resume=True, steps=4, lr=2e-3, batch_size=4)
