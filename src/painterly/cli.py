@@ -309,6 +309,27 @@ def convert(
     print(f"wrote {convert_model(model, output)}")
 
 
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback is reachable from the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    models: Annotated[Optional[Path], typer.Option(help="Folder of fast models to offer.")] = None,
+    workdir: Annotated[Optional[Path], typer.Option(help="Where uploads and results go [default: a temp folder].")] = None,
+    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file, for the Optimize tab.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 50,
+    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels.")] = 16_000_000,
+    concurrency: Annotated[int, typer.Option(help="Jobs running at once; the rest wait in the queue.")] = 1,
+    queue_size: Annotated[int, typer.Option(help="Jobs allowed to wait.")] = 32,
+) -> None:
+    """Start the web UI (Fast, Optimize and Video tabs); needs `pip install 'painterly[web]'`."""
+    from .web import serve as serve_web
+
+    serve_web(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
+              max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency, queue_size=queue_size)
+
+
 @app.command("weights")
 @user_errors
 def weights_command(

@@ -14,8 +14,9 @@ import struct
 import sys
 import threading
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from io import BytesIO
 from pathlib import Path
@@ -24,7 +25,7 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, ImageSequence, PngImagePlugin, UnidentifiedImageError
 
 from painterly.atomic import atomic_path, same_file
 from painterly.errors import ImageError, UsageError
@@ -90,9 +91,9 @@ def read_settings(path: StrPath) -> dict | None:
     shown = os.fspath(path)
     with _open(path, shown) as img:
         if img.format == "PNG":
-            return _json_dict(img.info.get(SETTINGS_KEY))
-        envelope = _json_dict(_envelope_text(img))
-    return None if envelope is None else _json_dict(envelope.get(SETTINGS_KEY))
+            return parse_settings(img.info.get(SETTINGS_KEY))
+        envelope = parse_settings(_envelope_text(img))
+    return None if envelope is None else parse_settings(envelope.get(SETTINGS_KEY))
 
 
 def _max_pixels(given: int | None) -> int:
@@ -244,7 +245,7 @@ def _srgb() -> ImageCms.ImageCmsProfile:
 
 def _envelope_text(img: Image.Image) -> str | bytes | None:
     """Where JPEG, WebP and TIFF keep the JSON envelope {SETTINGS_KEY: settings}."""
-    if img.format == "JPEG":
+    if img.format in ("JPEG", "GIF"):
         return img.info.get("comment")
     if img.format == "WEBP":
         return _from_xmp(img.info.get("xmp"))
@@ -253,8 +254,10 @@ def _envelope_text(img: Image.Image) -> str | bytes | None:
     return None
 
 
-def _json_dict(text: Any) -> dict | None:
-    """A dict decoded from JSON text (or already decoded); None for anything else."""
+def parse_settings(text: Any) -> dict | None:
+    """A dict decoded from JSON text (or already decoded); None for anything else.
+
+    Also reads the settings other containers keep as text (a video's comment tag)."""
     if isinstance(text, (str, bytes)):
         try:
             text = json.loads(text)
@@ -346,7 +349,7 @@ def _save_options(image_format: str, settings: dict | None, quality: int) -> dic
         info.add_itxt(SETTINGS_KEY, json.dumps(settings))
         return {**options, "pnginfo": info}
     envelope = json.dumps({SETTINGS_KEY: settings})
-    if image_format == "JPEG":
+    if image_format in ("JPEG", "GIF"):
         return {**options, "comment": envelope}
     if image_format == "WEBP":
         return {**options, "xmp": _xmp_packet(envelope)}
@@ -376,6 +379,68 @@ def _from_xmp(packet: bytes | None) -> str | None:
 def _write_atomically(picture: Image.Image, path: Path, image_format: str, options: dict[str, Any]) -> None:
     with atomic_path(path) as temporary, open(temporary, "wb") as file:
         picture.save(file, format=image_format, **options)
+
+
+# --- animations (GIF, WebP) ---------------------------------------------------------------------
+
+
+@dataclass
+class Animation:
+    """The frames of an animated image, decoded one at a time as they are iterated."""
+
+    frames: Iterator[tuple[np.ndarray, int]]  # (HxWx3 float32 over white, duration in ms)
+    count: int
+    loop: int | None  # None: play once (a GIF without a loop block)
+
+
+def frame_count(path: StrPath) -> int:
+    """How many frames the image file has (1 for a still image)."""
+    shown = os.fspath(path)
+    with _open(path, shown) as img:
+        return getattr(img, "n_frames", 1)
+
+
+@contextmanager
+def open_animation(path: StrPath, *, max_pixels: int | None = None) -> Iterator[Animation]:
+    """Open an animated GIF or WebP; its frames keep their own durations."""
+    shown = os.fspath(path)
+    with _open(path, shown) as img:
+        _check_size(img.size, shown, _max_pixels(max_pixels), MIN_SIDE)
+        yield Animation(_animation_frames(img, shown), getattr(img, "n_frames", 1), img.info.get("loop"))
+
+
+def _animation_frames(img: Image.Image, shown: str) -> Iterator[tuple[np.ndarray, int]]:
+    try:
+        for frame in ImageSequence.Iterator(img):
+            rgb, _ = _to_float_rgb(frame)  # loading the frame also sets WebP's duration
+            yield rgb, int(frame.info.get("duration", 0))
+    except _DECODE_ERRORS as exc:
+        raise _corrupt(shown, exc) from exc
+
+
+def save_animation(frames: Sequence[np.ndarray], durations: Sequence[int], path: StrPath, *,
+                   loop: int | None = 0, settings: dict | None = None) -> Path:
+    """Write an animated GIF or WebP atomically, with per-frame durations (ms) and the settings.
+
+    Frames are HxWx3 arrays, uint8 or float in [0, 1].
+    """
+    path = Path(path)
+    image_format = {".gif": "GIF", ".webp": "WEBP"}.get(path.suffix.lower())
+    if image_format is None:
+        raise ImageError(f"{path}: animations are written as .gif or .webp")
+    if not frames:
+        raise ImageError(f"{path}: no frames to write")
+    first, *rest = (Image.fromarray(f if f.dtype == np.uint8 else _to_uint8(f)) for f in frames)
+    options = _save_options(image_format, settings, quality=90)
+    if loop is not None:
+        options["loop"] = loop
+    try:
+        with atomic_path(path) as temporary:
+            first.save(temporary, format=image_format, save_all=True, append_images=rest,
+                       duration=list(durations), **options)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    return path
 
 
 # --- arrays, tensors, resizing ---------------------------------------------------------------

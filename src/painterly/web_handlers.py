@@ -1,0 +1,321 @@
+"""What the web UI's buttons do: each calls the public API and shows a user's mistake as a message.
+
+Imported only by `web.build_app`, once it has made sure that Gradio is installed. A
+`PainterlyError` becomes a `gr.Error` with its one line; anything else is a bug, which Gradio
+reports as a bare "Error" in the page while the traceback stays in the server log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import queue
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+
+from . import images, samples
+from .apply import apply_files
+from .config import StylizeConfig
+from .errors import ImageError, PainterlyError, UsageError
+from .events import (
+    DoneEvent,
+    Event,
+    MessageEvent,
+    StepEvent,
+    StopRequested,
+    VideoProgressEvent,
+)
+from .fast import FastStylizer
+from .pipeline import stylize_files
+
+MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
+LIVE_UPDATES = 20  # about this many intermediate images per optimisation, whatever its length
+
+
+@contextmanager
+def shown_in_page(*uploads: str) -> Iterator[None]:
+    """Turn a user's mistake into a message in the page instead of a failed request."""
+    try:
+        yield
+    except PainterlyError as error:
+        raise _page_error(_as_uploaded(str(error), uploads)) from None
+
+
+def _page_error(message: str) -> gr.Error:
+    """A user's mistake, shown in the page; it needs no traceback in the server log."""
+    return gr.Error(message, print_exception=False)
+
+
+def _as_uploaded(message: str, uploads: Iterable[str]) -> str:
+    """`message` naming each upload by its file name, as the user knows it, not by its path on the server."""
+    for path in uploads:
+        message = message.replace(path, Path(path).name)
+    return message
+
+
+class ModelCatalog:
+    """The model files the UI offers, and one loaded `FastStylizer` per file, shared by all requests.
+
+    A request names a model by file name, and only names in the current listing are accepted:
+    no request can make the server open a path of its choosing.
+    """
+
+    def __init__(self, folders: list[Path], *, device: str) -> None:
+        self.folders = folders
+        self.device = device
+        self._loaded: dict[tuple[Path, int], FastStylizer] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._listing())
+
+    def stylizer(self, name: str | None) -> FastStylizer:
+        """The loaded model; loaded again only when its file has changed."""
+        path = self._path(name)
+        key = (path, path.stat().st_mtime_ns)
+        with self._lock:  # two first requests for one model load it once
+            if key not in self._loaded:
+                self._loaded[key] = FastStylizer(path, device=self.device)
+            return self._loaded[key]
+
+    def _path(self, name: str | None) -> Path:
+        listing = self._listing()
+        if name not in listing:
+            what = f"unknown model {name!r}" if name else "no model chosen"
+            where = ", ".join(map(str, self.folders))
+            raise UsageError(f"{what}: choose one from the list (model files are looked for in {where})")
+        return listing[name]
+
+    def _listing(self) -> dict[str, Path]:
+        """File name -> path; on equal names the earlier folder (--models) wins."""
+        found: dict[str, Path] = {}
+        for folder in self.folders:
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
+                        found.setdefault(path.name, path)
+        return found
+
+
+class Workspace:
+    """The working folder: every file the server writes goes into a fresh job folder in here."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def new_job(self, kind: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=self.root))
+
+    def sample_painting(self) -> Path:
+        """The built-in painting as a file, so that it takes the same path as an uploaded one."""
+        path = self.root / "sample-swirl.png"
+        with self._lock:
+            if not path.exists():
+                images.save_image(samples.swirl_painting(), path, settings={"source": "painterly sample swirl"})
+        return path
+
+
+class StopSignals:
+    """The runs of each browser session, so that its Stop button stops its own runs only."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def watch(self, session: str) -> Iterator[threading.Event]:
+        """An event that the session's Stop button sets while the `with` block runs."""
+        stop = threading.Event()
+        with self._lock:
+            self._running.setdefault(session, set()).add(stop)
+        try:
+            yield stop
+        finally:
+            with self._lock:
+                self._running[session].discard(stop)
+                if not self._running[session]:
+                    del self._running[session]
+
+    def stop(self, session: str) -> None:
+        with self._lock:
+            for stop in self._running.get(session, ()):
+                stop.set()
+
+
+class LiveRun:
+    """A run on a worker thread whose progress events can be iterated as they come.
+
+    Gradio streams what a generator yields, while `stylize` reports through a callback on the
+    thread it runs on; a queue joins the two. Once `stop` is set the next step raises
+    `StopRequested`, so the run ends and keeps its current image.
+    """
+
+    _FINISHED = object()
+
+    def __init__(self, work: Callable[..., object], stop: threading.Event) -> None:
+        self._events: queue.Queue = queue.Queue()
+        self._stop = stop
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True, name="painterly-optimize")
+
+    def events(self) -> Iterator[Event]:
+        """Start the run, yield its events, then raise its error if it failed.
+
+        Leaving early (the page closed, the request cancelled) stops the run and waits for it.
+        """
+        self._thread.start()
+        try:
+            while (event := self._events.get()) is not self._FINISHED:
+                yield event
+        finally:
+            self._stop.set()
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self, work: Callable[..., object]) -> None:
+        """`work(callback=...)`; its error, if any, is kept for `events` to raise."""
+        try:
+            work(callback=self._report)
+        except Exception as error:  # noqa: BLE001 - raised again on the thread that iterates the events
+            self._error = error
+        finally:
+            self._events.put(self._FINISHED)
+
+    def _report(self, event: Event) -> None:
+        if isinstance(event, StepEvent):
+            if self._stop.is_set():  # only a step may stop the run: it then keeps its image
+                raise StopRequested
+            if event.image is not None:  # the run changes its image in place: keep a copy
+                event = dataclasses.replace(event, image=images.to_array(event.image))
+        self._events.put(event)
+
+
+@dataclass
+class Handlers:
+    """The functions behind the buttons, with what they share: models, working folder, limits."""
+
+    catalog: ModelCatalog
+    workspace: Workspace
+    vgg_weights: str | None
+    device: str
+    max_pixels: int
+    stops: StopSignals = field(default_factory=StopSignals)
+
+    def refresh_models(self, current: str | None) -> gr.Dropdown:
+        """Look for model files again, keeping the choice when it is still there."""
+        names = self.catalog.names()
+        return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
+
+    def fast(self, uploads: list[str] | None, model: str | None, strength: float, colour: str,
+             size: float | None) -> tuple[list[str], list[str]]:
+        """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash."""
+        if not uploads:
+            raise _page_error("upload one or more images first")
+        with shown_in_page(*uploads):
+            report = apply_files(self.catalog.stylizer(model), uploads, self.workspace.new_job("fast"),
+                                 strength=strength, preserve_color=_colour(colour), size=_size(size),
+                                 max_pixels=self.max_pixels, suffix=".png")
+        reasons = [_as_uploaded(reason, uploads) for _, reason in report.failed]
+        if not report.written:
+            raise _page_error("; ".join(reasons))
+        for reason in reasons:
+            gr.Warning(reason)
+        results = [str(path) for path in report.written]
+        return results, results
+
+    def optimize(self, photo: str | None, paintings: list[str] | None, sample: bool, size: float, steps: float,
+                 style_weight: float, content_weight: float, colour: str,
+                 request: gr.Request) -> Iterator[tuple]:
+        """Gatys optimisation as `painterly stylize` runs it, yielding the image as it forms."""
+        if not photo:
+            raise _page_error("upload a photo first")
+        styles = [Path(path) for path in paintings or []] + ([self.workspace.sample_painting()] if sample else [])
+        if not styles:
+            raise _page_error("upload a painting, or tick the built-in sample painting")
+        with shown_in_page(photo, *(paintings or [])):
+            config = StylizeConfig(size=int(size), steps=int(steps), style_weight=style_weight,
+                                   content_weight=content_weight, preserve_color=_colour(colour),
+                                   vgg_weights=self.vgg_weights, device=self.device,
+                                   save_every=max(1, int(steps) // LIVE_UPDATES))
+            output = self.workspace.new_job("optimize") / "result.png"
+            work = functools.partial(stylize_files, Path(photo), styles, output, config, max_pixels=self.max_pixels)
+            with self.stops.watch(request.session_hash or "") as stop:
+                yield from _shown(LiveRun(work, stop).events(), output)
+
+    def stop(self, request: gr.Request) -> None:
+        """Stop this session's optimisation; it keeps and shows the image it has reached."""
+        self.stops.stop(request.session_hash or "")
+
+    def video(self, clip: str | None, model: str | None, strength: float, colour: str, size: float | None,
+              smooth: float, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - how Gradio injects a progress bar
+        """Stylise every frame of a clip, as `painterly apply` does for videos; the sound is kept."""
+        if not clip:
+            raise _page_error("upload a clip first")
+        with shown_in_page(clip):
+            from .video import stylize_video  # PyAV is an optional extra of its own
+
+            pixels = _frame_pixels(clip)
+            if pixels > self.max_pixels:
+                raise ImageError(f"{clip}: frames of {pixels:,} pixels are over the limit of {self.max_pixels:,}")
+            output = self.workspace.new_job("video") / f"{Path(clip).stem}.mp4"
+            stylize_video(self.catalog.stylizer(model), Path(clip), output, strength=strength,
+                          preserve_color=_colour(colour), size=_size(size), smooth=smooth,
+                          callback=functools.partial(_show_video_progress, progress))
+        return str(output)
+
+
+def _frame_pixels(clip: str) -> int:
+    """Pixels in each frame, from the clip's header; 0 when PyAV cannot tell (`stylize_video` then says why)."""
+    try:
+        import av
+    except ImportError:
+        return 0
+    try:
+        with av.open(clip) as container:
+            streams = container.streams.video
+            return streams[0].codec_context.width * streams[0].codec_context.height if streams else 0
+    except av.FFmpegError:
+        return 0
+
+
+def _show_video_progress(progress: gr.Progress, event: Event) -> None:
+    if isinstance(event, VideoProgressEvent) and event.total_frames:
+        progress((event.frames_done, event.total_frames), desc="stylising frames", unit="frames")
+    elif isinstance(event, MessageEvent) and event.level == "warning":
+        gr.Warning(event.text)
+
+
+def _shown(events: Iterator[Event], output: Path) -> Iterator[tuple]:
+    """What the page shows as a run goes: (image, status line, download), the written result last."""
+    done = None
+    for event in events:
+        if isinstance(event, StepEvent) and event.image is not None:
+            yield event.image, _progress(event), None
+        elif isinstance(event, MessageEvent) and event.level == "warning":
+            gr.Warning(event.text)
+        elif isinstance(event, DoneEvent):
+            done = event  # the result is written after this event, so it is shown once the events end
+    ending = "stopped early, kept the image" if done.stopped_early else "finished"
+    yield str(output), f"{ending}: {done.steps} steps in {done.seconds:.1f} s", str(output)
+
+
+def _progress(event: StepEvent) -> str:
+    scale = f" at scale {event.scale}/{event.num_scales}" if event.num_scales > 1 else ""
+    return f"step {event.step}/{event.total_steps}{scale} · loss {event.loss:.4g} · {event.elapsed:.1f} s"
+
+
+def _colour(choice: str) -> str | None:
+    return None if choice == "none" else choice
+
+
+def _size(value: float | None) -> int | None:
+    """The long side to resize to; 0 or empty keeps the upload's size."""
+    return int(value) if value else None

@@ -1,0 +1,377 @@
+"""The web UI, through its real HTTP API and a real headless browser.
+
+One server for the module, on a free port of 127.0.0.1, with random VGG weights, a tiny random
+fast model and low limits (1 MB uploads, 1 M pixels) so that refusals are cheap to provoke.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gradio")
+httpx = pytest.importorskip("httpx")
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from painterly import samples, web
+from painterly.errors import PainterlyError, UsageError
+from painterly.fast import FastStylizer
+from painterly.images import read_array, read_settings, save_image
+from painterly.modelfile import save_model
+from painterly.transformer import Architecture, TransformerNet
+
+MODEL = "tiny.safetensors"
+MAX_UPLOAD_MB = 1
+MAX_PIXELS = 1_000_000
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOT_ENV = "PAINTERLY_WEB_SCREENSHOT"
+
+
+def tiny_model(path: Path) -> Path:
+    """A random TransformerNet a few kernels wide whose output sits around mid-grey, not clipped."""
+    torch.manual_seed(0)
+    model = TransformerNet(Architecture(channels=(4, 8, 8), residual_blocks=1)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        model.deconv3.conv2d.weight.mul_(0.3)
+        model.deconv3.conv2d.bias.fill_(0.5)
+    return save_model(model, path, style={"image": "random"})
+
+
+def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth gradient with some noise: a real picture, not a flat colour."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.stack([x, y, 1 - x * y], axis=2) * rng.uniform(0.5, 1, 3) + rng.normal(0, 0.05, (height, width, 3))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) -> Path:
+    return save_image(picture(height, width, seed), path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(url, workdir, models folder) of a running app; closed after the module's tests."""
+    root = tmp_path_factory.mktemp("web")
+    models = root / "models"
+    models.mkdir()
+    tiny_model(models / MODEL)
+    parent = root / "work"
+    parent.mkdir()
+    (parent / "private.txt").write_text("TOP SECRET CONTENT")  # there before: must not be served
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAINTERLY_HOME", str(root / "home"))  # no models from the real user cache
+        patch.setenv("GRADIO_TEMP_DIR", str(root / "uploads"))
+        app = web.build_app(models=models, workdir=parent, vgg_weights="random", device="cpu",
+                            max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS, concurrency=2)
+        [workdir] = parent.glob("painterly-web-*")
+        port = free_port()
+        app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield f"http://127.0.0.1:{port}", workdir, models
+        finally:
+            app.close()
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return Client(server[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def stylise(client: Client, *paths: Path, size: int | None = None, model: str = MODEL) -> tuple[list, list[str]]:
+    """The fast tab's (gallery, downloads) for these files."""
+    return client.predict([handle_file(str(path)) for path in paths], model, 1.0, "none", size, api_name="/fast")
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# --- the tabs ----------------------------------------------------------------------------------
+
+
+def test_fast_tab_returns_the_stylised_image_with_its_settings(client, tmp_path):
+    photo = write_picture(tmp_path / "photo.png", 24, 40)
+    gallery, downloads = stylise(client, photo)
+    assert len(gallery) == len(downloads) == 1
+    result, _ = read_array(downloads[0])
+    assert result.shape == (24, 40, 3)
+    assert read_array(gallery[0]["image"])[0].shape == (24, 40, 3)
+    settings = read_settings(downloads[0])
+    assert settings["method"] == "fast"
+    assert settings["model"]["file"].endswith(MODEL)
+    assert settings["input"]["sha256"] == sha256(photo)
+    assert settings["settings"]["strength"] == 1.0
+
+
+def test_fast_tab_takes_several_images_and_a_size(client, tmp_path):
+    photos = [write_picture(tmp_path / f"p{i}.png", 24 + 8 * i, 40, seed=i) for i in range(3)]
+    _, downloads = stylise(client, *photos, size=32)
+    assert [read_array(path)[0].shape for path in downloads] == [(19, 32, 3), (26, 32, 3), (32, 32, 3)]
+
+
+def test_optimize_tab_streams_intermediate_images_then_the_result(client, tmp_path):
+    photo = write_picture(tmp_path / "photo.png", 30, 40)
+    job = client.submit(handle_file(str(photo)), [], True, 40, 6, 100, 1, "none", api_name="/optimize")
+    image, status, download = job.result(timeout=120)
+    updates = job.outputs()
+    assert len(updates) >= 3  # intermediate images first, the written result last
+    assert all(update[0] is not None for update in updates)
+    assert "finished: 6 steps" in status
+    assert read_array(image)[0].shape == (30, 40, 3)
+    settings = read_settings(download)
+    assert settings["method"] == "gatys"
+    assert settings["config"]["steps"] == 6 and settings["config"]["vgg_weights"] == "random"
+
+
+def test_stop_keeps_the_current_image(server, tmp_path):
+    client = Client(server[0], verbose=False, download_files=str(tmp_path))
+    photo = write_picture(tmp_path / "photo.png", 30, 40)
+    job = client.submit(handle_file(str(photo)), [], True, 32, 2000, 100, 1, "none", api_name="/optimize")
+    deadline = time.monotonic() + 60
+    while not job.outputs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.outputs(), "no intermediate image within 60 s"
+    client.predict(api_name="/stop")
+    image, status, download = job.result(timeout=60)
+    assert status.startswith("stopped early")
+    assert read_array(image)[0].shape == (24, 32, 3)
+    assert read_settings(download)["stopped_early"] is True
+
+
+def write_clip(path: Path, height: int, width: int, frames: int) -> Path:
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            pixels = (picture(height, width, seed=index) * 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def stylise_clip(client: Client, clip: Path) -> str:
+    return client.predict(handle_file(str(clip)), MODEL, 1.0, "none", None, 0.5, api_name="/video")
+
+
+def test_video_tab_returns_a_stylised_clip(client, tmp_path):
+    av = pytest.importorskip("av")
+    result = stylise_clip(client, write_clip(tmp_path / "clip.mp4", 24, 32, frames=6))
+    with av.open(result) as container:
+        assert container.streams.video[0].codec_context.name == "h264"  # plays in browsers
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(frames) == 6
+    assert frames[0].shape == (24, 32, 3)
+
+
+def test_video_frames_over_the_pixel_limit_are_refused(client, tmp_path):
+    clip = write_clip(tmp_path / "large.mp4", 1008, 1008, frames=1)
+    assert clip.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024  # a small file of large frames
+    with pytest.raises(AppError, match=r"^large.mp4: frames of 1,016,064 pixels are over the limit"):
+        stylise_clip(client, clip)
+
+
+# --- safety ------------------------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_all_answered_correctly(server, client, tmp_path, capsys):
+    """20 requests at once through the bounded queue; each gets its own image back."""
+    _, _, models = server
+    photos = [write_picture(tmp_path / f"c{i}.png", 24, 32, seed=100 + i) for i in range(20)]
+    stylizer = FastStylizer(models / MODEL, device="cpu")
+
+    def timed(photo: Path) -> tuple[float, str]:
+        start = time.perf_counter()
+        _, downloads = stylise(client, photo)
+        return time.perf_counter() - start, downloads[0]
+
+    with ThreadPoolExecutor(len(photos)) as pool:
+        answers = list(pool.map(timed, photos, timeout=240))
+    for photo, (_, download) in zip(photos, answers):
+        expected = stylizer.stylize(read_array(photo)[0])
+        assert np.abs(read_array(download)[0] - expected).max() <= 1.5 / 255
+        assert read_settings(download)["input"]["sha256"] == sha256(photo)
+    seconds = [elapsed for elapsed, _ in answers]
+    with capsys.disabled():  # shown in every run's output, not only on failure
+        print(f"\n20 concurrent fast requests: median {statistics.median(seconds):.2f} s, max {max(seconds):.2f} s")
+
+
+def test_oversized_uploads_are_refused_and_the_server_lives_on(server, client, tmp_path):
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1024 * 1024))
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the limit...
+        stylise(client, big)
+    with httpx.Client(base_url=server[0], timeout=30) as http:  # ...and the server enforces it
+        response = http.post("/gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
+    assert response.status_code == 413
+    assert "maximum allowed size" in response.text
+    many_pixels = save_image(np.full((1000, 1001, 3), 0.5, np.float32), tmp_path / "wide.png")
+    assert many_pixels.stat().st_size < 1024 * 1024  # small file, too many pixels
+    with pytest.raises(AppError, match=r"^wide.png: 1001x1000 = 1,001,000 pixels is over the limit of 1,000,000"):
+        stylise(client, many_pixels)
+    with pytest.raises(AppError, match="greater than maximum value 1000"):
+        stylise(client, write_picture(tmp_path / "small.png"), size=5000)  # would make 25 M pixels
+    assert len(stylise(client, write_picture(tmp_path / "ok.png"))[1]) == 1
+
+
+def test_corrupt_and_non_image_uploads_give_a_message(client, tmp_path):
+    photo = write_picture(tmp_path / "photo.png")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(photo.read_bytes()[:80])
+    with pytest.raises(AppError, match="corrupt"):
+        stylise(client, corrupt)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all\n" * 10)
+    with pytest.raises(AppError, match="not an image"):
+        stylise(client, text)
+    _, downloads = stylise(client, photo, corrupt)  # several files: the good one is still stylised
+    assert len(downloads) == 1
+    assert len(stylise(client, photo)[1]) == 1
+
+
+def test_no_file_outside_the_working_folder_is_served(server, client, tmp_path):
+    url, workdir, models = server
+    secret = workdir.parent / "private.txt"
+    stylise(client, write_picture(tmp_path / "photo.png"))
+    result = next(workdir.rglob("photo.png"))
+    with httpx.Client(base_url=url) as http:
+        assert http.get(f"/gradio_api/file={result}").status_code == 200  # the route works...
+        for path in ("/etc/passwd", str(secret), str(models / MODEL), f"{workdir}/../private.txt"):
+            for route in (f"/gradio_api/file={path}", f"/gradio_api/file/{path.lstrip('/')}",
+                          f"/gradio_api/file/{path}", f"/file={path}"):
+                response = http.get(route)
+                assert response.status_code in (403, 404), route  # ...but not outside the folder
+                assert "TOP SECRET" not in response.text and "root:" not in response.text
+
+
+def test_an_input_naming_a_server_file_is_refused(server):
+    """A hand-made request whose 'upload' is a path on the server is refused by Gradio."""
+    url, _, _ = server
+    fake_upload = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None]})
+        stream = http.get(f"/gradio_api/call/fast/{event.json()['event_id']}").text
+    assert "event: error" in stream
+    assert "root:" not in stream
+
+
+def test_models_outside_the_list_are_refused(server, client, tmp_path):
+    photo = write_picture(tmp_path / "photo.png")
+    for name in ("/etc/passwd", "../../x.safetensors", str(server[2] / MODEL)):
+        with pytest.raises(AppError):
+            stylise(client, photo, model=name)
+
+
+def test_refresh_lists_models_added_since_the_page_opened(server, tmp_path):
+    client = Client(server[0], verbose=False, download_files=str(tmp_path))
+    added = server[2] / "added.safetensors"
+    tiny_model(added)
+    try:
+        update = client.predict(MODEL, api_name="/fast_models")
+        assert [value for _, value in update["choices"]] == ["added.safetensors", MODEL]
+        assert update["value"] == MODEL
+        assert len(stylise(client, write_picture(tmp_path / "photo.png"), model="added.safetensors")[1]) == 1
+    finally:
+        added.unlink()
+
+
+def test_the_model_catalog_only_opens_listed_files(server, tmp_path):
+    from painterly.web_handlers import ModelCatalog
+
+    catalog = ModelCatalog([server[2], tmp_path / "missing"], device="cpu")
+    assert catalog.names() == [MODEL]
+    assert catalog.stylizer(MODEL) is catalog.stylizer(MODEL)  # loaded once, shared
+    for name in ("/etc/passwd", "../models/" + MODEL, str(server[2] / MODEL), None):
+        with pytest.raises(UsageError, match="choose one from the list"):
+            catalog.stylizer(name)
+
+
+def test_the_page_warns_about_random_weights(server):
+    with httpx.Client(base_url=server[0]) as http:
+        config = http.get("/config").text
+    assert "random VGG weights" in config
+
+
+def test_serve_warns_when_reachable_from_the_network(monkeypatch, capsys):
+    launched = {}
+
+    class FakeApp:
+        def launch(self, **options):
+            launched.update(options)
+
+    monkeypatch.setattr(web, "build_app", lambda **options: FakeApp())
+    web.serve(host="0.0.0.0", port=1234)
+    assert "reachable from the network" in capsys.readouterr().err
+    assert launched == {"server_name": "0.0.0.0", "server_port": 1234}
+    web.serve()
+    assert capsys.readouterr().err == ""
+    assert web.is_loopback("127.0.0.1") and web.is_loopback("::1") and web.is_loopback("localhost")
+    assert not web.is_loopback("0.0.0.0") and not web.is_loopback("example.org")
+
+
+def test_a_missing_web_extra_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(web.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(PainterlyError, match=r"pip install 'painterly\[web\]'"):
+        web.build_app()
+
+
+def test_default_model_dir_follows_painterly_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAINTERLY_HOME", str(tmp_path))
+    assert web.default_model_dir() == tmp_path / "models"
+    monkeypatch.delenv("PAINTERLY_HOME")
+    assert web.default_model_dir() == Path.home() / ".cache" / "painterly" / "models"
+
+
+# --- the browser -------------------------------------------------------------------------------
+
+
+def test_a_real_browser_stylises_an_upload(server, tmp_path):
+    """Headless Chromium: open the page, upload, run, and get a real picture back."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    photo = save_image(samples.landscape(192, 256), tmp_path / "landscape.png")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(90_000)  # generous: the test machine may be busy
+            page.goto(server[0])
+            page.locator("#fast-images input[type=file]").set_input_files(str(photo))
+            # Uploaded once its name shows; Gradio may show stem and extension in separate elements.
+            page.locator("#fast-images").get_by_text("landscape").first.wait_for()
+            page.locator("#fast-run").click()
+            result = page.locator("#fast-gallery img").first
+            result.wait_for()
+            response = page.request.get(result.get_attribute("src"))
+            assert response.ok
+            path = tmp_path / "shown.png"
+            path.write_bytes(response.body())
+            pixels, _ = read_array(path)
+            assert pixels.shape == (192, 256, 3)
+            assert pixels.std() > 0.01  # a picture, not a blank
+            if os.environ.get(SCREENSHOT_ENV):
+                page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+        finally:
+            browser.close()
