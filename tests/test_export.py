@@ -17,8 +17,8 @@ from painterly.modelfile import save_model
 from painterly.transformer import TransformerNet
 from test_modelfile import STYLE, TRAINING, examples_state_dict, images, random_model, run
 
-onnx = pytest.importorskip("onnx")
-onnxruntime = pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
 
 # Non-square, a batch of 2 and a second height and width: the dynamic axes have to work.
 CHECK_SIZES = ((1, 3, 64, 96), (2, 3, 80, 52), (1, 3, 32, 32))

@@ -21,7 +21,7 @@ from painterly.modelfile import save_model
 from painterly.video import _Smoother, is_video, read_video_settings, stylize_video
 from test_modelfile import random_model
 
-av = pytest.importorskip("av")
+import av  # noqa: E402
 
 FPS = 12
 FRAMES = 24  # two seconds

@@ -346,9 +346,9 @@ def test_default_model_dir_follows_painterly_home(monkeypatch, tmp_path):
 
 def test_a_real_browser_stylises_an_upload(server, tmp_path):
     """Headless Chromium: open the page, upload, run, and get a real picture back."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
+    from playwright import sync_api
+
+    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     photo = save_image(samples.landscape(192, 256), tmp_path / "landscape.png")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
