@@ -1,0 +1,275 @@
+"""Files in, files out for fast models: what `painterly apply` calls.
+
+Inputs are image files, folders (searched recursively; the output folder mirrors their tree)
+and `-` for stdin; the output is one file, a folder, or `-` for stdout. Images stream
+through: at most one batch of them is in memory. When several files are asked for, a bad one
+is reported and the rest carry on; a single named file fails loudly and writes nothing.
+Like the model file, every output says what made it: model, settings and input, with hashes.
+Needs no torch when the model is a `.onnx` file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import ImageError, UsageError
+from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
+from .fast import FastStylizer
+from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, resize_long_side, save_image
+
+STDIO = "-"
+_STDIN_NAME = "stdin"
+
+
+@dataclass
+class ApplyReport:
+    """What `apply_files` did; the caller exits non-zero when anything `failed`."""
+
+    written: list[Path] = field(default_factory=list)  # Path("-") for stdout
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
+
+
+@dataclass(frozen=True)
+class _Job:
+    source: str  # the input as given; "-" is stdin
+    target: Path | None  # None is stdout
+
+
+@dataclass
+class _Loaded:
+    job: _Job
+    image: np.ndarray  # HxWx3 float32, already resized
+    input: dict  # {"file", "sha256"} for the output's metadata
+
+
+def apply_files(
+    stylizer: FastStylizer,
+    inputs: Sequence[Path | str],
+    output: Path | str,
+    *,
+    strength: float = 1.0,
+    preserve_color: str | None = None,
+    size: int | None = None,
+    callback: Callback = ignore,
+    max_pixels: int | None = None,
+    suffix: str | None = None,
+) -> ApplyReport:
+    """Stylise image files with `stylizer` and write the results.
+
+    One input file and an output with an extension: that file. Several inputs or a folder:
+    `output` is a folder, each result named like its input (same relative path below a
+    folder input), extension kept when writable, else `suffix` (default .png); `suffix`
+    given applies to all. `-` reads stdin or writes PNG to stdout. Inputs are never
+    overwritten; every target is checked before any work.
+    """
+    jobs, strict = _plan([os.fspath(item) for item in inputs], os.fspath(output), _check_suffix(suffix))
+    run = _Run(stylizer, options=dict(strength=strength, preserve_color=preserve_color), size=size,
+               max_pixels=max_pixels, settings=_settings(stylizer, strength, preserve_color, size),
+               callback=callback, strict=strict, total=len(jobs))
+    try:
+        run.process(jobs)
+    except StopRequested:
+        pass  # the caller asked to stop: what is written so far stands
+    return run.report
+
+
+# --- planning: which input goes where ---------------------------------------------------------
+
+
+def _plan(inputs: list[str], output: str, suffix: str | None) -> tuple[list[_Job], bool]:
+    """The jobs, and whether they are strict: one named input file raises on error instead of reporting."""
+    if not inputs:
+        raise UsageError("no inputs given")
+    one_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if output == STDIO:
+        if not one_file:
+            raise UsageError("-o - writes one image to stdout; give exactly one input file (or -)")
+        return [_Job(inputs[0], None)], True
+    if one_file and _names_a_file(output):
+        jobs = [_Job(inputs[0], Path(output))]
+    else:
+        jobs = list(_folder_jobs(inputs, _output_folder(output), suffix))
+    _check_targets(jobs)
+    return jobs, one_file
+
+
+def _names_a_file(output: str) -> bool:
+    """"out.png" names a file; "out", "out/" and an existing folder name a folder."""
+    return bool(Path(output).suffix) and not output.endswith(("/", os.sep)) and not Path(output).is_dir()
+
+
+def _output_folder(output: str) -> Path:
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{output}: is a file; several inputs or a folder are written into a folder")
+    if not folder.exists() and folder.suffix.lower() in WRITABLE_EXTENSIONS:
+        raise UsageError(f"-o {output}: several inputs or a folder are written into a folder, not one image")
+    return folder
+
+
+def _folder_jobs(inputs: list[str], folder: Path, suffix: str | None) -> Iterator[_Job]:
+    """One job per image; a folder input's files keep their path relative to that folder."""
+    for item in inputs:
+        if item == STDIO:
+            yield _Job(item, folder / f"{_STDIN_NAME}{suffix or '.png'}")
+        elif Path(item).is_dir():
+            yield from (_Job(os.fspath(file), folder / _output_name(file.relative_to(item), suffix))
+                        for file in image_files(item))
+        else:
+            yield _Job(item, folder / _output_name(Path(Path(item).name), suffix))
+
+
+def _output_name(relative: Path, suffix: str | None) -> Path:
+    """The input's name with `suffix`, else its own extension if writable, else .png."""
+    keep = relative.suffix if relative.suffix.lower() in WRITABLE_EXTENSIONS else ".png"
+    return relative.with_suffix(suffix or keep)
+
+
+def _check_suffix(suffix: str | None) -> str | None:
+    if suffix is None:
+        return None
+    suffix = suffix if suffix.startswith(".") else f".{suffix}"
+    if suffix.lower() not in WRITABLE_EXTENSIONS:
+        raise UsageError(f"cannot write {suffix} files; use one of {', '.join(WRITABLE_EXTENSIONS)}")
+    return suffix
+
+
+def _check_targets(jobs: list[_Job]) -> None:
+    """Before any work: writable extensions, no input overwritten, no two inputs onto one output."""
+    inputs = {Path(job.source).resolve() for job in jobs if job.source != STDIO}
+    made_from: dict[Path, str] = {}
+    for job in jobs:
+        check_output(job.target, protect=[] if job.source == STDIO else [job.source])  # hard links too
+        target = job.target.resolve()
+        if target in inputs:
+            raise ImageError(f"{job.target}: refusing to overwrite an input file")
+        if target in made_from:
+            raise UsageError(f"{made_from[target]} and {job.source} would both be written to {job.target}")
+        made_from[target] = job.source
+
+
+# --- running: read, batch, stylise, write -----------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """One `apply_files` call: streams the jobs through the stylizer in batches of equal-sized images."""
+
+    stylizer: FastStylizer
+    options: dict  # stylize_batch's keyword arguments
+    size: int | None
+    max_pixels: int | None
+    settings: dict  # the metadata every output shares
+    callback: Callback
+    strict: bool  # raise a file's ImageError instead of reporting it
+    total: int
+    report: ApplyReport = field(default_factory=ApplyReport)
+
+    def process(self, jobs: list[_Job]) -> None:
+        batch: list[_Loaded] = []
+        for job in jobs:
+            loaded = self._guarded(job, self._load)
+            if loaded is None:
+                continue
+            if batch and not self._joins(batch, loaded):
+                self._stylize(batch)
+                batch = []
+            batch.append(loaded)
+        if batch:
+            self._stylize(batch)
+
+    def _joins(self, batch: list[_Loaded], loaded: _Loaded) -> bool:
+        """Equal-sized images share a batch; a tiled image is a batch of tiles on its own."""
+        height, width = loaded.image.shape[:2]
+        return (loaded.image.shape == batch[0].image.shape and len(batch) < self.stylizer.batch_size
+                and not self.stylizer.is_tiled(height, width))
+
+    def _load(self, job: _Job) -> _Loaded:
+        if job.source == STDIO:
+            image, description = _read_stdin(self.max_pixels)
+        else:
+            image, description = _read_file(job.source, self.max_pixels)
+        if self.size is not None:
+            image = resize_long_side(image, self.size)
+        return _Loaded(job, image, description)
+
+    def _stylize(self, batch: list[_Loaded]) -> None:
+        styled = self.stylizer.stylize_batch([loaded.image for loaded in batch], **self.options)
+        for loaded, image in zip(batch, styled):
+            self._guarded(loaded.job, self._write, image, loaded.input)
+
+    def _write(self, job: _Job, image: np.ndarray, description: dict) -> None:
+        settings = {**self.settings, "input": description}
+        if job.target is None:
+            _write_stdout(image, settings)
+        else:
+            save_image(image, job.target, settings=settings, protect=[job.source])
+        self.report.written.append(job.target or Path(STDIO))
+        self._finished(job)
+
+    def _guarded(self, job: _Job, step: Callable[..., Any], *args: Any) -> Any:
+        """`step(job, *args)`; a bad file is reported and skipped, unless it was the only one named."""
+        try:
+            return step(job, *args)
+        except ImageError as error:
+            if self.strict:
+                raise
+            self.report.failed.append((job.source, str(error)))
+            self.callback(MessageEvent(str(error), level="warning"))
+            self._finished(job)
+            return None
+
+    def _finished(self, job: _Job) -> None:
+        done = len(self.report.written) + len(self.report.failed)
+        self.callback(ApplyEvent(done=done, total=self.total, path=job.source))
+
+
+def _read_file(path: str, max_pixels: int | None) -> tuple[np.ndarray, dict]:
+    # min_side=1: the stylizer pads small images itself; VGG's minimum does not apply here
+    image, _ = read_array(path, max_pixels=max_pixels, min_side=1)
+    return image, {"file": path, "sha256": _sha256(Path(path))}
+
+
+def _read_stdin(max_pixels: int | None) -> tuple[np.ndarray, dict]:
+    """Stdin through a temporary file (the image reader takes paths); errors name <stdin>."""
+    data = sys.stdin.buffer.read()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, _STDIN_NAME)
+        path.write_bytes(data)
+        try:
+            image, _ = read_array(path, max_pixels=max_pixels, min_side=1)
+        except ImageError as error:
+            raise ImageError(str(error).replace(os.fspath(path), "<stdin>")) from None
+    return image, {"file": STDIO, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _write_stdout(image: np.ndarray, settings: dict) -> None:
+    """PNG bytes, settings included, written whole to stdout."""
+    with tempfile.TemporaryDirectory() as folder:
+        data = save_image(image, Path(folder, "stdout.png"), settings=settings).read_bytes()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _settings(stylizer: FastStylizer, strength: float, preserve_color: str | None, size: int | None) -> dict:
+    """What every output records about how it was made (its input is added per file)."""
+    model = {"file": os.fspath(stylizer.model_path), "sha256": _sha256(stylizer.model_path)}
+    model.update({key: stylizer.metadata[key] for key in ("style", "steps") if key in stylizer.metadata})
+    settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": stylizer.tile,
+                "tile_overlap": stylizer.tile_overlap, "backend": stylizer.backend, "device": stylizer.device}
+    return {"painterly": __version__, "method": "fast", "model": model, "settings": settings}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()

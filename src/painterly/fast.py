@@ -1,0 +1,329 @@
+"""`FastStylizer`: run a fast-style network (Johnson et al. 2016) on images of any size.
+
+Two backends run the same network: PyTorch (CPU, CUDA, MPS) and ONNX Runtime. A `.onnx`
+model runs without torch installed: torch is imported only inside `_TorchBackend`, and
+everything around the network (padding, tiling, blending, colour) is numpy.
+
+The network needs sides that are a multiple of `transformer.SIZE_MULTIPLE`, so each image is
+reflection-padded up to one and the output cropped back: the output always has exactly the
+input's size. Large images can be stylised in overlapping tiles (`tiling.py`) so that memory
+stays bounded by the output plus one batch of tiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from . import color, tiling
+from .errors import ModelFileError, PainterlyError, UsageError
+from .images import resize_long_side, to_array, to_tensor
+
+if TYPE_CHECKING:
+    import torch
+
+BACKENDS = ("auto", "torch", "onnx")
+# Instance norm gives each tile its own statistics, so neighbouring tiles paint slightly
+# differently; a wide overlap lets the blend hide that (and the tiles' padded borders).
+DEFAULT_TILE_OVERLAP = 64
+MIN_TILE = 32
+# transformer.SIZE_MULTIPLE, which the torch-free ONNX path cannot import; a test checks they agree.
+ONNX_SIZE_MULTIPLE = 4
+_OOM_HINT = "--tile 512 stylises a large image in pieces"
+
+
+class FastStylizer:
+    """A fast-style model loaded once, applied to arrays, tensors and batches.
+
+    `tile=N` stylises images whose long side exceeds N in N×N tiles overlapping by
+    `tile_overlap` pixels, blended with smooth weights. Tiled output differs slightly from
+    whole-image output: the network's instance norms normalise each tile by its own
+    statistics, not the whole image's. The generous default overlap (64 px) keeps that
+    difference gradual, so no seam shows. `batch_size` images (or tiles) of the same size run
+    through the network together.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "auto",
+        backend: str = "auto",
+        tile: int | None = None,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        batch_size: int = 4,
+    ) -> None:
+        _check_tiling(tile, tile_overlap)
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        self.model_path = Path(model)
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+        self.batch_size = batch_size
+        self._backend = _open_backend(self.model_path, backend, device)
+
+    @property
+    def metadata(self) -> dict:
+        """The model file's metadata (style, training settings, steps…); may be empty for .onnx."""
+        return self._backend.metadata
+
+    @property
+    def backend(self) -> str:
+        """"torch" or "onnx"."""
+        return self._backend.name
+
+    @property
+    def device(self) -> str:
+        """Where the network runs: "cpu", "cuda" or "mps"."""
+        return self._backend.device
+
+    def stylize(
+        self, image: Any, *, strength: float = 1.0, preserve_color: str | None = None, size: int | None = None
+    ) -> Any:
+        """Stylise one image: an HxWx3 float array or a (1,3,H,W) tensor in [0, 1], returned as the same kind.
+
+        `size` first resizes the long side; otherwise the output has exactly the input's size.
+        `strength` blends with the original (0 = unchanged, 1 = fully stylised);
+        `preserve_color="luminance"` keeps the original's colours and takes the style's light.
+        """
+        array = image if isinstance(image, np.ndarray) else to_array(image)
+        [styled] = self.stylize_batch([array], strength=strength, preserve_color=preserve_color, size=size)
+        if isinstance(image, np.ndarray):
+            return styled
+        return _like_tensor(styled, image)
+
+    def stylize_batch(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        strength: float = 1.0,
+        preserve_color: str | None = None,
+        size: int | None = None,
+    ) -> list[np.ndarray]:
+        """Stylise several HxWx3 arrays; those of equal size share network batches."""
+        finish = _Finish(strength, preserve_color)
+        arrays = [_prepare(image, size) for image in images]
+        results: list[np.ndarray | None] = [None] * len(arrays)
+        same_size: dict[tuple[int, ...], list[int]] = {}
+        for index, array in enumerate(arrays):
+            if self.is_tiled(*array.shape[:2]):
+                results[index] = self._stylize_tiled(array, finish)
+            else:
+                same_size.setdefault(array.shape, []).append(index)
+        for indices in same_size.values():
+            for index, styled in zip(indices, self._stylize_same_size([arrays[i] for i in indices], finish)):
+                results[index] = styled
+        return results
+
+    def is_tiled(self, height: int, width: int) -> bool:
+        """Whether an image of this size (after any resizing) is stylised in tiles."""
+        return self.tile is not None and max(height, width) > self.tile
+
+    def _stylize_tiled(self, array: np.ndarray, finish: _Finish) -> np.ndarray:
+        """Blend overlapping tiles into one output; only one batch of tiles is in flight."""
+        blender = tiling.TileBlender(array.shape[0], array.shape[1], self.tile, self.tile_overlap)
+        tiles = blender.tiles()
+        pieces = [array[tile.region] for tile in tiles]  # views into `array`: nothing is copied yet
+        for tile, styled in zip(tiles, self._stylize_same_size(pieces, finish)):
+            blender.add(tile, styled)
+        return blender.result()
+
+    def _stylize_same_size(self, arrays: Sequence[np.ndarray], finish: _Finish) -> Iterator[np.ndarray]:
+        """Run equal-sized images through the network `batch_size` at a time, yielding each finished."""
+        height, width = arrays[0].shape[:2]
+        multiple = self._backend.size_multiple
+        (top, bottom), (left, right) = _padding(height, multiple), _padding(width, multiple)
+        for start in range(0, len(arrays), self.batch_size):
+            chunk = arrays[start : start + self.batch_size]
+            padded = np.stack([np.pad(a, ((top, bottom), (left, right), (0, 0)), mode="reflect") for a in chunk])
+            styled = self._backend.run(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)))
+            for original, output in zip(chunk, styled):
+                yield finish(output[:, top : top + height, left : left + width].transpose(1, 2, 0), original)
+
+
+@dataclass(frozen=True)
+class _Finish:
+    """What becomes of each stylised piece: clipped to [0, 1], colours kept, blended with the original.
+
+    All three are per-pixel, so applying them to each tile before blending equals applying
+    them to the blended image (up to clipping), and no full-size temporaries are made.
+    """
+
+    strength: float = 1.0
+    preserve_color: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise UsageError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.preserve_color == "histogram":
+            raise UsageError(
+                "preserve_color 'histogram' recolours the style image before stylising, but a fast model "
+                "has already learned its style; use 'luminance'"
+            )
+        if self.preserve_color not in (None, "luminance"):
+            raise UsageError(f"unknown preserve_color {self.preserve_color!r}; use 'luminance'")
+
+    def __call__(self, styled: np.ndarray, original: np.ndarray) -> np.ndarray:
+        styled = np.clip(styled, 0.0, 1.0)
+        if self.preserve_color == "luminance":
+            styled = color.transfer_luminance(styled, original)
+        if self.strength != 1.0:
+            styled = self.strength * styled + (1.0 - self.strength) * original
+        return styled.astype(np.float32, copy=False)
+
+
+def _check_tiling(tile: int | None, overlap: int) -> None:
+    if tile is None:
+        return
+    if tile < MIN_TILE:
+        raise UsageError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
+    if not 0 <= overlap < tile:
+        raise UsageError(f"tile overlap must be at least 0 and less than the tile ({tile}), got {overlap}")
+
+
+def _prepare(image: np.ndarray, size: int | None) -> np.ndarray:
+    """An HxWx3 float32 array, resized when asked; never a copy when none is needed."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"expected an HxWx3 float array in [0, 1], got {array.dtype} {array.shape}")
+    array = array.astype(np.float32, copy=False)
+    return array if size is None else resize_long_side(array, size)
+
+
+def _padding(length: int, multiple: int) -> tuple[int, int]:
+    """Pixels to add before and after `length` to reach a multiple of `multiple`.
+
+    At least two multiples: at a quarter of the resolution the network's 3×3 convolutions
+    reflect-pad by one pixel, which needs two pixels there. Split evenly between both sides
+    so that neither border gets all the padding's influence.
+    """
+    target = max(math.ceil(length / multiple) * multiple, 2 * multiple)
+    extra = target - length
+    return extra // 2, extra - extra // 2
+
+
+def _like_tensor(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    """`array` as a tensor with the device, dtype and (1,3,H,W)/(3,H,W) layout of `like`."""
+    tensor = to_tensor(array).to(device=like.device, dtype=like.dtype)
+    return tensor if like.ndim == 4 else tensor[0]
+
+
+def _oom_message(batch: np.ndarray) -> str:
+    count, _, height, width = batch.shape
+    return f"stylising {count} image(s) of {width}x{height} pixels ({_OOM_HINT})"
+
+
+# --- backends ------------------------------------------------------------------------------
+
+
+class _Backend(Protocol):
+    name: str
+    device: str
+    metadata: dict
+    size_multiple: int
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(N,3,H,W) float32 in [0, 1] -> (N,3,H,W) float32, not yet clipped."""
+
+
+def _open_backend(path: Path, backend: str, device: str) -> _Backend:
+    """"auto" runs a .onnx file in ONNX Runtime and anything else in PyTorch."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
+    is_onnx = path.suffix.lower() == ".onnx"
+    if backend == "torch" and is_onnx:
+        raise UsageError(f"{path}: an ONNX model runs with the onnx backend, not torch")
+    if backend == "onnx" and not is_onnx:
+        raise UsageError(f"{path}: the onnx backend needs a .onnx model; make one with `painterly export`")
+    return _OnnxBackend(path, device) if is_onnx else _TorchBackend(path, device)
+
+
+class _TorchBackend:
+    """PyTorch in fp32, eval mode, under inference_mode (no autograd memory)."""
+
+    name = "torch"
+
+    def __init__(self, path: Path, device: str) -> None:
+        from .devices import resolve_device
+        from .modelfile import load_model
+        from .transformer import SIZE_MULTIPLE
+
+        self._device = resolve_device(device)
+        self._model, self.metadata = load_model(path, device=self._device)
+        self.device = self._device.type
+        self.size_multiple = SIZE_MULTIPLE
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        from .devices import is_out_of_memory, out_of_memory_error
+
+        try:
+            with torch.inference_mode():
+                return self._model(torch.from_numpy(batch).to(self._device)).float().cpu().numpy()
+        except RuntimeError as error:
+            if is_out_of_memory(error):
+                raise out_of_memory_error(_oom_message(batch), self._device) from None
+            raise
+
+
+class _OnnxBackend:
+    """ONNX Runtime on the CPU, or CUDA when its provider is installed; needs no torch."""
+
+    name = "onnx"
+    size_multiple = ONNX_SIZE_MULTIPLE
+
+    def __init__(self, path: Path, device: str) -> None:
+        from .export import read_onnx_metadata
+
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UsageError("the onnx backend needs ONNX Runtime: pip install 'painterly[onnx]'") from None
+        if not path.is_file():
+            raise ModelFileError(f"{path}: no such model file")
+        providers, self.device = _onnx_providers(onnxruntime.get_available_providers(), device)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only: the library never prints
+        try:  # ONNX Runtime's exceptions share no base class but Exception
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:
+            raise ModelFileError(f"{path}: not a readable ONNX model ({str(error).splitlines()[0][:200]})") from None
+        image = self._session.get_inputs()[0]
+        if any(isinstance(side, int) for side in image.shape[2:]):
+            raise ModelFileError(f"{path}: exported for one image size only; export it again with dynamic sizes")
+        self._input = image.name
+        self._one_at_a_time = image.shape[0] == 1  # exported with a fixed batch of one
+        self.metadata = read_onnx_metadata(path)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self._one_at_a_time:
+            return np.concatenate([self._run(batch[i : i + 1]) for i in range(len(batch))])
+        return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self._session.run(None, {self._input: batch})[0]
+        except Exception as error:
+            if "allocat" in str(error):
+                raise PainterlyError(f"out of memory on {self.device} while {_oom_message(batch)}") from None
+            raise
+
+
+def _onnx_providers(available: list[str], device: str) -> tuple[list[str], str]:
+    """ONNX Runtime providers for a --device value, and the device they amount to."""
+    has_cuda = "CUDAExecutionProvider" in available
+    if device == "auto":
+        device = "cuda" if has_cuda else "cpu"
+    if device == "cuda" and not has_cuda:
+        raise UsageError("--device cuda: this ONNX Runtime has no CUDA provider; install onnxruntime-gpu or use cpu")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"the onnx backend runs on auto, cpu or cuda, not {device!r}")
+    cpu = ["CPUExecutionProvider"]
+    return (["CUDAExecutionProvider", *cpu] if device == "cuda" else cpu), device
+

@@ -1,0 +1,452 @@
+"""FastStylizer and apply_files: exact sizes, parity with the network, seamless tiles, ONNX without torch, files."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from painterly import fast, tiling, transformer
+from painterly.apply import apply_files
+from painterly.errors import ImageError, ModelFileError, UsageError
+from painterly.events import ApplyEvent, MessageEvent
+from painterly.export import export_onnx
+from painterly.fast import FastStylizer
+from painterly.images import read_array, read_settings, save_image
+from painterly.modelfile import save_model
+from painterly.transformer import TransformerNet
+from test_modelfile import examples_state_dict, random_model
+
+STYLE = {"image": "swirl.png"}
+# How much a seam may add to the column-to-column change, in units of the untiled image's median
+# change. Blended tiles stay under 2.2 across seeds; a hard cut adds 9–16, a flat average 4.5–8.
+SEAM_LIMIT = 3.0
+TILE, OVERLAP = 96, 32
+
+
+def tamed(model: TransformerNet) -> TransformerNet:
+    """Scale the last conv so the random output sits around 0.5 instead of being clipped to 0 or 1."""
+    with torch.no_grad():
+        model.deconv3.conv2d.weight.mul_(0.1 * model.pixel_scale)
+        model.deconv3.conv2d.bias.fill_(0.5 * model.pixel_scale)
+    return model
+
+
+def noise(height: int, width: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+def periodic(height: int, width: int, period: int = 8) -> np.ndarray:
+    """A repeating texture: every tile sees the same statistics, as the whole image does."""
+    cell = noise(period, period, seed=3)
+    return np.tile(cell, (height // period + 1, width // period + 1, 1))[:height, :width]
+
+
+def smooth_scene(height: int, width: int) -> np.ndarray:
+    """A colour gradient: tiles see different statistics and barely any texture hides a seam."""
+    y = np.linspace(0, 1, height)[:, None, None]
+    x = np.linspace(0, 1, width)[None, :, None]
+    image = 0.15 + 0.7 * x * np.array([1.0, 0.6, 0.2]) + 0.15 * np.sin(9 * y + 3 * x)
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def column_jumps(image: np.ndarray) -> np.ndarray:
+    return np.abs(np.diff(image, axis=1)).mean(axis=(0, 2))
+
+
+def seam_excess(tiled: np.ndarray, whole: np.ndarray) -> float:
+    """How much more the tiled image changes from one column to the next than the untiled one, at worst."""
+    typical = np.median(column_jumps(whole))
+    return float((column_jumps(tiled) - column_jumps(whole)).max() / typical)
+
+
+def in_overlaps(height: int, width: int) -> np.ndarray:
+    """HxW mask of the pixels that two or more tiles cover."""
+    def axis(length: int) -> np.ndarray:
+        covered = np.zeros(length, dtype=int)
+        for span in tiling.spans(length, TILE, OVERLAP):
+            covered[span.start : span.stop] += 1
+        return covered > 1
+
+    return axis(height)[:, None] | axis(width)[None, :]
+
+
+def chroma(image: np.ndarray) -> np.ndarray:
+    """The I and Q channels of YIQ, as color.py defines them."""
+    return image @ np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]).T
+
+
+@pytest.fixture(scope="module")
+def model() -> TransformerNet:
+    """PyTorch's default initialisation: a network milder than `random_model`'s, closer to a trained one
+    in how much its instance norms react to the different statistics of a tile."""
+    torch.manual_seed(0)
+    return tamed(TransformerNet("light").eval())
+
+
+@pytest.fixture(scope="module")
+def model_file(model, tmp_path_factory) -> Path:
+    return save_model(model, tmp_path_factory.mktemp("model") / "light.safetensors", style=STYLE, steps=7)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(model_file) -> Path:
+    return export_onnx(model_file, model_file.with_suffix(".onnx")).path
+
+
+@pytest.fixture(scope="module")
+def stylizer(model_file) -> FastStylizer:
+    return FastStylizer(model_file, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiled(model_file) -> FastStylizer:
+    return FastStylizer(model_file, device="cpu", tile=TILE, tile_overlap=OVERLAP)
+
+
+# --- sizes and kinds ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("height, width", [(37, 53), (17, 61), (9, 13), (64, 4)])
+def test_output_has_exactly_the_input_size(stylizer, height, width):
+    styled = stylizer.stylize(noise(height, width))
+    assert styled.shape == (height, width, 3) and styled.dtype == np.float32
+    assert 0 <= styled.min() and styled.max() <= 1
+
+
+def test_tensor_in_tensor_out(stylizer):
+    image = noise(37, 53)
+    tensor = torch.from_numpy(image.transpose(2, 0, 1).copy())
+    batched, unbatched = stylizer.stylize(tensor[None]), stylizer.stylize(tensor)
+    assert isinstance(batched, torch.Tensor) and batched.shape == (1, 3, 37, 53)
+    assert unbatched.shape == (3, 37, 53)
+    expected = stylizer.stylize(image)
+    np.testing.assert_array_equal(batched[0].numpy().transpose(1, 2, 0), expected)
+    np.testing.assert_array_equal(unbatched.numpy().transpose(1, 2, 0), expected)
+
+
+def test_size_resizes_the_long_side_first(stylizer):
+    assert stylizer.stylize(noise(37, 53), size=40).shape == (28, 40, 3)
+
+
+def test_output_is_the_network_output_when_no_padding_is_needed(stylizer, model):
+    image = noise(32, 48)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(image.transpose(2, 0, 1)[None].copy())).clamp(0, 1)
+    np.testing.assert_allclose(stylizer.stylize(image), expected[0].numpy().transpose(1, 2, 0), atol=1e-6)
+
+
+def test_a_batch_equals_one_image_at_a_time(model_file):
+    stylizer = FastStylizer(model_file, device="cpu", batch_size=2)
+    inputs = [noise(37, 53, seed=1), noise(32, 48, seed=2), noise(37, 53, seed=3), noise(37, 53, seed=4)]
+    for batched, image in zip(stylizer.stylize_batch(inputs), inputs):
+        np.testing.assert_allclose(batched, stylizer.stylize(image), atol=1e-5)
+
+
+def test_the_input_is_not_changed(stylizer):
+    image = noise(37, 53)
+    before = image.copy()
+    stylizer.stylize(image, strength=0.5, preserve_color="luminance")
+    np.testing.assert_array_equal(image, before)
+
+
+# --- strength and colour --------------------------------------------------------------------------
+
+
+def test_strength_blends_with_the_original(stylizer):
+    image = noise(37, 53)
+    full = stylizer.stylize(image)
+    np.testing.assert_allclose(stylizer.stylize(image, strength=0.0), image, atol=1 / 255)
+    np.testing.assert_allclose(stylizer.stylize(image, strength=0.5), (full + image) / 2, atol=1e-5)
+
+
+def test_preserve_color_keeps_the_input_chroma(stylizer):
+    image = 0.25 + 0.5 * noise(37, 53)
+    styled = stylizer.stylize(image, preserve_color="luminance")
+    in_gamut = ((styled > 0) & (styled < 1)).all(axis=2)  # clipping to [0, 1] moves the colours elsewhere
+    assert in_gamut.mean() > 0.99
+    np.testing.assert_allclose(chroma(styled)[in_gamut], chroma(image)[in_gamut], atol=1e-4)
+    assert np.abs(chroma(stylizer.stylize(image)) - chroma(image)).mean() > 0.01
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"strength": 1.5}, "between 0 and 1"),
+    ({"strength": -0.1}, "between 0 and 1"),
+    ({"preserve_color": "histogram"}, "use 'luminance'"),
+    ({"preserve_color": "lab"}, "use 'luminance'"),
+])
+def test_bad_options_are_usage_errors(stylizer, options, message):
+    with pytest.raises(UsageError, match=message):
+        stylizer.stylize(noise(16, 16), **options)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"tile": 8}, "at least 32"),
+    ({"tile": 64, "tile_overlap": 64}, "less than the tile"),
+    ({"batch_size": 0}, "batch size"),
+    ({"backend": "tensorrt"}, "unknown backend"),
+    ({"backend": "onnx"}, "painterly export"),
+])
+def test_bad_settings_are_usage_errors(model_file, options, message):
+    with pytest.raises(UsageError, match=message):
+        FastStylizer(model_file, **options)
+
+
+def test_metadata_comes_from_the_model_file(stylizer):
+    assert stylizer.metadata["style"] == STYLE and stylizer.metadata["steps"] == 7
+    assert (stylizer.backend, stylizer.device) == ("torch", "cpu")
+
+
+# --- tiles ----------------------------------------------------------------------------------------
+
+
+def test_blending_tiles_of_an_image_gives_back_that_image():
+    image = noise(150, 230)
+    blender = tiling.TileBlender(150, 230, tile=64, overlap=20)
+    for tile in blender.tiles():
+        assert tile.rows.stop - tile.rows.start == tile.cols.stop - tile.cols.start == 64
+        blender.add(tile, image[tile.region])
+    np.testing.assert_allclose(blender.result(), image, atol=1e-6)
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(230, 64, 20), (65, 64, 20), (64, 64, 20), (1000, 128, 0)])
+def test_tiles_cover_the_axis_with_the_overlap_asked_for(length, tile, overlap):
+    spans = tiling.spans(length, tile, overlap)
+    assert spans[0].start == 0 and spans[-1].stop == length
+    assert all(b.start <= a.stop - overlap for a, b in zip(spans, spans[1:]))
+    assert all(span.window.min() > 0 for span in spans)
+
+
+def test_tiled_matches_untiled_on_an_even_texture(stylizer, tiled):
+    """On a repeating texture every tile's instance norms see the whole image's statistics."""
+    image = periodic(160, 224)  # 2x3 tiles: row and column seams, and crossings
+    difference = np.abs(tiled.stylize(image) - stylizer.stylize(image))
+    seams = in_overlaps(160, 224)
+    for region in (difference[seams], difference[~seams]):
+        assert region.mean() < 0.02 and region.max() < 0.15
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["column seams", "row seams"])
+def test_tiles_leave_no_seam(stylizer, tiled, transpose):
+    """On a gradient each tile paints a little differently; the blend must hide where they meet."""
+    image = smooth_scene(TILE, 3 * TILE)  # 4 tiles side by side
+    image = image.transpose(1, 0, 2) if transpose else image
+    blended, whole = tiled.stylize(image), stylizer.stylize(image)
+    if transpose:
+        blended, whole = blended.transpose(1, 0, 2), whole.transpose(1, 0, 2)
+    assert seam_excess(blended, whole) < SEAM_LIMIT
+
+
+@pytest.mark.parametrize("ramp", [
+    lambda n: (np.arange(n) >= n / 2).astype(np.float32),  # hard cut in the middle of the overlap
+    lambda n: np.ones(n, dtype=np.float32),  # plain average over the overlap
+], ids=["hard cut", "flat average"])
+def test_the_seam_check_catches_unblended_tiles(stylizer, tiled, monkeypatch, ramp):
+    """The check above is only worth something if it fails without the smooth window."""
+    monkeypatch.setattr(tiling, "_ramp", ramp)
+    image = smooth_scene(TILE, 3 * TILE)
+    assert seam_excess(tiled.stylize(image), stylizer.stylize(image)) > SEAM_LIMIT
+
+
+def test_tiles_run_in_batches(model_file):
+    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=4)
+    seen = []
+    run = stylizer._backend.run
+    stylizer._backend.run = lambda batch: seen.append(batch.shape) or run(batch)
+    stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
+    assert seen == [(4, 3, 64, 64), (4, 3, 64, 64)]
+
+
+# --- model files and backends ---------------------------------------------------------------------
+
+
+def test_onnx_matches_torch(onnx_file, stylizer):
+    onnx = FastStylizer(onnx_file)
+    assert (onnx.backend, onnx.device) == ("onnx", "cpu")
+    assert onnx.metadata["style"] == STYLE and onnx.metadata["steps"] == 7
+    inputs = [noise(37, 53), noise(37, 53, seed=1), noise(150, 100, seed=2)]
+    for ours, theirs in zip(onnx.stylize_batch(inputs), stylizer.stylize_batch(inputs)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)
+
+
+def test_onnx_exported_for_batches_of_one_still_takes_batches(model, stylizer, tmp_path):
+    """A plain torch.onnx.export with dynamic height and width only, as other projects do it."""
+    path = tmp_path / "fixed_batch.onnx"
+    axes = {2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), path, dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": axes, "y": axes})
+    inputs = [noise(37, 53, seed=seed) for seed in range(3)]
+    onnx = FastStylizer(path, batch_size=2)
+    assert onnx.metadata == {}
+    for ours, theirs in zip(onnx.stylize_batch(inputs), stylizer.stylize_batch(inputs)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)
+
+
+def test_onnx_runs_without_torch(onnx_file, stylizer, tmp_path):
+    image = noise(37, 53)
+    np.save(tmp_path / "in.npy", image)
+    save_image(image, tmp_path / "in.png")
+    code = f"""
+import sys
+sys.modules["torch"] = None  # any import of torch now fails
+import numpy as np
+from painterly.fast import FastStylizer
+from painterly.apply import apply_files
+stylizer = FastStylizer({str(onnx_file)!r})
+np.save({str(tmp_path / 'out.npy')!r}, stylizer.stylize(np.load({str(tmp_path / 'in.npy')!r})))
+report = apply_files(stylizer, [{str(tmp_path / 'in.png')!r}], {str(tmp_path / 'out.png')!r})
+assert report.written and not report.failed
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), stylizer.stylize(image), atol=1e-3)
+    assert read_settings(tmp_path / "out.png")["settings"]["backend"] == "onnx"
+
+
+def test_onnx_size_multiple_is_the_network_s():
+    assert fast.ONNX_SIZE_MULTIPLE == transformer.SIZE_MULTIPLE
+
+
+def test_pytorch_examples_pth_matches_the_native_model(tmp_path):
+    model = tamed(random_model("light", pixel_scale=255.0))
+    torch.save(examples_state_dict(model), tmp_path / "examples.pth")
+    native = save_model(model, tmp_path / "native.safetensors")
+    image = noise(37, 53)
+    from_pth = FastStylizer(tmp_path / "examples.pth", device="cpu").stylize(image)
+    np.testing.assert_allclose(from_pth, FastStylizer(native, device="cpu").stylize(image), atol=1e-6)
+    assert 0.2 < from_pth.mean() < 0.8  # the 0-255 scaling happened: not all clipped to 0 or 1
+
+
+def test_a_missing_onnx_model_is_a_model_file_error(tmp_path):
+    with pytest.raises(ModelFileError, match="no such model file"):
+        FastStylizer(tmp_path / "missing.onnx")
+
+
+# --- apply_files ----------------------------------------------------------------------------------
+
+
+def picture(path: Path, height: int = 20, width: int = 28, seed: int = 0) -> Path:
+    return save_image(noise(height, width, seed), path)
+
+
+def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
+    source = picture(tmp_path / "photo.png")
+    report = apply_files(stylizer, [source], tmp_path / "out.jpg", strength=0.8, preserve_color="luminance")
+    assert report.written == [tmp_path / "out.jpg"] and report.failed == []
+    settings = read_settings(tmp_path / "out.jpg")
+    assert settings["method"] == "fast" and settings["painterly"]
+    assert settings["model"]["file"] == str(model_file) and len(settings["model"]["sha256"]) == 64
+    assert settings["model"]["style"] == STYLE and settings["model"]["steps"] == 7
+    assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": None,
+                                    "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu"}
+    assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
+
+
+def test_apply_matches_stylize(stylizer, tmp_path):
+    source = picture(tmp_path / "photo.png", 37, 53)
+    apply_files(stylizer, [source], tmp_path / "out.png", size=40)
+    written, _ = read_array(tmp_path / "out.png")
+    expected = stylizer.stylize(read_array(source)[0], size=40)
+    np.testing.assert_allclose(written, expected, atol=1 / 255)
+
+
+def test_apply_mirrors_a_folder_tree(stylizer, tmp_path):
+    picture(tmp_path / "in" / "a.png")
+    picture(tmp_path / "in" / "b.jpg")
+    picture(tmp_path / "in" / "sub" / "deeper" / "c.png")
+    save_image(noise(20, 28), tmp_path / "c.tif")
+    (tmp_path / "c.tif").rename(tmp_path / "in" / "sub" / "d.bmp")  # readable, not writable: becomes .png
+    events = []
+    report = apply_files(stylizer, [tmp_path / "in"], tmp_path / "out", callback=events.append)
+    out = tmp_path / "out"
+    assert sorted(report.written) == sorted([out / "a.png", out / "b.jpg", out / "sub/deeper/c.png", out / "sub/d.png"])
+    assert all(path.is_file() for path in report.written) and not report.failed
+    assert [(e.done, e.total) for e in events if isinstance(e, ApplyEvent)] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_apply_several_inputs_into_a_folder(stylizer, tmp_path):
+    first, second = picture(tmp_path / "one.png"), picture(tmp_path / "two.webp", seed=1)
+    report = apply_files(stylizer, [first, second], tmp_path / "out", suffix="jpg")
+    assert report.written == [tmp_path / "out" / "one.jpg", tmp_path / "out" / "two.jpg"]
+
+
+def test_apply_batches_equal_sizes_a_few_at_a_time(model_file, tmp_path):
+    stylizer = FastStylizer(model_file, device="cpu", batch_size=2)
+    for index, size in enumerate([(20, 28), (20, 28), (20, 28), (24, 24), (20, 28)]):
+        picture(tmp_path / "in" / f"{index}.png", *size)
+    seen = []
+    run = stylizer._backend.run
+    stylizer._backend.run = lambda batch: seen.append(len(batch)) or run(batch)
+    assert len(apply_files(stylizer, [tmp_path / "in"], tmp_path / "out").written) == 5
+    assert seen == [2, 1, 1, 1]
+
+
+def test_apply_stdin_to_stdout(stylizer, tmp_path, monkeypatch):
+    source = picture(tmp_path / "photo.png")
+    stdout = io.TextIOWrapper(io.BytesIO())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(source.read_bytes())))
+    monkeypatch.setattr(sys, "stdout", stdout)
+    report = apply_files(stylizer, ["-"], "-")
+    (tmp_path / "result.png").write_bytes(stdout.buffer.getvalue())
+    written, _ = read_array(tmp_path / "result.png")
+    np.testing.assert_allclose(written, stylizer.stylize(read_array(source)[0]), atol=1 / 255)
+    assert report.written == [Path("-")]
+    assert read_settings(tmp_path / "result.png")["input"]["file"] == "-"
+
+
+def test_apply_bad_stdin_names_stdin(stylizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"not an image")))
+    with pytest.raises(ImageError, match="^<stdin>: "):
+        apply_files(stylizer, ["-"], tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_apply_carries_on_past_a_corrupt_file(stylizer, tmp_path):
+    picture(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    picture(tmp_path / "in" / "c.png")
+    events = []
+    report = apply_files(stylizer, [tmp_path / "in"], tmp_path / "out", callback=events.append)
+    assert report.written == [tmp_path / "out" / "a.png", tmp_path / "out" / "c.png"]
+    [(failed, message)] = report.failed
+    assert failed == str(tmp_path / "in" / "b.png") and "b.png" in message and "\n" not in message
+    assert any(isinstance(e, MessageEvent) and e.level == "warning" and "b.png" in e.text for e in events)
+    assert not (tmp_path / "out" / "b.png").exists()
+
+
+def test_apply_one_corrupt_file_raises_and_writes_nothing(stylizer, tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="bad.png"):
+        apply_files(stylizer, [tmp_path / "bad.png"], tmp_path / "out" / "bad.png")
+    assert not (tmp_path / "out").exists()
+
+
+def test_apply_never_overwrites_an_input(stylizer, tmp_path):
+    source = picture(tmp_path / "in" / "a.png")
+    before = source.read_bytes()
+    with pytest.raises(ImageError, match="overwrite an input"):
+        apply_files(stylizer, [source], source)
+    with pytest.raises(ImageError, match="overwrite an input"):
+        apply_files(stylizer, [tmp_path / "in"], tmp_path / "in")
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("inputs, output, message", [
+    (["a.png", "b.png"], "out.png", "into a folder"),
+    (["a.png", "sub/a.png"], "out", "both be written"),
+    (["a.png", "b.png"], "-", "stdout"),
+    (["a.png"], "out.gif", "cannot write this file type"),
+])
+def test_apply_refuses_impossible_requests_before_any_work(stylizer, tmp_path, inputs, output, message):
+    for name in inputs:
+        picture(tmp_path / name)
+    with pytest.raises((UsageError, ImageError), match=message):
+        apply_files(stylizer, [tmp_path / name for name in inputs], tmp_path / output if output != "-" else "-")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.png").exists()
