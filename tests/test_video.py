@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
+from painterly import images
 from painterly.errors import ImageError, UsageError
+from painterly.images import save_image
 from painterly.events import MessageEvent, StopRequested, VideoProgressEvent
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
@@ -333,3 +335,35 @@ def test_is_video(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "still.gif")
     assert is_video("clip.MP4") and is_video("clip.webm") and is_video(tmp_path / "anim.gif")
     assert not is_video(tmp_path / "still.gif") and not is_video("photo.png") and not is_video(tmp_path / "none.gif")
+
+
+# --- through `painterly apply` -----------------------------------------------------------------
+
+
+def test_painterly_apply_dispatches_videos_and_animations(model_path, clip, tmp_path):
+    """The CLI takes a clip like an image: same command, audio kept, settings stored."""
+    from typer.testing import CliRunner
+
+    from painterly.cli import app
+
+    out = tmp_path / "styled.mp4"
+    result = CliRunner().invoke(app, ["apply", str(model_path), str(clip), "-o", str(out), "--smooth", "0.5",
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    after = probe(out)
+    assert len(after.frames) == FRAMES and after.audio_rate == SAMPLE_RATE
+    assert read_video_settings(out)["settings"]["smooth"] == 0.5
+
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip.read_bytes())
+    gif = folder / "anim.gif"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (24, 32, 3), dtype=np.uint8) for _ in range(3)]  # distinct: GIF merges repeats
+    images.save_animation(frames, [100, 200, 300], gif, loop=0)
+    save_image(np.full((20, 24, 3), 0.5, np.float32), folder / "still.png")
+    result = CliRunner().invoke(app, ["apply", str(model_path), str(folder), "-o", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert len(probe(tmp_path / "out" / "clip.mp4").frames) == FRAMES
+    assert images.frame_count(tmp_path / "out" / "anim.gif") == 3
+    assert (tmp_path / "out" / "still.png").exists()

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .errors import ImageError, UsageError
+from .provenance import describe_file
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
+from .video import VIDEO_EXTENSIONS, is_video, stylize_video
 from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, resize_long_side, save_image
 
 STDIO = "-"
@@ -43,6 +44,11 @@ class ApplyReport:
 class _Job:
     source: str  # the input as given; "-" is stdin
     target: Path | None  # None is stdout
+
+    @property
+    def is_video(self) -> bool:
+        """Videos and animated GIF/WebP go through `video.stylize_video`, frame by frame."""
+        return self.source != STDIO and is_video(self.source)
 
 
 @dataclass
@@ -63,19 +69,21 @@ def apply_files(
     callback: Callback = ignore,
     max_pixels: int | None = None,
     suffix: str | None = None,
+    smooth: float = 0.0,
 ) -> ApplyReport:
-    """Stylise image files with `stylizer` and write the results.
+    """Stylise image and video files with `stylizer` and write the results.
 
     One input file and an output with an extension: that file. Several inputs or a folder:
     `output` is a folder, each result named like its input (same relative path below a
     folder input), extension kept when writable, else `suffix` (default .png); `suffix`
-    given applies to all. `-` reads stdin or writes PNG to stdout. Inputs are never
-    overwritten; every target is checked before any work.
+    given applies to all (videos and animations keep their own). `-` reads stdin or writes
+    PNG to stdout. Inputs are never overwritten; every target is checked before any work.
+    `smooth` is the temporal smoothing of videos (see `video.stylize_video`).
     """
     jobs, strict = _plan([os.fspath(item) for item in inputs], os.fspath(output), _check_suffix(suffix))
     run = _Run(stylizer, options=dict(strength=strength, preserve_color=preserve_color), size=size,
-               max_pixels=max_pixels, settings=_settings(stylizer, strength, preserve_color, size),
-               callback=callback, strict=strict, total=len(jobs))
+               max_pixels=max_pixels, settings=stylizer.describe(strength=strength, preserve_color=preserve_color, size=size),
+               callback=callback, strict=strict, total=len(jobs), smooth=smooth)
     try:
         run.process(jobs)
     except StopRequested:
@@ -123,14 +131,16 @@ def _folder_jobs(inputs: list[str], folder: Path, suffix: str | None) -> Iterato
         if item == STDIO:
             yield _Job(item, folder / f"{_STDIN_NAME}{suffix or '.png'}")
         elif Path(item).is_dir():
-            yield from (_Job(os.fspath(file), folder / _output_name(file.relative_to(item), suffix))
-                        for file in image_files(item))
+            yield from (_Job(os.fspath(file), folder / _output_name(file, file.relative_to(item), suffix))
+                        for file in image_files(item, also=VIDEO_EXTENSIONS))
         else:
-            yield _Job(item, folder / _output_name(Path(Path(item).name), suffix))
+            yield _Job(item, folder / _output_name(Path(item), Path(Path(item).name), suffix))
 
 
-def _output_name(relative: Path, suffix: str | None) -> Path:
-    """The input's name with `suffix`, else its own extension if writable, else .png."""
+def _output_name(source: Path, relative: Path, suffix: str | None) -> Path:
+    """The input's name with `suffix`, else its own extension if writable, else .png; videos keep theirs."""
+    if is_video(source):
+        return relative
     keep = relative.suffix if relative.suffix.lower() in WRITABLE_EXTENSIONS else ".png"
     return relative.with_suffix(suffix or keep)
 
@@ -149,7 +159,8 @@ def _check_targets(jobs: list[_Job]) -> None:
     inputs = {Path(job.source).resolve() for job in jobs if job.source != STDIO}
     made_from: dict[Path, str] = {}
     for job in jobs:
-        check_output(job.target, protect=[] if job.source == STDIO else [job.source])  # hard links too
+        if not job.is_video:  # stylize_video checks its own output types
+            check_output(job.target, protect=[] if job.source == STDIO else [job.source])  # hard links too
         target = job.target.resolve()
         if target in inputs:
             raise ImageError(f"{job.target}: refusing to overwrite an input file")
@@ -173,11 +184,15 @@ class _Run:
     callback: Callback
     strict: bool  # raise a file's ImageError instead of reporting it
     total: int
+    smooth: float = 0.0
     report: ApplyReport = field(default_factory=ApplyReport)
 
     def process(self, jobs: list[_Job]) -> None:
         batch: list[_Loaded] = []
         for job in jobs:
+            if job.is_video:
+                self._guarded(job, self._video)
+                continue
             loaded = self._guarded(job, self._load)
             if loaded is None:
                 continue
@@ -208,6 +223,12 @@ class _Run:
         for loaded, image in zip(batch, styled):
             self._guarded(loaded.job, self._write, image, loaded.input)
 
+    def _video(self, job: _Job) -> None:
+        stylize_video(self.stylizer, job.source, job.target, size=self.size, smooth=self.smooth,
+                      batch_size=self.stylizer.batch_size, callback=self.callback, **self.options)
+        self.report.written.append(job.target)
+        self._finished(job)
+
     def _write(self, job: _Job, image: np.ndarray, description: dict) -> None:
         settings = {**self.settings, "input": description}
         if job.target is None:
@@ -237,7 +258,7 @@ class _Run:
 def _read_file(path: str, max_pixels: int | None) -> tuple[np.ndarray, dict]:
     # min_side=1: the stylizer pads small images itself; VGG's minimum does not apply here
     image, _ = read_array(path, max_pixels=max_pixels, min_side=1)
-    return image, {"file": path, "sha256": _sha256(Path(path))}
+    return image, describe_file(path)
 
 
 def _read_stdin(max_pixels: int | None) -> tuple[np.ndarray, dict]:
@@ -259,17 +280,3 @@ def _write_stdout(image: np.ndarray, settings: dict) -> None:
         data = save_image(image, Path(folder, "stdout.png"), settings=settings).read_bytes()
     sys.stdout.buffer.write(data)
     sys.stdout.buffer.flush()
-
-
-def _settings(stylizer: FastStylizer, strength: float, preserve_color: str | None, size: int | None) -> dict:
-    """What every output records about how it was made (its input is added per file)."""
-    model = {"file": os.fspath(stylizer.model_path), "sha256": _sha256(stylizer.model_path)}
-    model.update({key: stylizer.metadata[key] for key in ("style", "steps") if key in stylizer.metadata})
-    settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": stylizer.tile,
-                "tile_overlap": stylizer.tile_overlap, "backend": stylizer.backend, "device": stylizer.device}
-    return {"painterly": __version__, "method": "fast", "model": model, "settings": settings}
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()

@@ -272,7 +272,7 @@ def apply(
                             batch_size=batch_size)
     with ProgressPrinter(quiet=quiet) as progress:
         report = apply_files(stylizer, inputs, output, strength=strength, preserve_color=preserve_color, size=size,
-                             callback=progress, max_pixels=max_pixels, suffix=suffix)
+                             callback=progress, max_pixels=max_pixels, suffix=suffix, smooth=smooth)
     for source, reason in report.failed:
         _error(reason if source in reason else f"{source}: {reason}")
     if not quiet and output != "-":

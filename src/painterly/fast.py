@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from . import color, tiling
+from . import __version__, color, tiling
 from .errors import ModelFileError, PainterlyError, UsageError
 from .images import resize_long_side, to_array, to_tensor
+from .provenance import describe_file
 
 if TYPE_CHECKING:
     import torch
@@ -119,6 +120,14 @@ class FastStylizer:
             for index, styled in zip(indices, self._stylize_same_size([arrays[i] for i in indices], finish)):
                 results[index] = styled
         return results
+
+    def describe(self, *, strength: float = 1.0, preserve_color: str | None = None, size: int | None = None) -> dict:
+        """What every output records about how it was made: model, settings (its input is added per file)."""
+        model = describe_file(self.model_path)
+        model.update({key: self.metadata[key] for key in ("style", "steps") if key in self.metadata})
+        settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": self.tile,
+                    "tile_overlap": self.tile_overlap, "backend": self.backend, "device": self.device}
+        return {"painterly": __version__, "method": "fast", "model": model, "settings": settings}
 
     def is_tiled(self, height: int, width: int) -> bool:
         """Whether an image of this size (after any resizing) is stylised in tiles."""

@@ -541,15 +541,15 @@ def _as_numpy(value: Any) -> np.ndarray:
 # --- folders ---------------------------------------------------------------------------------
 
 
-def image_files(folder: StrPath, *, recursive: bool = True) -> list[Path]:
-    """Sorted image files in a folder (by extensions Pillow can open), hidden ones skipped."""
+def image_files(folder: StrPath, *, recursive: bool = True, also: Iterable[str] = ()) -> list[Path]:
+    """Sorted image files in a folder (by extensions Pillow can open, plus `also`), hidden ones skipped."""
     shown = os.fspath(folder)
     root = Path(folder)
     if not root.exists():
         raise ImageError(f"{shown}: no such folder")
     if not root.is_dir():
         raise ImageError(f"{shown}: is a file, not a folder")
-    readable = _readable_extensions()
+    readable = _readable_extensions() | {suffix.lower() for suffix in also}
     return sorted(
         path
         for path in _files_under(root, recursive)

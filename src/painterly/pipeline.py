@@ -7,7 +7,6 @@ whose loss diverged writes its last good image and then re-raises.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from .config import StylizeConfig
 from .errors import NumericalError
 from .events import Callback, DoneEvent, Event, StepEvent, ignore
 from .optimize import stylize
+from .provenance import describe_file
 
 
 def stylize_files(
@@ -32,7 +32,7 @@ def stylize_files(
     """Stylise image files into `output`; returns the summary stored in its metadata."""
     content_image = images.load_image(content, max_pixels=max_pixels)
     style_images = [images.load_image(path, max_pixels=max_pixels) for path in styles]
-    sources = {"content": _describe(content), "styles": [_describe(path) for path in styles]}
+    sources = {"content": describe_file(content), "styles": [describe_file(path) for path in styles]}
     return stylize_and_save(content_image, style_images, output, config, callback=callback, sources=sources,
                             protect=[content, *styles])
 
@@ -79,8 +79,3 @@ def _save_intermediate(event: StepEvent, output: Path, config: StylizeConfig, so
 
 def _settings(config: StylizeConfig, sources: dict | None) -> dict:
     return {"painterly": __version__, "method": "gatys", "config": config.to_dict(), **(sources or {})}
-
-
-def _describe(path: Path) -> dict:
-    """Name and SHA-256 of an input, so an output says exactly what made it."""
-    return {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}

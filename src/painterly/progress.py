@@ -53,7 +53,7 @@ class ProgressPrinter:
                           loss=f"{event.loss:.4g}", img_s=f"{event.images_per_s:.1f}")
         elif isinstance(event, events.ApplyEvent):
             self._advance("apply", "stylizing", event.total, event.done, "file")
-        elif isinstance(event, getattr(events, "VideoProgressEvent", ())):
+        elif isinstance(event, events.VideoProgressEvent):
             self._advance("video", "frames", event.total_frames, event.frames_done, "frame")
 
     def _advance(self, phase: object, desc: str, total: int | None, position: int, unit: str, **postfix) -> None:

@@ -16,7 +16,6 @@ instead of fractionally strided convs (transformer.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,6 +45,7 @@ from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequ
 from .features import VGGFeatures
 from .losses import PerceptualLoss
 from .modelfile import save_model
+from .provenance import describe_file
 from .transformer import SIZE_MULTIPLE, TransformerNet
 from .weights import RANDOM_WARNING
 
@@ -264,7 +264,7 @@ class _Inputs:
         image = images.load_image(style)
         if config.style_size is not None:
             image = images.resize_long_side(image, config.style_size)
-        info = {"file": style.name, "sha256": hashlib.sha256(style.read_bytes()).hexdigest()}
+        info = {**describe_file(style), "file": style.name}
         return cls(PhotoCrops(files, config.size, config.seed), [_preview_tensor(p) for p in previews],
                    skipped, image, info)
 

@@ -48,6 +48,7 @@ import numpy as np
 
 from . import images
 from .atomic import atomic_path, same_file
+from .provenance import describe_file
 from .errors import ImageError, UsageError
 from .events import Callback, MessageEvent, StopRequested, VideoProgressEvent, ignore
 
@@ -194,13 +195,9 @@ def _is_animation(path: Path) -> bool:
 
 
 def _output_settings(settings: dict | None, stylizer: FastStylizer, options: dict, smooth: float, source: Path) -> dict:
-    """`apply`'s record of model and settings, plus `smooth` and the input's name and hash."""
-    # Imported here, not at the top: apply imports this module to dispatch videos.
-    from .apply import _settings, _sha256
-
-    base = settings if settings is not None else _settings(stylizer, **options)
-    return {**base, "settings": {**base.get("settings", {}), "smooth": smooth},
-            "input": {"file": os.fspath(source), "sha256": _sha256(source)}}
+    """The stylizer's record of model and settings, plus `smooth` and the input's name and hash."""
+    base = settings if settings is not None else stylizer.describe(**options)
+    return {**base, "settings": {**base.get("settings", {}), "smooth": smooth}, "input": describe_file(source)}
 
 
 # --- the pipeline: frames in batches through the network ---------------------------------------
