@@ -76,7 +76,7 @@ class ReferenceGatys:
         self.optimizer.step()
         with torch.no_grad():
             self.image.clamp_(0, 1)
-        return float(loss)
+        return float(loss.detach())
 
 
 class _ConvLayer(nn.Module):
@@ -169,4 +169,4 @@ class ReferenceTrainer:
         loss = cw * content + sw * style + tw * total_variation(y, "target")
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return float(loss.detach())

@@ -1,0 +1,107 @@
+"""`python -m benchmarks [--quick] [--json PATH] [--only NAME ...]`: painterly against textbook references.
+
+Everything runs in one command, on the same random-weight networks for both sides (VGG from
+`weights.random_state_dict(seed=0)`; one random TransformerNet, seed 0, whose weights are
+copied into the reference network), and prints one table: reference time, painterly time,
+speed-up (reference / painterly), each side's peak resident memory, and each side's share of
+the machine's peak — counted conv FLOPs per second over torch.mm's fp32 GFLOP/s on 2048²
+matrices (bf16 is shown too). `--json PATH` writes the same, with every sample, to PATH.
+
+Each job (each implementation of each workload) runs in its own process
+(`python -m benchmarks.worker`), so its peak memory (ru_maxrss) is its own and its allocations
+do not slow the other down. Times are medians of 3 timed runs (1 with --quick) after one
+untimed warm-up. Conv FLOPs are counted with a forward hook on every Conv2d:
+2·Cin·Cout·k²·Hout·Wout, and once more for each gradient (input, weight) a backward computes.
+
+Workloads
+---------
+gatys-step (256 and 512 px; --quick 256)
+    Time of one optimisation step on a photo and a painting at that long side.
+    Reference: `ReferenceGatys.step` — Adam, the full VGG-19 run on the generated, content and
+    style images every step. painterly: `stylize` with StylizeConfig's defaults (L-BFGS, one
+    loss evaluation per step, targets computed once, VGG cut after relu5_1, fp32 on a CPU),
+    apart from size, steps, random weights and one scale (as "auto" is up to 512 px); the
+    median of the differences between consecutive StepEvent.elapsed after the first 2 steps.
+    Same layers and loss weights.
+
+gatys-time-to-quality (512 px)
+    Reference: the loss ReferenceGatys reaches after 300 Adam steps (--quick 30). 300 reference
+    steps take about an hour here, so that loss is computed by painterly's engine running the
+    same algorithm (Adam at the same learning rate, content init, fp32, one scale — the
+    reference calls painterly's loss functions, and the test suite checks the two agree step by
+    step), and the reference's time is EXTRAPOLATED: 300 × its measured median step time (the
+    table's note says from how many measured steps). painterly: wall time from calling
+    `stylize` with its best settings (L-BFGS, coarse-to-fine from 256 px, content init, the same
+    300 steps per scale) until the final scale's loss is at or below that target, stopping it
+    there with StopRequested; the steps taken are reported. Given up after 1000 s (--quick
+    120 s): "not reached".
+
+fast-inference (512², 1024², 2048²; --quick 512² and 1024²)
+    One image through the fast network, image in and image out. Reference:
+    `ReferenceTransformerNet.stylize` (no_grad, eager fp32, 0–255 pixels). painterly:
+    `FastStylizer.stylize` with the torch backend, and with the ONNX Runtime backend on the
+    model's export: one row each, against the same reference measurement.
+
+train-step (256², batch 4)
+    One training step of a fast network. Reference: `ReferenceTrainer.step` on a ready batch.
+    painterly: `train()` with TrainConfig's defaults on a folder of 8 generated photos, per-step
+    times from TrainStepEvent.elapsed after the first 2 steps (its data loading included).
+    Images per second are in the notes.
+
+peak-memory
+    Peak resident memory only: Gatys at 1024 px, 2 steps, one scale (reference against
+    painterly), and painterly alone stylising an 8192×8192 image in 1024 px tiles (target:
+    under 2 GiB; the float32 input alone is 0.75 GiB). --quick skips the 8192² image unless
+    `--only peak-memory` asks for nothing else.
+
+The timings are only as good as the machine is quiet: a shared machine makes them noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .inputs import image_source
+from .report import document, text
+from .suite import WORKLOADS, Plan, Row, Runner, Suite, plan_for
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="painterly against reference "
+                                     "implementations; see the module docstring for what each workload measures")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps, 1 timed run")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--only", nargs="+", choices=WORKLOADS, metavar="NAME",
+                        help=f"run only these workloads ({', '.join(WORKLOADS)})")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # seconds-long sizes, for tests
+    return parser.parse_args(argv)
+
+
+def measure(plan: Plan, workloads: tuple[str, ...], log: Callable[[str], None] = print) -> tuple[dict, list[Row]]:
+    """The machine's description and the report's rows, every measurement in a worker process."""
+    run = Runner(log)
+    machine = run("machine", matmul_size=plan.matmul_size)
+    with tempfile.TemporaryDirectory(prefix="painterly-bench-") as scratch:
+        rows = Suite(plan, run, Path(scratch)).rows(workloads)
+    return machine, rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    workloads = tuple(dict.fromkeys(args.only or WORKLOADS))
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    machine, rows = measure(plan_for(args.quick, args.tiny, workloads), workloads,
+                            log=lambda line: print(line, file=sys.stderr, flush=True))
+    summary = document(rows, machine, mode, image_source())
+    print(text(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

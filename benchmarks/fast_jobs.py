@@ -1,0 +1,92 @@
+"""Fast-inference jobs: one random TransformerNet (seed 0) run by ReferenceTransformerNet, by
+painterly's torch backend and by its ONNX Runtime backend, on the same square photo.
+
+torch is imported only inside the jobs that need it, so that the ONNX worker's peak memory
+is that of ONNX Runtime alone, as for a user who installed painterly without torch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from painterly.fast import FastStylizer
+
+from .inputs import SEED, square_content
+from .measure import ConvFlops, time_calls
+
+if TYPE_CHECKING:
+    from .reference import ReferenceTransformerNet
+
+
+def write_models(folder: str) -> dict:
+    """The random TransformerNet as a painterly model file and its ONNX export (parity-checked)."""
+    import torch
+
+    from painterly.export import export_onnx
+    from painterly.modelfile import save_model
+    from painterly.transformer import TransformerNet
+
+    torch.manual_seed(SEED)
+    model = save_model(TransformerNet("standard"), Path(folder) / "random.safetensors",
+                       style={"image": f"none: random weights, seed {SEED}"})
+    onnx = export_onnx(model, Path(folder) / "random.onnx")
+    return {"torch": str(model), "onnx": str(onnx.path)}
+
+
+def reference_network(model: Path) -> ReferenceTransformerNet:
+    """ReferenceTransformerNet with the painterly model's weights, copied tensor by tensor in order.
+
+    Both networks list their layers in the same order (conv, norm, …, residual blocks, upsampling),
+    so matching shapes in order gives the same weights, and both do exactly the same work.
+    """
+    import torch
+
+    from painterly.modelfile import load_model
+
+    from .reference import ReferenceTransformerNet
+
+    ours, _ = load_model(model)
+    net = ReferenceTransformerNet().eval()
+    theirs = net.state_dict()
+    if [v.shape for v in theirs.values()] != [v.shape for v in ours.state_dict().values()]:
+        raise RuntimeError("ReferenceTransformerNet and painterly's TransformerNet no longer match layer by layer")
+    with torch.no_grad():
+        for target, source in zip(theirs.values(), ours.state_dict().values(), strict=True):
+            target.copy_(source)
+    return net
+
+
+def reference_inference(model: str, size: int, runs: int) -> dict:
+    """ReferenceTransformerNet.stylize (no_grad, eager fp32) on a size×size photo; conv FLOPs counted."""
+    from painterly.images import to_tensor
+
+    net = reference_network(Path(model))
+    image = to_tensor(square_content(size))
+    with ConvFlops() as counter:
+        timing = time_calls(lambda: net.stylize(image), runs, counter)
+    return timing.summary()
+
+
+def painterly_inference(model: str, size: int, runs: int, backend: str) -> dict:
+    """FastStylizer.stylize, array in and array out, on the same photo with the `backend` asked for."""
+    stylizer = FastStylizer(model, backend=backend, device="cpu")
+    image = square_content(size)
+    return time_calls(lambda: stylizer.stylize(image), runs).summary()
+
+
+def painterly_tiled(model: str, size: int, tile: int) -> dict:
+    """One run of FastStylizer on a size×size image in tile×tile tiles, for its peak memory (no warm-up:
+    it takes minutes).
+
+    The image is the tile-sized photo repeated, made without full-size temporaries, so the peak
+    is the input (float32, counted in) plus what stylising it takes.
+    """
+    stylizer = FastStylizer(model, backend="torch", device="cpu", tile=tile)
+    image = np.tile(square_content(tile), (size // tile, size // tile, 1))
+    start = time.perf_counter()
+    stylizer.stylize(image)
+    return {"seconds": time.perf_counter() - start, "input_bytes": image.nbytes}

@@ -1,0 +1,110 @@
+"""The report: one table of reference against painterly, the machine's ceiling, notes; the same as JSON."""
+
+from __future__ import annotations
+
+from .suite import Row
+
+HEADER = ("workload", "size", "reference", "painterly", "speed-up", "peak RSS ref", "peak RSS painterly",
+          "% fp32 peak ref", "% fp32 peak painterly")
+
+
+def document(rows: list[Row], machine: dict, mode: str, images: str) -> dict:
+    """Everything measured, with the derived numbers the table shows, for `--json`."""
+    return {"mode": mode, "machine": machine, "images": images,
+            "rows": [summarise(row, machine.get("fp32_gflops")) for row in rows]}
+
+
+def summarise(row: Row, peak_gflops: float | None) -> dict:
+    """A row with its speed-up (reference time / painterly time) and each side's share of the fp32 matmul peak."""
+    reference, painterly = _seconds(row, row.reference), _seconds(row, row.painterly)
+    return {
+        "workload": row.workload, "variant": row.variant, "size": row.size, "timed": row.timed, "note": row.note,
+        "reference": row.reference, "painterly": row.painterly,
+        "speedup": reference / painterly if reference and painterly else None,
+        "share_of_fp32_peak": {"reference": _share(row, row.reference, peak_gflops),
+                               "painterly": _share(row, row.painterly, peak_gflops)},
+    }
+
+
+def _seconds(row: Row, result: dict | None) -> float | None:
+    return (result or {}).get("seconds") if row.timed else None
+
+
+def _share(row: Row, result: dict | None, peak_gflops: float | None) -> float | None:
+    """Conv FLOPs per second as a fraction of the matmul peak; None where nothing was timed or counted."""
+    seconds, flops = _seconds(row, result), (result or {}).get("flops")
+    if not (seconds and flops and peak_gflops):
+        return None
+    return flops / seconds / 1e9 / peak_gflops
+
+
+def text(summary: dict) -> str:
+    """The table, preceded by what it was measured on and followed by the rows' notes and errors."""
+    machine = summary["machine"]
+    lines = [f"painterly benchmarks ({summary['mode']}); times are medians per step or call unless noted",
+             _machine_line(machine), f"images: {summary['images']}", ""]
+    table = [HEADER] + [_cells(row) for row in summary["rows"]]
+    lines += _aligned(table)
+    notes = [note for row in summary["rows"] for note in _notes(row)]
+    if notes:
+        lines += ["", "notes:"] + [f"  {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def _machine_line(machine: dict) -> str:
+    if "error" in machine:
+        return f"machine: not measured ({machine['error']}); no share of peak"
+    return (f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+            f"torch threads: {machine['torch_threads']}; torch.mm {machine['matmul_size']}²: "
+            f"fp32 {machine['fp32_gflops']:.0f} GFLOP/s, bf16 {machine['bf16_gflops']:.0f} GFLOP/s; "
+            f"the worker measuring this (torch loaded) peaked at {_memory(machine)}")
+
+
+def _name(row: dict) -> str:
+    return f"{row['workload']} ({row['variant']})" if row["variant"] else row["workload"]
+
+
+def _cells(row: dict) -> tuple[str, ...]:
+    shares = row["share_of_fp32_peak"]
+    return (_name(row), row["size"], _time(row["reference"], row), _time(row["painterly"], row),
+            f"{row['speedup']:.1f}×" if row["speedup"] else "—",
+            _memory(row["reference"]), _memory(row["painterly"]),
+            _percent(shares["reference"]), _percent(shares["painterly"]))
+
+
+def _time(result: dict | None, row: dict) -> str:
+    if result is None:
+        return "—"
+    if "error" in result:
+        return "failed"
+    if result.get("reached") is False:
+        return "not reached"
+    seconds = result.get("seconds") if row["timed"] else None
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds >= 100 else f"{seconds:.3g} s"
+
+
+def _memory(result: dict | None) -> str:
+    if not result or "peak_rss" not in result:
+        return "—"
+    size = result["peak_rss"]
+    return f"{size / 2**30:.2f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def _percent(share: float | None) -> str:
+    return f"{100 * share:.0f} %" if share is not None else "—"
+
+
+def _notes(row: dict) -> list[str]:
+    """The row's note and why any side failed, each prefixed by the row it belongs to."""
+    errors = [f"{side} failed: {result['error']}" for side, result in
+              (("reference", row["reference"]), ("painterly", row["painterly"])) if result and "error" in result]
+    return [f"{_name(row)} {row['size']}: {line}" for line in ([row["note"]] if row["note"] else []) + errors]
+
+
+def _aligned(table: list[tuple[str, ...]]) -> list[str]:
+    """Columns padded to their widest cell; text left-aligned, numbers right-aligned."""
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in
+                      enumerate(zip(cells, widths, strict=True))).rstrip() for cells in table]

@@ -1,0 +1,213 @@
+"""The suite: which jobs each workload runs, at which sizes, and the rows of the report they make.
+
+The parent process only plans and collects; every measurement happens in a worker process
+(`benchmarks.worker`), one per job, and a job asked for twice (the reference Gatys step at
+512 px serves two workloads) runs once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
+WORKLOADS = ("gatys-step", "gatys-time-to-quality", "fast-inference", "train-step", "peak-memory")
+TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repetitions of one run of the suite."""
+
+    runs: int = 3  # timed repetitions (median reported), after one warm-up
+    gatys_sizes: tuple[int, ...] = (256, 512)
+    quality_size: int = 512
+    quality_steps: int = 300  # the reference's Adam steps whose loss painterly must reach
+    quality_cap_s: float = 1000.0
+    fast_sizes: tuple[int, ...] = (512, 1024, 2048)
+    train_size: int = 256
+    train_batch: int = 4
+    memory_gatys_size: int = 1024
+    memory_gatys_steps: int = 2
+    tiled_size: int | None = 8192  # None: skipped
+    tile: int = 1024
+    matmul_size: int = 2048
+
+
+FULL = Plan()
+QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), quality_steps=30, quality_cap_s=120.0,
+                            fast_sizes=(512, 1024), tiled_size=None)
+# For the test suite: every job at sizes that take a second or two.
+# (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
+TINY = Plan(runs=1, gatys_sizes=(64,), quality_size=64, quality_steps=3, quality_cap_s=30.0, fast_sizes=(64,),
+            train_size=32, train_batch=2, memory_gatys_size=64, tiled_size=384, tile=128, matmul_size=256)
+
+
+def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
+    """FULL, QUICK or TINY; --quick still stylises the huge tiled image when peak memory is all it was asked for."""
+    if tiny:
+        return TINY
+    if not quick:
+        return FULL
+    return dataclasses.replace(QUICK, tiled_size=FULL.tiled_size) if only == ("peak-memory",) else QUICK
+
+
+@dataclass
+class Row:
+    """One line of the report: the reference's and painterly's results for one workload at one size.
+
+    A result is a worker's JSON (`seconds`, `flops`, `peak_rss`, …), or {"error": …} if it failed.
+    `timed` is False for rows that report only peak memory.
+    """
+
+    workload: str
+    size: str
+    reference: dict | None
+    painterly: dict | None
+    variant: str = ""
+    note: str = ""
+    timed: bool = True
+
+
+class Runner:
+    """Runs jobs in worker processes, each distinct job once, and reports progress on `log`."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self._results: dict[str, dict] = {}
+
+    def __call__(self, job: str, **args: object) -> dict:
+        spec = json.dumps({"job": job, "args": args}, sort_keys=True)
+        if spec not in self._results:
+            self.log(f"running {job} {json.dumps(args)}")
+            self._results[spec] = _spawn(spec)
+        return self._results[spec]
+
+
+def _spawn(spec: str) -> dict:
+    """A worker's result, or {"error": its last line of stderr} when it fails."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.worker", spec], cwd=ROOT, capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        return {"error": lines[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Suite:
+    """The workloads of one run, sharing a runner and a scratch folder for the fast model files."""
+
+    plan: Plan
+    run: Runner
+    scratch: Path
+
+    def rows(self, workloads: tuple[str, ...]) -> list[Row]:
+        make = {"gatys-step": self.gatys_step, "gatys-time-to-quality": self.gatys_time_to_quality,
+                "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory}
+        return [row for name in workloads for row in make[name]()]
+
+    def gatys_step(self) -> list[Row]:
+        return [Row("gatys-step", f"{size} px", self._gatys_reference(size), self._gatys_painterly(size))
+                for size in self.plan.gatys_sizes]
+
+    def _gatys_reference(self, size: int) -> dict:
+        return self.run("gatys-reference", size=size, steps=1 + self.plan.runs)
+
+    def _gatys_painterly(self, size: int) -> dict:
+        return self.run("gatys-painterly", size=size, steps=2 + self.plan.runs)
+
+    def gatys_time_to_quality(self) -> list[Row]:
+        """painterly's time to the loss the reference reaches in N Adam steps; the reference's time is
+        N × its measured step time (N steps of it take an hour)."""
+        size, steps = self.plan.quality_size, self.plan.quality_steps
+        step, target = self._gatys_reference(size), self.run("gatys-adam-loss", size=size, steps=steps)
+        failed = next((result for result in (step, target) if "error" in result), None)
+        if failed:
+            return [Row("gatys-time-to-quality", f"{size} px", failed, None)]
+        reached = self.run("gatys-to-quality", size=size, steps=steps, target=target["loss"],
+                           cap_s=self.plan.quality_cap_s)
+        reference = {"seconds": steps * step["seconds"], "flops": steps * step["flops"],
+                     "peak_rss": step["peak_rss"], "extrapolated_from": len(step["samples"]),
+                     "steps": steps, "loss": target["loss"]}
+        return [Row("gatys-time-to-quality", f"{size} px", reference, reached,
+                    note=_quality_note(reference, step, target, reached))]
+
+    def fast_inference(self) -> list[Row]:
+        """Two rows per size, painterly's torch and ONNX Runtime backends, against the same reference run.
+
+        Only the reference counts conv FLOPs (ONNX Runtime has no hooks); the weights are copied, so
+        the network and input are the same and both backends are credited with the same count.
+        """
+        models = self._models()
+        if "error" in models:
+            return [Row("fast-inference", "", models, models)]
+        rows = []
+        for size in self.plan.fast_sizes:
+            reference = self.run("fast-reference", model=models["torch"], size=size, runs=self.plan.runs)
+            for backend in ("torch", "onnx"):
+                painterly = self.run("fast-painterly", model=models[backend], size=size, runs=self.plan.runs,
+                                     backend=backend)
+                if "error" not in painterly:
+                    painterly = {**painterly, "flops": reference.get("flops")}
+                rows.append(Row("fast-inference", f"{size}²", reference, painterly, variant=backend))
+        return rows
+
+    def _models(self) -> dict:
+        """The random model's files, {"torch": path, "onnx": path}; written once (the runner remembers)."""
+        return self.run("fast-models", folder=str(self.scratch))
+
+    def train_step(self) -> list[Row]:
+        size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs
+        reference = self.run("train-reference", size=size, batch=batch, steps=1 + runs)
+        painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs)
+        rates = [result.get("images_per_s") for result in (reference, painterly)]
+        note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
+        return [Row("train-step", f"{size}² ×{batch}", reference, painterly, note=note)]
+
+    def peak_memory(self) -> list[Row]:
+        """Gatys at a large size (reference vs painterly, one scale) and, unless skipped, painterly
+        alone stylising a huge image in tiles."""
+        size, steps = self.plan.memory_gatys_size, self.plan.memory_gatys_steps
+        reference = self.run("gatys-reference", size=size, steps=steps)
+        painterly = self.run("gatys-painterly", size=size, steps=steps)
+        rows = [Row("peak-memory", f"Gatys {size} px, {steps} steps", reference, painterly, timed=False)]
+        if self.plan.tiled_size:
+            side, tile = self.plan.tiled_size, self.plan.tile
+            models = self._models()
+            tiled = models if "error" in models else self.run("fast-tiled", model=models["torch"], size=side,
+                                                              tile=tile)
+            rows.append(Row("peak-memory", f"fast {side}², tile {tile}", None, tiled, timed=False,
+                            note=_tiled_note(tiled)))
+        return rows
+
+
+def _quality_note(reference: dict, step: dict, target: dict, reached: dict) -> str:
+    """How the time-to-quality row was made: the extrapolation, the target, and what painterly did."""
+    measured = reference["extrapolated_from"]
+    note = (f"reference time extrapolated from {measured} measured step{'s' * (measured != 1)}: "
+            f"{reference['steps']} × {step['seconds']:.2f} s. Target: the reference's loss after "
+            f"{reference['steps']} Adam steps, {target['loss']:.5g}, computed by painterly's engine running "
+            f"the same Adam ({target['seconds']:.0f} s). ")
+    if "error" in reached:
+        return note
+    how = f"painterly (L-BFGS, {' → '.join(f'{side} px' for side in reached['scales'])})"
+    if reached["reached"]:
+        return note + (f"{how} reached it after {reached['steps']} steps, {reached['final_scale_steps']} of them "
+                       "at the final scale.")
+    last = "never got to the final scale" if reached["loss"] is None else f"final-scale loss {reached['loss']:.5g}"
+    return note + (f"{how} did NOT reach it within {reached['cap_s']:.0f} s or the step budget: {last} "
+                   f"after {reached['steps']} steps.")
+
+
+def _tiled_note(tiled: dict) -> str:
+    if "error" in tiled:
+        return ""
+    verdict = "met" if tiled["peak_rss"] < TILED_TARGET_BYTES else "MISSED"
+    return (f"target < 2 GiB {verdict}; the float32 input alone is {tiled['input_bytes'] / 2**20:.0f} MiB; "
+            f"took {tiled['seconds']:.0f} s")

@@ -1,0 +1,85 @@
+"""The benchmark harness (benchmarks/, beside src/) at tiny sizes: the command's JSON, each kind of
+job, and the loss agreement that lets painterly's engine stand in for the reference's 300 steps."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
+
+from benchmarks import fast_jobs, gatys_jobs, train_jobs  # noqa: E402
+from painterly.modelfile import load_model  # noqa: E402
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: tiny work gains nothing from two, and on a busy machine OpenMP threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_command_writes_times_speedup_share_and_memory(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
+    [row] = summary["rows"]
+    assert row["workload"] == "gatys-step"
+    for side in ("reference", "painterly"):
+        assert row[side]["seconds"] > 0 and row[side]["peak_rss"] > 0 and row[side]["flops"] > 0
+        assert row["share_of_fp32_peak"][side] > 0
+    assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+    assert "speed-up" in done.stdout and "gatys-step" in done.stdout
+
+
+def test_gatys_losses_agree_at_step_zero_and_along_adam(one_thread):
+    """Same loss definition and the same Adam: the reference's loss after N steps can be computed by painterly."""
+    size, steps = 64, 4
+    reference = gatys_jobs.reference(size)
+    at_content = float(reference.loss(reference.content))
+    theirs = [reference.step() for _ in range(steps)]
+    ours = gatys_jobs.adam_target_loss(size, steps)["losses"]
+    assert ours[0] == pytest.approx(at_content, rel=1e-4)
+    assert ours == pytest.approx(theirs, rel=1e-4)
+
+
+def test_time_to_quality_stops_at_the_target_on_the_final_scale_only(one_thread):
+    easy = gatys_jobs.painterly_time_to_quality(64, steps=2, target=math.inf, cap_s=300)
+    assert easy["reached"] and easy["seconds"] > 0
+    assert (easy["steps"], easy["final_scale_steps"], easy["scales"]) == (3, 1, [32, 64])
+    impossible = gatys_jobs.painterly_time_to_quality(64, steps=2, target=-math.inf, cap_s=300)
+    assert not impossible["reached"] and impossible["seconds"] is None
+    assert (impossible["steps"], impossible["final_scale_steps"]) == (4, 2)
+
+
+def test_fast_jobs_share_weights_and_time_both_backends(tmp_path, one_thread):
+    models = fast_jobs.write_models(str(tmp_path))
+    reference = fast_jobs.reference_inference(models["torch"], 64, runs=1)
+    assert reference["seconds"] > 0 and reference["flops"] > 0
+    for backend in ("torch", "onnx"):
+        assert fast_jobs.painterly_inference(models[backend], 64, runs=1, backend=backend)["seconds"] > 0
+    ours, _ = load_model(models["torch"])
+    theirs = fast_jobs.reference_network(Path(models["torch"]))
+    assert all(torch.equal(a, b) for a, b in zip(theirs.state_dict().values(), ours.state_dict().values(), strict=True))
+    tiled = fast_jobs.painterly_tiled(models["torch"], 192, tile=96)
+    assert tiled["seconds"] > 0 and tiled["input_bytes"] == 192 * 192 * 3 * 4
+
+
+def test_training_jobs_time_steps_and_throughput(one_thread):
+    for result in (train_jobs.reference_steps(32, 2, steps=2), train_jobs.painterly_steps(32, 2, steps=3)):
+        assert result["seconds"] > 0 and result["flops"] > 0 and result["images_per_s"] > 0
