@@ -30,11 +30,14 @@ def write_models(folder: str) -> dict:
     from painterly.modelfile import save_model
     from painterly.transformer import TransformerNet
 
-    torch.manual_seed(SEED)
-    model = save_model(TransformerNet("standard"), Path(folder) / "random.safetensors",
-                       style={"image": f"none: random weights, seed {SEED}"})
-    onnx = export_onnx(model, Path(folder) / "random.onnx")
-    return {"torch": str(model), "onnx": str(onnx.path)}
+    files = {}
+    for arch, prefix in (("standard", ""), ("light", "light-")):
+        torch.manual_seed(SEED)
+        model = save_model(TransformerNet(arch), Path(folder) / f"random-{arch}.safetensors",
+                           style={"image": f"none: random weights, seed {SEED}"})
+        files[f"{prefix}torch"] = str(model)
+        files[f"{prefix}onnx"] = str(export_onnx(model, Path(folder) / f"random-{arch}.onnx").path)
+    return files
 
 
 def reference_network(model: Path) -> ReferenceTransformerNet:

@@ -58,14 +58,14 @@ def reference_steps(size: int, steps: int) -> dict:
     return timing.summary()
 
 
-def painterly_steps(size: int, steps: int) -> dict:
+def painterly_steps(size: int, steps: int, precision: str = "auto") -> dict:
     """`steps` steps of `stylize` with default settings; per-step times from StepEvent.elapsed after
     the first WARMUP_STEPS.
 
     One scale, so that every step is at `size` (the default "auto" is one scale up to 512 px anyway).
     """
     content, style = images(size)
-    settings = config(size, steps, multiscale="off")
+    settings = config(size, steps, multiscale="off", precision=precision)
     with ConvFlops() as counter:
         clock = StepClock(counter, skip=WARMUP_STEPS)
         stylize(content, [style], settings, callback=_on_steps(lambda event: clock.tick(event.elapsed)))

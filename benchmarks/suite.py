@@ -113,8 +113,11 @@ class Suite:
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
-        return [Row("gatys-step", f"{size} px", self._gatys_reference(size), self._gatys_painterly(size))
-                for size in self.plan.gatys_sizes]
+        """The default (fp32 on CPUs) and the bf16 option, which trades a little precision for speed."""
+        return [Row("gatys-step", f"{size} px", self._gatys_reference(size),
+                    self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision),
+                    variant=precision)
+                for size in self.plan.gatys_sizes for precision in ("auto", "bf16")]
 
     def _gatys_reference(self, size: int) -> dict:
         return self.run("gatys-reference", size=size, steps=1 + self.plan.runs)
@@ -150,12 +153,18 @@ class Suite:
         rows = []
         for size in self.plan.fast_sizes:
             reference = self.run("fast-reference", model=models["torch"], size=size, runs=self.plan.runs)
-            for backend in ("torch", "onnx"):
-                painterly = self.run("fast-painterly", model=models[backend], size=size, runs=self.plan.runs,
+            standard = {}
+            for variant in ("torch", "onnx", "light-torch", "light-onnx"):
+                backend = variant.removeprefix("light-")
+                painterly = self.run("fast-painterly", model=models[variant], size=size, runs=self.plan.runs,
                                      backend=backend)
-                if "error" not in painterly:
+                note = ""
+                if variant.startswith("light-"):
+                    note = _light_note(size, backend, standard.get(backend), painterly)
+                elif "error" not in painterly:
                     painterly = {**painterly, "flops": reference.get("flops")}
-                rows.append(Row("fast-inference", f"{size}²", reference, painterly, variant=backend))
+                    standard[backend] = painterly
+                rows.append(Row("fast-inference", f"{size}²", reference, painterly, variant=variant, note=note))
         return rows
 
     def _models(self) -> dict:
@@ -165,10 +174,13 @@ class Suite:
     def train_step(self) -> list[Row]:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs
         reference = self.run("train-reference", size=size, batch=batch, steps=1 + runs)
-        painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs)
-        rates = [result.get("images_per_s") for result in (reference, painterly)]
-        note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
-        return [Row("train-step", f"{size}² ×{batch}", reference, painterly, note=note)]
+        rows = []
+        for precision in ("auto", "bf16"):
+            painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs, precision=precision)
+            rates = [result.get("images_per_s") for result in (reference, painterly)]
+            note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
+            rows.append(Row("train-step", f"{size}² ×{batch}", reference, painterly, variant=precision, note=note))
+        return rows
 
     def peak_memory(self) -> list[Row]:
         """Gatys at a large size (reference vs painterly, one scale) and, unless skipped, painterly
@@ -203,6 +215,13 @@ def _quality_note(reference: dict, step: dict, target: dict, reached: dict) -> s
     last = "never got to the final scale" if reached["loss"] is None else f"final-scale loss {reached['loss']:.5g}"
     return note + (f"{how} did NOT reach it within {reached['cap_s']:.0f} s or the step budget: {last} "
                    f"after {reached['steps']} steps.")
+
+
+def _light_note(size: int, backend: str, standard: dict | None, light: dict) -> str:
+    """The light architecture against the standard one on the same backend (the 4x target is at 1024²)."""
+    if not standard or "error" in light:
+        return ""
+    return f"light vs standard TransformerNet, {backend}, {size}²: {standard['seconds'] / light['seconds']:.1f}× faster"
 
 
 def _tiled_note(tiled: dict) -> str:

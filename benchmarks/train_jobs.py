@@ -40,13 +40,13 @@ def reference_steps(size: int, batch: int, steps: int) -> dict:
     return _with_rate(timing.summary(), batch)
 
 
-def painterly_steps(size: int, batch: int, steps: int) -> dict:
+def painterly_steps(size: int, batch: int, steps: int, precision: str = "auto") -> dict:
     """`train()` for `steps` steps on generated photos; per-step times from TrainStepEvent.elapsed
     after the first WARMUP_STEPS."""
     with tempfile.TemporaryDirectory() as folder:
         photos, style = write_training_data(Path(folder), PHOTOS, size)
         settings = TrainConfig(data=str(photos), size=size, batch_size=batch, steps=steps,
-                               vgg_weights="random", seed=SEED, device="cpu")
+                               vgg_weights="random", seed=SEED, device="cpu", precision=precision)
         with ConvFlops() as counter:
             clock = StepClock(counter, skip=WARMUP_STEPS)
 

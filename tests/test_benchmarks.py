@@ -38,12 +38,14 @@ def test_command_writes_times_speedup_share_and_memory(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
-    [row] = summary["rows"]
-    assert row["workload"] == "gatys-step"
-    for side in ("reference", "painterly"):
-        assert row[side]["seconds"] > 0 and row[side]["peak_rss"] > 0 and row[side]["flops"] > 0
-        assert row["share_of_fp32_peak"][side] > 0
-    assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+    rows = summary["rows"]
+    assert [row["variant"] for row in rows] == ["auto", "bf16"]  # the default and the bf16 option
+    for row in rows:
+        assert row["workload"] == "gatys-step"
+        for side in ("reference", "painterly"):
+            assert row[side]["seconds"] > 0 and row[side]["peak_rss"] > 0 and row[side]["flops"] > 0
+            assert row["share_of_fp32_peak"][side] > 0
+        assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
     assert "speed-up" in done.stdout and "gatys-step" in done.stdout
 
 
