@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from painterly.errors import ImageError, ModelFileError, UsageError
 from painterly.events import ApplyEvent, MessageEvent
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
-from painterly.images import read_array, read_settings, save_image
+from painterly.images import read_array, read_settings, save_image, to_uint8
 from painterly.modelfile import save_model
 from painterly.transformer import TransformerNet
 from test_modelfile import examples_state_dict, random_model
@@ -215,6 +216,29 @@ def test_blending_tiles_of_an_image_gives_back_that_image():
     np.testing.assert_allclose(blender.result(), image, atol=1e-6)
 
 
+def test_blending_into_uint8_is_the_float_blend_rounded():
+    image = noise(150, 230)
+    blended = {}
+    for dtype in (np.float32, np.uint8):
+        blender = tiling.TileBlender(150, 230, tile=64, overlap=20, dtype=dtype)
+        for tile in blender.tiles():
+            blender.add(tile, image[tile.region])
+        blended[dtype] = blender.result()
+    assert blended[np.uint8].dtype == np.uint8
+    np.testing.assert_array_equal(blended[np.uint8], to_uint8(blended[np.float32]))
+
+
+def test_tiles_are_blended_in_order_and_all_of_them():
+    """Rows are written out as their row of tiles completes, so a tile out of order is refused."""
+    blender = tiling.TileBlender(150, 230, tile=64, overlap=20)
+    tiles = blender.tiles()
+    with pytest.raises(ValueError, match="row by row"):
+        blender.add(tiles[1], noise(64, 64))
+    blender.add(tiles[0], noise(64, 64))
+    with pytest.raises(ValueError, match="still missing"):
+        blender.result()
+
+
 @pytest.mark.parametrize("length, tile, overlap", [(230, 64, 20), (65, 64, 20), (64, 64, 20), (1000, 128, 0)])
 def test_tiles_cover_the_axis_with_the_overlap_asked_for(length, tile, overlap):
     spans = tiling.spans(length, tile, overlap)
@@ -261,6 +285,38 @@ def test_tiles_run_in_batches(model_file):
     stylizer._backend.run = lambda batch: seen.append(batch.shape) or run(batch)
     stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
     assert seen == [(4, 3, 64, 64), (4, 3, 64, 64)]
+
+
+# --- 8-bit arrays ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{}, {"strength": 0.6, "preserve_color": "luminance"}],
+                         ids=["plain", "strength and colour"])
+@pytest.mark.parametrize("tiles", [False, True], ids=["whole", "tiled"])
+def test_uint8_in_uint8_out_is_the_float_result_rounded(stylizer, tiled, tiles, options):
+    """An 8-bit array stays 8-bit outside the network and loses nothing but the final rounding."""
+    pixels = to_uint8(0.8 * smooth_scene(160, 224) + 0.2 * noise(160, 224))  # 2x3 tiles
+    each = tiled if tiles else stylizer
+    styled = each.stylize(pixels, **options)
+    expected = each.stylize(pixels.astype(np.float32) / 255, **options)
+    assert styled.dtype == np.uint8 and styled.shape == pixels.shape
+    assert np.abs(styled.astype(int) - np.round(expected * 255)).max() <= 1
+
+
+def test_uint8_tiles_need_no_full_size_float_image(model_file):
+    """Only one row of tiles is blended in float; the 8-bit output is written as its rows finish.
+
+    numpy reports its allocations to tracemalloc (torch's own are not counted)."""
+    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=1)
+    pixels = to_uint8(noise(1200, 200))  # 25 rows of 4 tiles
+    tracemalloc.start()
+    try:
+        styled = stylizer.stylize(pixels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert styled.dtype == np.uint8
+    assert peak < 3 * pixels.nbytes  # the output, a row of tiles, a tile in flight: less than a float32 copy
 
 
 # --- model files and backends ---------------------------------------------------------------------
@@ -355,6 +411,20 @@ def test_apply_matches_stylize(stylizer, tmp_path):
     written, _ = read_array(tmp_path / "out.png")
     expected = stylizer.stylize(read_array(source)[0], size=40)
     np.testing.assert_allclose(written, expected, atol=1 / 255)
+
+
+def test_apply_keeps_8_bit_images_8_bit(tiled, tmp_path, monkeypatch):
+    """The output file is 8-bit anyway: images are read, tiled and written as uint8, strength and colour kept."""
+    source = save_image(to_uint8(smooth_scene(160, 224)), tmp_path / "photo.png")
+    seen = []
+    stylize_batch = tiled.stylize_batch
+    monkeypatch.setattr(tiled, "stylize_batch", lambda images, **options: (
+        seen.extend(image.dtype for image in images) or stylize_batch(images, **options)))
+    apply_files(tiled, [source], tmp_path / "out.png", strength=0.7, preserve_color="luminance")
+    assert seen == [np.uint8]
+    written, _ = read_array(tmp_path / "out.png", dtype=np.uint8)
+    pixels, _ = read_array(source, dtype=np.uint8)
+    np.testing.assert_array_equal(written, stylize_batch([pixels], strength=0.7, preserve_color="luminance")[0])
 
 
 def test_apply_mirrors_a_folder_tree(stylizer, tmp_path):

@@ -522,6 +522,69 @@ def test_successful_write_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.webp"]
 
 
+# --- 8-bit arrays ----------------------------------------------------------------------------
+
+
+def _random_uint8(height=24, width=32, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_read_uint8_gives_the_decoded_pixels_as_a_writable_array(tmp_path):
+    pixels = _random_uint8()
+    rgb, alpha = read_array(_save(Image.fromarray(pixels), tmp_path / "a.png"), dtype=np.uint8)
+    assert rgb.dtype == np.uint8 and rgb.flags.writeable and alpha is None
+    np.testing.assert_array_equal(rgb, pixels)
+
+
+def _rgba(path: Path) -> Path:  # taller than one conversion chunk, so chunk edges are crossed
+    pixels = np.dstack([_random_uint8(300, 20), np.random.default_rng(1).integers(0, 256, (300, 20), dtype=np.uint8)])
+    return _save(Image.fromarray(pixels), path)
+
+
+@pytest.mark.parametrize("make", [
+    _rgba,
+    lambda path: _save(Image.new("LA", (16, 16), (90, 128)), path),
+    lambda path: _save(Image.new("P", (16, 16), 0), path, transparency=0),
+    lambda path: _save(Image.fromarray(np.full((16, 20), 32768, dtype=np.uint16)), path),
+    lambda path: (path.write_bytes(_raw_png(16, 16, 6, 12345, 4)), path)[1],
+], ids=["rgba", "la", "palette with transparency", "16-bit gray", "16-bit rgba"])
+def test_read_uint8_is_the_float_read_rounded(tmp_path, make):
+    """Composited over white (or scaled from 16 bits) exactly as in float, then rounded as save_image rounds."""
+    path = make(tmp_path / "in.png")
+    rgb, alpha = read_array(path)
+    rgb8, alpha8 = read_array(path, dtype=np.uint8)
+    assert rgb8.dtype == np.uint8
+    np.testing.assert_array_equal(rgb8, images.to_uint8(rgb))
+    assert (alpha8 is None) == (alpha is None)
+    if alpha is not None:
+        np.testing.assert_array_equal(alpha8, images.to_uint8(alpha))
+
+
+def test_read_refuses_other_dtypes(tmp_path):
+    with pytest.raises(ValueError, match="float32 or uint8"):
+        read_array(_save(Image.new("RGB", (16, 16)), tmp_path / "a.png"), dtype=np.float64)
+
+
+def test_save_uint8_writes_it_as_is_like_the_same_float_image(tmp_path):
+    pixels = _random_uint8(300, 40)
+    as_uint8 = save_image(pixels, tmp_path / "a.png")
+    as_float = save_image(pixels.astype(np.float32) / 255, tmp_path / "b.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(as_uint8)), pixels)
+    assert as_uint8.read_bytes() == as_float.read_bytes()
+
+
+def test_save_rounds_float_in_chunks_exactly_as_the_whole_image(tmp_path):
+    values = np.random.default_rng(2).uniform(-0.2, 1.2, (600, 30, 3)).astype(np.float32)
+    path = save_image(values, tmp_path / "a.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), np.round(np.clip(values, 0, 1) * 255).astype(np.uint8))
+
+
+def test_save_uint8_alpha_as_is(tmp_path):
+    alpha = np.arange(24 * 32, dtype=np.uint8).reshape(24, 32)
+    path = save_image(_random_uint8(), tmp_path / "a.png", alpha=alpha)
+    np.testing.assert_array_equal(np.asarray(Image.open(path))[..., 3], alpha)
+
+
 # --- arrays, tensors, resizing ---------------------------------------------------------------
 
 

@@ -5,7 +5,9 @@ and `-` for stdin; the output is one file, a folder, or `-` for stdout. Images s
 through: at most one batch of them is in memory. When several files are asked for, a bad one
 is reported and the rest carry on; a single named file fails loudly and writes nothing.
 Like the model file, every output says what made it: model, settings and input, with hashes.
-Needs no torch when the model is a `.onnx` file.
+Needs no torch when the model is a `.onnx` file. Images are read as 8-bit RGB and stay 8-bit
+through tiling and saving (the output file is 8-bit anyway): only the tiles in flight are
+float, so a large image costs about twice its 8-bit size plus one row of tiles.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .provenance import describe_file
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
 from .video import VIDEO_EXTENSIONS, is_video, stylize_video
-from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, resize_long_side, save_image
+from .images import (WRITABLE_EXTENSIONS, check_output, image_files, read_array, resize_long_side, save_image,
+                     to_float32)
 
 STDIO = "-"
 _STDIN_NAME = "stdin"
@@ -54,7 +57,7 @@ class _Job:
 @dataclass
 class _Loaded:
     job: _Job
-    image: np.ndarray  # HxWx3 float32, already resized
+    image: np.ndarray  # HxWx3 uint8 as read, or float32 once resized
     input: dict  # {"file", "sha256"} for the output's metadata
 
 
@@ -214,8 +217,8 @@ class _Run:
             image, description = _read_stdin(self.max_pixels)
         else:
             image, description = _read_file(job.source, self.max_pixels)
-        if self.size is not None:
-            image = resize_long_side(image, self.size)
+        if self.size is not None:  # in float, as `FastStylizer.stylize(size=...)` resizes
+            image = resize_long_side(to_float32(image), self.size)
         return _Loaded(job, image, description)
 
     def _stylize(self, batch: list[_Loaded]) -> None:
@@ -257,7 +260,7 @@ class _Run:
 
 def _read_file(path: str, max_pixels: int | None) -> tuple[np.ndarray, dict]:
     # min_side=1: the stylizer pads small images itself; VGG's minimum does not apply here
-    image, _ = read_array(path, max_pixels=max_pixels, min_side=1)
+    image, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
     return image, describe_file(path)
 
 
@@ -268,7 +271,7 @@ def _read_stdin(max_pixels: int | None) -> tuple[np.ndarray, dict]:
         path = Path(folder, _STDIN_NAME)
         path.write_bytes(data)
         try:
-            image, _ = read_array(path, max_pixels=max_pixels, min_side=1)
+            image, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
         except ImageError as error:
             raise ImageError(str(error).replace(os.fspath(path), "<stdin>")) from None
     return image, {"file": STDIO, "sha256": hashlib.sha256(data).hexdigest()}

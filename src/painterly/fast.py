@@ -7,7 +7,9 @@ everything around the network (padding, tiling, blending, colour) is numpy.
 The network needs sides that are a multiple of `transformer.SIZE_MULTIPLE`, so each image is
 reflection-padded up to one and the output cropped back: the output always has exactly the
 input's size. Large images can be stylised in overlapping tiles (`tiling.py`) so that memory
-stays bounded by the output plus one batch of tiles.
+stays bounded by the input and output plus one batch of tiles and one row of tiles' blend.
+8-bit arrays stay 8-bit outside the network: each tile (or image) is made float32 just
+before it runs, and the output is rounded back to uint8 as it is finished.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from . import __version__, color, tiling
 from .errors import ModelFileError, PainterlyError, UsageError
-from .images import resize_long_side, to_array, to_tensor
+from .images import resize_long_side, to_array, to_float32, to_tensor, to_uint8
 from .provenance import describe_file
 
 if TYPE_CHECKING:
@@ -86,9 +88,13 @@ class FastStylizer:
     def stylize(
         self, image: Any, *, strength: float = 1.0, preserve_color: str | None = None, size: int | None = None
     ) -> Any:
-        """Stylise one image: an HxWx3 float array or a (1,3,H,W) tensor in [0, 1], returned as the same kind.
+        """Stylise one image, returned as the same kind: an HxWx3 array (float in [0, 1], or
+        uint8) or a (1,3,H,W)/(3,H,W) tensor in [0, 1].
 
-        `size` first resizes the long side; otherwise the output has exactly the input's size.
+        A uint8 array comes back uint8 and is float only a batch of tiles (or images) at a
+        time, on its way through the network: a quarter of float32's memory for large images.
+        A float array comes back float32. `size` first resizes the long side; otherwise the
+        output has exactly the input's size.
         `strength` blends with the original (0 = unchanged, 1 = fully stylised);
         `preserve_color="luminance"` keeps the original's colours and takes the style's light.
         """
@@ -106,19 +112,23 @@ class FastStylizer:
         preserve_color: str | None = None,
         size: int | None = None,
     ) -> list[np.ndarray]:
-        """Stylise several HxWx3 arrays; those of equal size share network batches."""
+        """Stylise several HxWx3 arrays (uint8, or float in [0, 1]), each returned as `stylize` would.
+
+        Those of equal size share network batches.
+        """
         finish = _Finish(strength, preserve_color)
+        dtypes = [_output_dtype(image) for image in images]
         arrays = [_prepare(image, size) for image in images]
         results: list[np.ndarray | None] = [None] * len(arrays)
         same_size: dict[tuple[int, ...], list[int]] = {}
         for index, array in enumerate(arrays):
             if self.is_tiled(*array.shape[:2]):
-                results[index] = self._stylize_tiled(array, finish)
+                results[index] = self._stylize_tiled(array, finish, dtypes[index])
             else:
                 same_size.setdefault(array.shape, []).append(index)
         for indices in same_size.values():
             for index, styled in zip(indices, self._stylize_same_size([arrays[i] for i in indices], finish)):
-                results[index] = styled
+                results[index] = to_uint8(styled) if dtypes[index] == np.uint8 else styled
         return results
 
     def describe(self, *, strength: float = 1.0, preserve_color: str | None = None, size: int | None = None) -> dict:
@@ -133,9 +143,9 @@ class FastStylizer:
         """Whether an image of this size (after any resizing) is stylised in tiles."""
         return self.tile is not None and max(height, width) > self.tile
 
-    def _stylize_tiled(self, array: np.ndarray, finish: _Finish) -> np.ndarray:
-        """Blend overlapping tiles into one output; only one batch of tiles is in flight."""
-        blender = tiling.TileBlender(array.shape[0], array.shape[1], self.tile, self.tile_overlap)
+    def _stylize_tiled(self, array: np.ndarray, finish: _Finish, dtype: type) -> np.ndarray:
+        """Blend overlapping tiles into one output of `dtype`; only one batch of tiles is in flight."""
+        blender = tiling.TileBlender(array.shape[0], array.shape[1], self.tile, self.tile_overlap, dtype=dtype)
         tiles = blender.tiles()
         pieces = [array[tile.region] for tile in tiles]  # views into `array`: nothing is copied yet
         for tile, styled in zip(tiles, self._stylize_same_size(pieces, finish)):
@@ -143,14 +153,16 @@ class FastStylizer:
         return blender.result()
 
     def _stylize_same_size(self, arrays: Sequence[np.ndarray], finish: _Finish) -> Iterator[np.ndarray]:
-        """Run equal-sized images through the network `batch_size` at a time, yielding each finished."""
+        """Run equal-sized images through the network `batch_size` at a time, yielding each finished.
+
+        Each is made float32 only here, so uint8 images and tiles are converted a batch at a time.
+        """
         height, width = arrays[0].shape[:2]
         multiple = self._backend.size_multiple
         (top, bottom), (left, right) = _padding(height, multiple), _padding(width, multiple)
         for start in range(0, len(arrays), self.batch_size):
-            chunk = arrays[start : start + self.batch_size]
-            padded = np.stack([np.pad(a, ((top, bottom), (left, right), (0, 0)), mode="reflect") for a in chunk])
-            styled = self._backend.run(np.ascontiguousarray(padded.transpose(0, 3, 1, 2)))
+            chunk = [to_float32(array) for array in arrays[start : start + self.batch_size]]
+            styled = self._backend.run(_padded_batch(chunk, (top, bottom), (left, right)))
             for original, output in zip(chunk, styled):
                 yield finish(output[:, top : top + height, left : left + width].transpose(1, 2, 0), original)
 
@@ -196,12 +208,31 @@ def _check_tiling(tile: int | None, overlap: int) -> None:
 
 
 def _prepare(image: np.ndarray, size: int | None) -> np.ndarray:
-    """An HxWx3 float32 array, resized when asked; never a copy when none is needed."""
+    """An HxWx3 uint8 or float32 array, resized when asked; never a copy when none is needed.
+
+    Resizing works in float32, so a resized uint8 image is stylised from the resized floats
+    (no second rounding to 8 bits before the network).
+    """
     array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or not np.issubdtype(array.dtype, np.floating):
-        raise ValueError(f"expected an HxWx3 float array in [0, 1], got {array.dtype} {array.shape}")
-    array = array.astype(np.float32, copy=False)
-    return array if size is None else resize_long_side(array, size)
+    if array.ndim != 3 or array.shape[2] != 3 or not _is_pixel_dtype(array.dtype):
+        raise ValueError(f"expected an HxWx3 uint8 array or float array in [0, 1], got {array.dtype} {array.shape}")
+    if size is not None:
+        return resize_long_side(to_float32(array), size)
+    return array if array.dtype == np.uint8 else array.astype(np.float32, copy=False)
+
+
+def _is_pixel_dtype(dtype: np.dtype) -> bool:
+    return dtype == np.uint8 or np.issubdtype(dtype, np.floating)
+
+
+def _output_dtype(image: np.ndarray) -> type:
+    """uint8 for uint8 input, float32 for any float input: an array comes back as the kind it went in."""
+    return np.uint8 if np.asarray(image).dtype == np.uint8 else np.float32
+
+
+def _padded_batch(arrays: Sequence[np.ndarray], rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """HxWx3 arrays reflection-padded and stacked as one contiguous (N,3,H,W) batch: one copy, not two."""
+    return np.stack([np.pad(a, (rows, cols, (0, 0)), mode="reflect").transpose(2, 0, 1) for a in arrays])
 
 
 def _padding(length: int, multiple: int) -> tuple[int, int]:

@@ -1,8 +1,8 @@
 """Image files in and out: the only module that touches Pillow.
 
-Pixels leave here as float32 RGB in [0, 1] and come back the same way. The core works on
-numpy arrays (HxWx3) so that the ONNX Runtime path runs without torch; torch is imported
-only inside the functions that take or return tensors.
+Pixels leave here as float32 RGB in [0, 1] (or, asked for, as the decoded 8-bit values) and
+come back either way. The core works on numpy arrays (HxWx3) so that the ONNX Runtime path
+runs without torch; torch is imported only inside the functions that take or return tensors.
 """
 
 from __future__ import annotations
@@ -49,25 +49,35 @@ _XMP_NAMESPACE = "urn:painterly:xmp/"
 # What Pillow raises on damaged data varies by plugin; these are the ones it uses.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 _PILLOW_LIMIT_LOCK = threading.Lock()
+# Rows converted at a time between uint8 and float: a full-size float temporary of an 8192²
+# image is 805 MB, a chunk of 256 rows 25 MB.
+_CHUNK_ROWS = 256
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
 def read_array(
-    path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE
+    path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE, dtype: type = np.float32
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read the first frame of any image Pillow opens, upright and in sRGB.
 
     Returns (rgb float32 HxWx3 in [0, 1] composited over white, alpha float32 HxW in [0, 1]
     or None). The size is checked from the header before any pixel is decoded.
+
+    `dtype=np.uint8` returns both as 8-bit values instead, and for 8-bit sources (nearly all
+    files) without any float copy: a quarter of the memory, for callers whose output is
+    8-bit anyway. 16-bit and float sources go through the float path and are then rounded to
+    8 bits, exactly as `save_image` would round them.
     """
+    if dtype not in (np.float32, np.uint8):
+        raise ValueError(f"read_array reads float32 or uint8, not {dtype}")
     shown = os.fspath(path)
     limit = _max_pixels(max_pixels)
     with _open(path, shown) as img:
         _check_size(img.size, shown, limit, min_side)
         _decode(img, shown, limit)
-        return _to_float_rgb(img)
+        return _to_uint8_rgb(img) if dtype == np.uint8 else _to_float_rgb(img)
 
 
 def load_image(path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE) -> torch.Tensor:
@@ -193,19 +203,59 @@ def _decode(img: Image.Image, shown: str, limit: int) -> None:
 
 def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Any Pillow mode -> (float RGB composited over white, float alpha or None)."""
-    if img.mode == "F" or img.mode.startswith("I"):
+    if _is_high_depth(img):
         gray = _scaled_gray(img)
         return np.repeat(gray[..., None], 3, axis=2), None
+    rgb, alpha = _decoded_rgb(img)
+    if alpha is None:
+        return to_float32(rgb), None
+    alpha = to_float32(alpha)
+    return _over_white(to_float32(rgb), alpha), alpha
+
+
+def _to_uint8_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> (uint8 RGB composited over white, uint8 alpha or None).
+
+    The composite is computed in float a chunk of rows at a time and rounded like
+    `to_uint8`, so it equals the float path's result rounded, without its full-size floats.
+    """
+    if _is_high_depth(img):
+        rgb, alpha = _to_float_rgb(img)
+        return to_uint8(rgb), None if alpha is None else to_uint8(alpha)
+    rgb, alpha = _decoded_rgb(img)
+    if alpha is None:
+        return rgb, None
+    composited = np.empty_like(rgb)
+    for start in range(0, len(rgb), _CHUNK_ROWS):
+        rows = slice(start, start + _CHUNK_ROWS)
+        composited[rows] = to_uint8(_over_white(to_float32(rgb[rows]), to_float32(alpha[rows])))
+    return composited, alpha
+
+
+def _is_high_depth(img: Image.Image) -> bool:
+    """16/32-bit integer and float modes: everything else Pillow decodes to 8 bits per channel."""
+    return img.mode == "F" or img.mode.startswith("I")
+
+
+def _decoded_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """An 8-bit mode -> (uint8 sRGB HxWx3, not yet composited; uint8 alpha HxW or None).
+
+    Both are writable arrays of their own (numpy's view of a Pillow image is read-only).
+    """
     icc = img.info.get("icc_profile")
     alpha = None
     if img.has_transparency_data:
         rgba = img.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255
+        alpha = np.array(rgba.getchannel("A"))
         img = rgba.convert("RGB")
-    rgb = np.asarray(_to_srgb(img, icc), dtype=np.float32) / 255
-    if alpha is not None:
-        rgb = rgb * alpha[..., None] + (1 - alpha[..., None])
-    return rgb, alpha
+    return np.array(_to_srgb(img, icc)), alpha
+
+
+def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Float RGB composited over white by float alpha, in place (no full-size temporaries)."""
+    rgb *= alpha[..., None]
+    rgb += 1 - alpha[..., None]
+    return rgb
 
 
 def _scaled_gray(img: Image.Image) -> np.ndarray:
@@ -280,8 +330,10 @@ def save_image(
 ) -> Path:
     """Write an image atomically, with the settings that made it stored in the file.
 
-    `image` is a tensor (1,3,H,W)/(3,H,W) or an HxWx3 array in [0, 1]; `alpha` (HxW, or
-    with unit batch/channel axes) is kept by PNG, WebP and TIFF and dropped by JPEG.
+    `image` is a tensor (1,3,H,W)/(3,H,W) or an HxWx3 array in [0, 1], or an HxWx3 uint8
+    array, written as it is; `alpha` (HxW, or with unit batch/channel axes; float in [0, 1]
+    or uint8) is kept by PNG, WebP and TIFF and dropped by JPEG. Float pixels are rounded to
+    8 bits a chunk of rows at a time, so a large image needs no full-size float temporaries.
     `protect` names input files that must never be overwritten. Missing parent folders are
     created. Returns the path written.
     """
@@ -321,19 +373,47 @@ def _refuse_to_overwrite(path: Path, protect: Iterable[StrPath], shown: str) -> 
 
 
 def _to_pil(image: Any, alpha: Any) -> Image.Image:
-    rgb = _to_uint8(to_array(image))
+    rgb = to_uint8(_rgb_array(image))
     if alpha is None:
         return Image.fromarray(rgb)
-    return Image.fromarray(np.dstack([rgb, _to_uint8(_alpha_array(alpha, rgb.shape[:2]))]))
+    return Image.fromarray(np.dstack([rgb, to_uint8(_alpha_array(alpha, rgb.shape[:2]))]))
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
+def _rgb_array(image: Any) -> np.ndarray:
+    """An HxWx3 uint8 or float32 array as it is (`to_uint8` only reads it); anything else through `to_array`."""
+    is_plain = isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
+    return image if is_plain and image.dtype in (np.uint8, np.float32) else to_array(image)
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] -> uint8 (clipped, then rounded to the nearest of 0..255); uint8 is kept.
+
+    Converts `_CHUNK_ROWS` rows at a time: clipping, scaling and rounding a whole 8192²
+    image at once would make several 805 MB float temporaries.
+    """
+    if values.dtype == np.uint8:
+        return values
+    result = np.empty(values.shape, dtype=np.uint8)
+    for start in range(0, len(values), _CHUNK_ROWS):
+        rows = slice(start, start + _CHUNK_ROWS)
+        chunk = np.clip(values[rows], 0, 1)
+        chunk *= 255
+        result[rows] = np.rint(chunk, out=chunk)
+    return result
+
+
+def to_float32(values: np.ndarray) -> np.ndarray:
+    """uint8 -> a new float32 array in [0, 1]; float arrays come back as float32, uncopied if already."""
+    if values.dtype != np.uint8:
+        return values.astype(np.float32, copy=False)
+    floats = values.astype(np.float32)
+    floats /= 255
+    return floats
 
 
 def _alpha_array(alpha: Any, size: tuple[int, int]) -> np.ndarray:
     height, width = size
-    array = _as_numpy(alpha)
+    array = alpha if isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8 else _as_numpy(alpha)
     if array.shape not in {(height, width), (1, height, width), (1, 1, height, width), (height, width, 1)}:
         raise ValueError(f"alpha has shape {array.shape}; expected {height}x{width} to match the image")
     return array.reshape(height, width)
@@ -430,7 +510,7 @@ def save_animation(frames: Sequence[np.ndarray], durations: Sequence[int], path:
         raise ImageError(f"{path}: animations are written as .gif or .webp")
     if not frames:
         raise ImageError(f"{path}: no frames to write")
-    first, *rest = (Image.fromarray(f if f.dtype == np.uint8 else _to_uint8(f)) for f in frames)
+    first, *rest = (Image.fromarray(to_uint8(f)) for f in frames)
     options = _save_options(image_format, settings, quality=90)
     if loop is not None:
         options["loop"] = loop

@@ -1,6 +1,6 @@
 """Overlapping tiles and their seamless blending, for images too large to stylise at once.
 
-Pure numpy, so the torch-free ONNX path tiles too. Each tile is weighted by a window that
+Numpy only (no torch), so the ONNX path tiles too. Each tile is weighted by a window that
 rises smoothly (a raised cosine) across the overlap with each neighbour and is flat elsewhere;
 the output is the weighted sum of the tiles divided by the sum of the weights. Because the
 weights change gradually, two tiles that disagree slightly (a feed-forward network's instance
@@ -8,8 +8,10 @@ norm sees different statistics in each) fade into each other instead of meeting 
 edge.
 
 Tiles form a grid and each window is a product of a row window and a column window, so the
-sum of the weights is the outer product of two 1-D sums: no full-size weight map is needed,
-only the float32 accumulator.
+sum of the weights is the outer product of two 1-D sums: no full-size weight map is needed.
+Tiles arrive row by row, so the float32 accumulator only spans one row of tiles: rows that
+no later tile reaches are finished and written out (as uint8, for 8-bit output) as soon as
+their row of tiles is done.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from .images import to_uint8
 
 
 @dataclass(frozen=True)
@@ -78,29 +82,71 @@ def _ramp(length: int) -> np.ndarray:
 
 
 class TileBlender:
-    """Accumulates stylised tiles into one HxWx3 float32 image.
+    """Accumulates stylised tiles into one HxWx3 image of `dtype` (float32, or uint8 in 0..255).
 
-    Holds only the accumulator and two 1-D weight sums; the tiles are added one at a time.
+    Tiles must be added in the order `tiles()` lists them, row by row. Only the current row
+    of tiles is accumulated in float32 (tile height × width); once a row is complete, the
+    image rows no later tile touches are normalised, written into the output and dropped.
+    So a uint8 output never has a full-size float copy, and a float32 output is the only
+    full-size array. Every pixel gets exactly the arithmetic a full-size accumulator gives it.
     """
 
-    def __init__(self, height: int, width: int, tile: int, overlap: int) -> None:
+    def __init__(self, height: int, width: int, tile: int, overlap: int, *, dtype: type = np.float32) -> None:
+        if dtype not in (np.float32, np.uint8):
+            raise ValueError(f"tiles blend into float32 or uint8, not {dtype}")
         self._rows = spans(height, tile, overlap)
         self._cols = spans(width, tile, overlap)
-        self._sum = np.zeros((height, width, 3), dtype=np.float32)
+        self._row_sum = _weight_sum(self._rows, height)
+        self._col_sum = _weight_sum(self._cols, width)
+        self._output = np.empty((height, width, 3), dtype=dtype)
+        band_height = self._rows[0].stop - self._rows[0].start
+        self._band = np.zeros((band_height, width, 3), dtype=np.float32)  # image rows from the current row's start
+        self._row = 0  # index of the row of tiles being accumulated
+        self._added = 0  # tiles of that row added so far
 
     def tiles(self) -> list[Tile]:
         """Every tile, row by row; all have the same size."""
         return [Tile(rows, cols) for rows in self._rows for cols in self._cols]
 
     def add(self, tile: Tile, image: np.ndarray) -> None:
+        """Add the next tile's stylised pixels (HxWx3 float in [0, 1])."""
+        if not self._is_next(tile):
+            raise ValueError("tiles must be added once each, row by row, in the order tiles() lists them")
         weight = tile.rows.window[:, None, None] * tile.cols.window[None, :, None]
-        self._sum[tile.region] += image * weight
+        self._band[:, tile.cols.start : tile.cols.stop] += image * weight
+        self._added += 1
+        if self._added == len(self._cols):
+            self._finish_row()
 
     def result(self) -> np.ndarray:
-        """The blended image (the accumulator itself, normalised in place: call once)."""
-        self._sum /= _weight_sum(self._rows, len(self._sum))[:, None, None]
-        self._sum /= _weight_sum(self._cols, self._sum.shape[1])[None, :, None]
-        return self._sum
+        """The blended image, once every tile has been added."""
+        if self._row != len(self._rows):
+            raise ValueError(f"{len(self._rows) - self._row} row(s) of tiles are still missing")
+        return self._output
+
+    def _is_next(self, tile: Tile) -> bool:
+        """Rows are written out as soon as their row of tiles is complete, so order matters."""
+        if self._row == len(self._rows):
+            return False
+        return tile.rows is self._rows[self._row] and tile.cols is self._cols[self._added]
+
+    def _finish_row(self) -> None:
+        """Write out the rows only this row of tiles and earlier ones cover; keep the overlap with the next."""
+        start = self._rows[self._row].start
+        self._row += 1
+        self._added = 0
+        done = self._rows[self._row].start if self._row < len(self._rows) else len(self._output)
+        self._write(start, self._band[: done - start])
+        kept = len(self._band) - (done - start)  # rows the next row of tiles overlaps
+        self._band[:kept] = self._band[done - start :]
+        self._band[kept:] = 0
+
+    def _write(self, start: int, band: np.ndarray) -> None:
+        """Normalise finished rows by the weights summed over them, in place, into the output."""
+        rows = slice(start, start + len(band))
+        band /= self._row_sum[rows, None, None]
+        band /= self._col_sum[None, :, None]
+        self._output[rows] = to_uint8(band) if self._output.dtype == np.uint8 else band
 
 
 def _weight_sum(axis_spans: list[Span], length: int) -> np.ndarray:
