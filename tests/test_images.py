@@ -1,7 +1,5 @@
 """painterly.images: reading every mode, refusing bad files by name, atomic writes, resizing."""
 
-import io
-import json
 import struct
 import subprocess
 import sys
