@@ -74,9 +74,9 @@ def reference_inference(model: str, size: int, runs: int) -> dict:
     return timing.summary()
 
 
-def painterly_inference(model: str, size: int, runs: int, backend: str) -> dict:
+def painterly_inference(model: str, size: int, runs: int, backend: str, precision: str = "auto") -> dict:
     """FastStylizer.stylize, array in and array out, on the same photo with the `backend` asked for."""
-    stylizer = FastStylizer(model, backend=backend, device="cpu")
+    stylizer = FastStylizer(model, backend=backend, device="cpu", precision=precision)
     image = square_content(size)
     return time_calls(lambda: stylizer.stylize(image), runs).summary()
 

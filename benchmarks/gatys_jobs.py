@@ -38,7 +38,7 @@ def images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return to_tensor(content_image(size)), to_tensor(style_image(size))
 
 
-def reference(size: int) -> ReferenceGatys:
+def reference(size: int, frozen: bool = False) -> ReferenceGatys:
     """ReferenceGatys set up like painterly's defaults, with the learning rate painterly's Adam uses."""
     settings = config(size, 1, optimizer="adam")
     content, style = images(size)
@@ -46,13 +46,13 @@ def reference(size: int) -> ReferenceGatys:
         random_state_dict("vgg19", seed=SEED), content, style,
         content_layers=settings.content_layers, style_layers=settings.layer_weights(),
         content_weight=settings.content_weight, style_weight=settings.style_weight,
-        tv_weight=settings.tv_weight, lr=settings.learning_rate,
+        tv_weight=settings.tv_weight, lr=settings.learning_rate, freeze_vgg=frozen,
     )
 
 
-def reference_steps(size: int, steps: int) -> dict:
+def reference_steps(size: int, steps: int, frozen: bool = False) -> dict:
     """`steps` ReferenceGatys steps; the first is a warm-up, the others are timed."""
-    gatys = reference(size)
+    gatys = reference(size, frozen)
     with ConvFlops() as counter:
         timing = time_calls(gatys.step, steps - 1, counter)
     return timing.summary()
@@ -90,10 +90,12 @@ def adam_target_loss(size: int, steps: int) -> dict:
 
 def painterly_time_to_quality(size: int, steps: int, target: float, cap_s: float) -> dict:
     """Wall time from calling `stylize` with its best settings until the final scale's loss is at most
-    `target`: L-BFGS (the default), content init, coarse-to-fine from size/2, `steps` per scale.
+    `target`: StylizeConfig's defaults (L-BFGS, content init, precision "auto") coarse-to-fine from
+    size/2, with `steps` steps at the final scale and the default third of them at the coarse one.
 
     Gives up at `cap_s` seconds. L-BFGS does not clamp the image between steps, so its loss is
-    that of the unclamped image; the output is clamped at the end.
+    that of the unclamped image; the output is clamped at the end. The loss compared is the
+    one the run computes (in bf16 autocast where that is the default).
     """
     content, style = images(size)
     settings = config(size, steps, multiscale="on", min_scale=size // 2)

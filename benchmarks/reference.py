@@ -4,9 +4,12 @@ Written the way tutorials and the seed's repository write style transfer, so
 the benchmark can show what painterly's engineering buys:
 
 * `ReferenceGatys`: the full VGG-19 feature stack run on the generated, the
-  content and the style image at every step, Adam. The loss *definition* is
-  painterly's (same functions), so loss values compare directly; only the way
-  it is computed differs.
+  content and the style image at every step, Adam, the network as torchvision
+  builds it (weights requiring gradients, as in the popular tutorials that
+  recompute the targets each step), so every backward also computes weight
+  gradients through all three passes. `freeze_vgg=True` gives a more careful
+  variant that the report shows too. The loss *definition* is painterly's (same
+  functions), so loss values compare directly; only the way it is computed differs.
 * `ReferenceTransformerNet`: pytorch/examples' fast_neural_style network,
   eager fp32 on 0–255 pixels, ConvTranspose-free as there.
 * `ReferenceTrainer`: pytorch/examples' training step: VGG-16 up to relu4_3,
@@ -26,22 +29,23 @@ _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
-def _vgg(arch: str, state_dict: dict[str, torch.Tensor]) -> nn.Sequential:
-    """torchvision's whole `features` stack, as tutorials build it."""
+def _vgg(arch: str, state_dict: dict[str, torch.Tensor], *, frozen: bool = True) -> nn.Sequential:
+    """torchvision's whole `features` stack, as tutorials build it; `frozen=False` leaves its
+    weights requiring gradients, torchvision's default."""
     features = getattr(torchvision.models, arch)(weights=None).features
     features.load_state_dict({k.removeprefix("features."): v for k, v in state_dict.items()})
     for module in features:
         if isinstance(module, nn.ReLU):
             module.inplace = False
-    return features.eval().requires_grad_(False)
+    return features.eval().requires_grad_(not frozen)
 
 
 class ReferenceGatys:
     """Tutorial-style Gatys: every step re-runs the full VGG-19 on three images."""
 
     def __init__(self, state_dict, content, style, *, content_layers, style_layers, content_weight,
-                 style_weight, tv_weight, lr=0.02):
-        self.vgg = _vgg("vgg19", state_dict)
+                 style_weight, tv_weight, lr=0.02, freeze_vgg=False):
+        self.vgg = _vgg("vgg19", state_dict, frozen=freeze_vgg)
         self.names = layer_names("vgg19")
         self.content, self.style = content, style
         self.content_layers, self.style_layers = list(content_layers), dict(style_layers)

@@ -113,17 +113,20 @@ class Suite:
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
-        """The default (fp32 on CPUs) and the bf16 option, which trades a little precision for speed."""
-        return [Row("gatys-step", f"{size} px", self._gatys_reference(size),
-                    self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision),
-                    variant=precision)
-                for size in self.plan.gatys_sizes for precision in ("auto", "bf16")]
+        """The default precision ("auto": bf16 on CPUs that compute it natively) and fp32, each against the
+        textbook reference; the note gives the ratio to the reference with frozen VGG weights too."""
+        rows = []
+        for size in self.plan.gatys_sizes:
+            reference = self._gatys_reference(size)
+            frozen = self.run("gatys-reference", size=size, steps=1 + self.plan.runs, frozen=True)
+            for precision in ("auto", "fp32"):
+                painterly = self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision)
+                rows.append(Row("gatys-step", f"{size} px", reference, painterly, variant=precision,
+                                note=_frozen_note(frozen, painterly)))
+        return rows
 
     def _gatys_reference(self, size: int) -> dict:
         return self.run("gatys-reference", size=size, steps=1 + self.plan.runs)
-
-    def _gatys_painterly(self, size: int) -> dict:
-        return self.run("gatys-painterly", size=size, steps=2 + self.plan.runs)
 
     def gatys_time_to_quality(self) -> list[Row]:
         """painterly's time to the loss the reference reaches in N Adam steps; the reference's time is
@@ -154,16 +157,17 @@ class Suite:
         for size in self.plan.fast_sizes:
             reference = self.run("fast-reference", model=models["torch"], size=size, runs=self.plan.runs)
             standard = {}
-            for variant in ("torch", "onnx", "light-torch", "light-onnx"):
-                backend = variant.removeprefix("light-")
-                painterly = self.run("fast-painterly", model=models[variant], size=size, runs=self.plan.runs,
-                                     backend=backend)
+            for variant in ("torch", "torch-fp32", "onnx", "light-torch", "light-onnx"):
+                backend = variant.removeprefix("light-").removesuffix("-fp32")
+                precision = "fp32" if variant.endswith("-fp32") else "auto"
+                painterly = self.run("fast-painterly", model=models[variant.removesuffix("-fp32")], size=size,
+                                     runs=self.plan.runs, backend=backend, precision=precision)
                 note = ""
                 if variant.startswith("light-"):
                     note = _light_note(size, backend, standard.get(backend), painterly)
                 elif "error" not in painterly:
                     painterly = {**painterly, "flops": reference.get("flops")}
-                    standard[backend] = painterly
+                    standard.setdefault(backend, painterly)  # the default precision's row
                 rows.append(Row("fast-inference", f"{size}²", reference, painterly, variant=variant, note=note))
         return rows
 
@@ -175,7 +179,7 @@ class Suite:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs
         reference = self.run("train-reference", size=size, batch=batch, steps=1 + runs)
         rows = []
-        for precision in ("auto", "bf16"):
+        for precision in ("auto", "fp32"):
             painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs, precision=precision)
             rates = [result.get("images_per_s") for result in (reference, painterly)]
             note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
@@ -215,6 +219,14 @@ def _quality_note(reference: dict, step: dict, target: dict, reached: dict) -> s
     last = "never got to the final scale" if reached["loss"] is None else f"final-scale loss {reached['loss']:.5g}"
     return note + (f"{how} did NOT reach it within {reached['cap_s']:.0f} s or the step budget: {last} "
                    f"after {reached['steps']} steps.")
+
+
+def _frozen_note(frozen: dict, painterly: dict) -> str:
+    """painterly against the more careful reference, whose VGG weights need no gradient."""
+    if "error" in frozen or "error" in painterly:
+        return ""
+    return (f"vs the reference with frozen VGG weights ({frozen['seconds']:.3g} s): "
+            f"{frozen['seconds'] / painterly['seconds']:.1f}×")
 
 
 def _light_note(size: int, backend: str, standard: dict | None, light: dict) -> str:

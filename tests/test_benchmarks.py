@@ -39,13 +39,14 @@ def test_command_writes_times_speedup_share_and_memory(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
     rows = summary["rows"]
-    assert [row["variant"] for row in rows] == ["auto", "bf16"]  # the default and the bf16 option
+    assert [row["variant"] for row in rows] == ["auto", "fp32"]  # the default and plain fp32
     for row in rows:
         assert row["workload"] == "gatys-step"
         for side in ("reference", "painterly"):
             assert row[side]["seconds"] > 0 and row[side]["peak_rss"] > 0 and row[side]["flops"] > 0
             assert row["share_of_fp32_peak"][side] > 0
         assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+        assert "frozen VGG weights" in row["note"]
     assert "speed-up" in done.stdout and "gatys-step" in done.stdout
 
 
@@ -60,13 +61,20 @@ def test_gatys_losses_agree_at_step_zero_and_along_adam(one_thread):
     assert ours == pytest.approx(theirs, rel=1e-4)
 
 
+def test_the_textbook_reference_computes_weight_gradients_and_the_frozen_one_does_not(one_thread):
+    textbook, frozen = gatys_jobs.reference(64), gatys_jobs.reference(64, frozen=True)
+    assert textbook.step() == pytest.approx(frozen.step(), rel=1e-5)  # the same loss either way
+    assert textbook.vgg[0].weight.grad is not None  # conv1_1: the gradient went through to the weights
+    assert all(p.grad is None and not p.requires_grad for p in frozen.vgg.parameters())
+
+
 def test_time_to_quality_stops_at_the_target_on_the_final_scale_only(one_thread):
     easy = gatys_jobs.painterly_time_to_quality(64, steps=2, target=math.inf, cap_s=300)
     assert easy["reached"] and easy["seconds"] > 0
-    assert (easy["steps"], easy["final_scale_steps"], easy["scales"]) == (3, 1, [32, 64])
+    assert (easy["steps"], easy["final_scale_steps"], easy["scales"]) == (2, 1, [32, 64])  # 1 coarse step
     impossible = gatys_jobs.painterly_time_to_quality(64, steps=2, target=-math.inf, cap_s=300)
     assert not impossible["reached"] and impossible["seconds"] is None
-    assert (impossible["steps"], impossible["final_scale_steps"]) == (4, 2)
+    assert (impossible["steps"], impossible["final_scale_steps"]) == (3, 2)
 
 
 def test_fast_jobs_share_weights_and_time_both_backends(tmp_path, one_thread):

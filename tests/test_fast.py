@@ -15,6 +15,7 @@ import torch
 
 from painterly import fast, tiling, transformer
 from painterly.apply import apply_files
+from painterly.devices import native_bf16
 from painterly.errors import ImageError, ModelFileError, UsageError
 from painterly.events import ApplyEvent, MessageEvent
 from painterly.export import export_onnx
@@ -103,7 +104,8 @@ def onnx_file(model_file) -> Path:
 
 @pytest.fixture(scope="module")
 def stylizer(model_file) -> FastStylizer:
-    return FastStylizer(model_file, device="cpu")
+    """fp32, so outputs can be compared with the network's and ONNX Runtime's to 1e-6 / 1e-3."""
+    return FastStylizer(model_file, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,25 @@ def test_tensor_in_tensor_out(stylizer):
     expected = stylizer.stylize(image)
     np.testing.assert_array_equal(batched[0].numpy().transpose(1, 2, 0), expected)
     np.testing.assert_array_equal(unbatched.numpy().transpose(1, 2, 0), expected)
+
+
+def test_auto_precision_is_bf16_where_native_and_close_to_fp32(model_file, stylizer):
+    auto = FastStylizer(model_file, device="cpu")
+    assert auto.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
+    bf16 = FastStylizer(model_file, device="cpu", precision="bf16")
+    assert bf16.precision == "bf16"
+    image = noise(64, 96)
+    exact, reduced = stylizer.stylize(image), bf16.stylize(image)
+    difference = np.abs(exact - reduced)
+    assert 0 < difference.max() < 0.05 and difference.mean() < 0.005  # it ran in bf16, and stayed close
+    assert reduced.dtype == np.float32 and reduced.min() >= 0 and reduced.max() <= 1
+
+
+def test_reduced_precision_is_refused_on_the_onnx_backend(onnx_file):
+    with pytest.raises(UsageError, match="fp32"):
+        FastStylizer(onnx_file, precision="bf16")
+    with pytest.raises(UsageError, match="precision"):
+        FastStylizer(onnx_file.with_suffix(".safetensors"), precision="fp64")
 
 
 def test_size_resizes_the_long_side_first(stylizer):
@@ -401,7 +422,8 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     assert settings["model"]["file"] == str(model_file) and len(settings["model"]["sha256"]) == 64
     assert settings["model"]["style"] == STYLE and settings["model"]["steps"] == 7
     assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": None,
-                                    "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu"}
+                                    "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
+                                    "precision": "fp32"}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
 
 

@@ -31,6 +31,21 @@ def test_truncated_after_deepest_layer_and_frozen():
     assert (out["conv1_1"] < 0).any(), "conv output must not be clobbered by an in-place ReLU"
 
 
+def test_a_subset_of_layers_stops_the_network_early():
+    enc = VGGFeatures(["relu1_2", "relu4_3"], arch="vgg16", weights="random")
+    image = torch.rand(2, 3, 32, 32)
+    ran = []
+    hooks = [module.register_forward_hook(lambda *_: ran.append(1)) for module in enc.features]
+    subset = enc(image, ["relu1_2"])
+    assert len(ran) == layer_names("vgg16").index("relu1_2") + 1  # nothing past relu1_2 ran
+    for hook in hooks:
+        hook.remove()
+    assert set(subset) == {"relu1_2"}
+    torch.testing.assert_close(subset["relu1_2"], enc(image)["relu1_2"])
+    with pytest.raises(ValueError, match="relu3_3"):
+        enc(image, ["relu3_3"])
+
+
 def test_normalisation_is_inside():
     enc = VGGFeatures(["conv1_1"], weights="random")
     x = torch.rand(1, 3, 8, 8)

@@ -70,6 +70,16 @@ def test_multiscale_runs_coarse_to_fine():
     assert out.shape == (1, 3, 72, 96)
 
 
+def test_coarse_scales_take_fewer_steps():
+    config = _config(size=96, min_scale=24, multiscale="on", steps=6)
+    assert [config.steps_at(scale, 3) for scale in (1, 2, 3)] == [2, 2, 6]  # a third by default
+    _, events = _run(config.replace(coarse_steps=1))
+    steps = [(e.scale, e.step, e.total_steps) for e in events if isinstance(e, StepEvent)]
+    assert steps == [(1, 1, 1), (2, 1, 1)] + [(3, step, 6) for step in range(1, 7)]
+    with pytest.raises(UsageError, match="coarse_steps"):
+        config.replace(coarse_steps=0)
+
+
 def test_multiscale_auto_turns_on_above_threshold():
     assert StylizeConfig(size=1024).scales() == [256, 512, 1024]
     assert StylizeConfig(size=512).scales() == [512]

@@ -11,6 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "keep_freed_memory": "allocator",
     "load_image": "images",
     "save_image": "images",
     "read_settings": "images",

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .allocator import keep_freed_memory
 from .config import StylizeConfig, TrainConfig
 from .errors import PainterlyError, UsageError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 
 _DEFAULTS = StylizeConfig()
 _TRAIN = TrainConfig()
+_PRECISION_HELP = "auto (bf16 where the GPU or CPU computes it natively, else fp32), fp32, bf16 or fp16 (GPU)."
 
 
 def user_errors(command):
@@ -91,6 +93,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """Neural style transfer: Gatys optimisation and fast feed-forward networks."""
+    keep_freed_memory()  # large activations reused, not mapped afresh each layer: see allocator.py
 
 
 @app.command()
@@ -100,7 +103,9 @@ def stylize(
     styles: Annotated[list[Path], typer.Argument(help="One or more paintings.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif).")],
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
-    steps: Annotated[int, typer.Option(help="Optimiser steps per scale.")] = _DEFAULTS.steps,
+    steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
+    coarse_steps: Annotated[Optional[int], typer.Option(
+        help="Steps at each coarser scale of --multiscale [default: a third of --steps].")] = None,
     optimizer: Annotated[str, typer.Option(help="lbfgs or adam.")] = _DEFAULTS.optimizer,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: 1 for lbfgs, 0.02 for adam].")] = None,
     content_weight: Annotated[float, typer.Option()] = _DEFAULTS.content_weight,
@@ -122,6 +127,7 @@ def stylize(
     loss_normalisation: Annotated[str, typer.Option(help="target or paper (exact Gatys formulas).")] = _DEFAULTS.loss_normalisation,
     seed: Annotated[int, typer.Option()] = _DEFAULTS.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _DEFAULTS.device,
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _DEFAULTS.precision,
     save_every: Annotated[int, typer.Option(help="Also write an intermediate image every N steps.")] = 0,
     max_pixels: Annotated[Optional[int], typer.Option(help="Largest input image accepted, in pixels.")] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -134,13 +140,14 @@ def stylize(
 
     names, layer_weights = _layers(style_layers, _DEFAULTS.style_layers)
     config = StylizeConfig(
-        size=size, steps=steps, optimizer=optimizer, lr=lr, content_weight=content_weight,
+        size=size, steps=steps, coarse_steps=coarse_steps, optimizer=optimizer, lr=lr, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight,
         content_layers=_layers(content_layers, _DEFAULTS.content_layers)[0],
         style_layers=names, style_layer_weights=layer_weights, style_blend=_floats(style_blend, "--style-blend"),
         style_scale=style_scale, init=init, preserve_color=preserve_color, multiscale=multiscale,
         min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
-        loss_normalisation=loss_normalisation, seed=seed, device=device, save_every=save_every,
+        loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
+        save_every=save_every,
     )
     inputs = [content, *styles] + ([Path(init)] if init not in ("content", "noise", "style") else [])
     images.check_output(output, protect=inputs)
@@ -217,7 +224,7 @@ def train(
     seed: Annotated[int, typer.Option()] = _TRAIN.seed,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _TRAIN.device,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = _TRAIN.workers,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA), fp32, bf16 or fp16.")] = _TRAIN.precision,
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _TRAIN.precision,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = _TRAIN.checkpoint_every,
     log_every: Annotated[int, typer.Option(help="Steps between metrics-log lines.")] = _TRAIN.log_every,
     preview_every: Annotated[int, typer.Option(help="Stylise a few photos every N steps (0 = off).")] = 0,
@@ -259,6 +266,7 @@ def apply(
     smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = 0.0,
     backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (torch backend).")] = "auto",
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP + " The onnx backend is fp32.")] = "auto",
     suffix: Annotated[Optional[str], typer.Option(help="Output extension for folder outputs, e.g. .jpg.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Largest input accepted, in pixels.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
@@ -269,7 +277,7 @@ def apply(
     from .progress import ProgressPrinter
 
     stylizer = FastStylizer(model, device=device, backend=backend, tile=tile, tile_overlap=tile_overlap,
-                            batch_size=batch_size)
+                            batch_size=batch_size, precision=precision)
     with ProgressPrinter(quiet=quiet) as progress:
         report = apply_files(stylizer, inputs, output, strength=strength, preserve_color=preserve_color, size=size,
                              callback=progress, max_pixels=max_pixels, suffix=suffix, smooth=smooth)

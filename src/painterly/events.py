@@ -56,6 +56,7 @@ class DoneEvent:
     losses: dict[str, float]  # of the last step
     weights: str  # where the VGG weights came from
     stopped_early: bool = False
+    precision: str = "fp32"  # what the encoder computed in, "auto" resolved
 
 
 @dataclass

@@ -60,6 +60,7 @@ class FastStylizer:
         tile: int | None = None,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         batch_size: int = 4,
+        precision: str = "auto",
     ) -> None:
         _check_tiling(tile, tile_overlap)
         if batch_size < 1:
@@ -68,7 +69,7 @@ class FastStylizer:
         self.tile = tile
         self.tile_overlap = tile_overlap
         self.batch_size = batch_size
-        self._backend = _open_backend(self.model_path, backend, device)
+        self._backend = _open_backend(self.model_path, backend, device, precision)
 
     @property
     def metadata(self) -> dict:
@@ -84,6 +85,11 @@ class FastStylizer:
     def device(self) -> str:
         """Where the network runs: "cpu", "cuda" or "mps"."""
         return self._backend.device
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in: "fp32", or "bf16"/"fp16" autocast (torch backend)."""
+        return self._backend.precision
 
     def stylize(
         self, image: Any, *, strength: float = 1.0, preserve_color: str | None = None, size: int | None = None
@@ -136,7 +142,8 @@ class FastStylizer:
         model = describe_file(self.model_path)
         model.update({key: self.metadata[key] for key in ("style", "steps") if key in self.metadata})
         settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": self.tile,
-                    "tile_overlap": self.tile_overlap, "backend": self.backend, "device": self.device}
+                    "tile_overlap": self.tile_overlap, "backend": self.backend, "device": self.device,
+                    "precision": self.precision}
         return {"painterly": __version__, "method": "fast", "model": model, "settings": settings}
 
     def is_tiled(self, height: int, width: int) -> bool:
@@ -264,6 +271,7 @@ def _oom_message(batch: np.ndarray) -> str:
 class _Backend(Protocol):
     name: str
     device: str
+    precision: str
     metadata: dict
     size_multiple: int
 
@@ -271,7 +279,7 @@ class _Backend(Protocol):
         """(N,3,H,W) float32 in [0, 1] -> (N,3,H,W) float32, not yet clipped."""
 
 
-def _open_backend(path: Path, backend: str, device: str) -> _Backend:
+def _open_backend(path: Path, backend: str, device: str, precision: str) -> _Backend:
     """"auto" runs a .onnx file in ONNX Runtime and anything else in PyTorch."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
@@ -280,22 +288,28 @@ def _open_backend(path: Path, backend: str, device: str) -> _Backend:
         raise UsageError(f"{path}: an ONNX model runs with the onnx backend, not torch")
     if backend == "onnx" and not is_onnx:
         raise UsageError(f"{path}: the onnx backend needs a .onnx model; make one with `painterly export`")
-    return _OnnxBackend(path, device) if is_onnx else _TorchBackend(path, device)
+    if is_onnx and precision not in ("auto", "fp32"):
+        raise UsageError(f"{path}: the onnx backend computes in fp32; --precision {precision} needs the torch backend")
+    return _OnnxBackend(path, device) if is_onnx else _TorchBackend(path, device, precision)
 
 
 class _TorchBackend:
-    """PyTorch in fp32, eval mode, under inference_mode (no autograd memory)."""
+    """PyTorch in eval mode under inference_mode (no autograd memory), autocast to bf16 where the
+    hardware computes it natively (`devices.autocast_dtype`): 1.5x faster on such CPUs, 55 dB
+    PSNR from fp32's output."""
 
     name = "torch"
 
-    def __init__(self, path: Path, device: str) -> None:
-        from .devices import resolve_device
+    def __init__(self, path: Path, device: str, precision: str) -> None:
+        from .devices import autocast_dtype, precision_name, resolve_device
         from .modelfile import load_model
         from .transformer import SIZE_MULTIPLE
 
         self._device = resolve_device(device)
+        self._autocast = autocast_dtype(precision, self._device)
         self._model, self.metadata = load_model(path, device=self._device)
         self.device = self._device.type
+        self.precision = precision_name(self._autocast)
         self.size_multiple = SIZE_MULTIPLE
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -304,7 +318,8 @@ class _TorchBackend:
         from .devices import is_out_of_memory, out_of_memory_error
 
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(self._device.type, dtype=self._autocast or torch.float32,
+                                                        enabled=self._autocast is not None):
                 return self._model(torch.from_numpy(batch).to(self._device)).float().cpu().numpy()
         except RuntimeError as error:
             if is_out_of_memory(error):
@@ -316,6 +331,7 @@ class _OnnxBackend:
     """ONNX Runtime on the CPU, or CUDA when its provider is installed; needs no torch."""
 
     name = "onnx"
+    precision = "fp32"
     size_multiple = ONNX_SIZE_MULTIPLE
 
     def __init__(self, path: Path, device: str) -> None:
@@ -330,6 +346,9 @@ class _OnnxBackend:
         providers, self.device = _onnx_providers(onnxruntime.get_available_providers(), device)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: the library never prints
+        # The CPU arena grows in powers of two and never gives memory back: an 8192² image in
+        # 1024² tiles, four a batch, peaked at 8.6 GB with it and 3.3 GB without, as fast.
+        options.enable_cpu_mem_arena = False
         try:  # ONNX Runtime's exceptions share no base class but Exception
             self._session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as error:

@@ -7,6 +7,7 @@ built only up to the deepest one, the ImageNet normalisation happens inside
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Iterable, Sequence
 
@@ -143,16 +144,25 @@ class VGGFeatures(nn.Module):
             self.features.to(memory_format=torch.channels_last)
         return self
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """[0, 1] RGB (N, 3, H, W) -> {layer name: activation (N, C, H', W')}."""
+    def forward(self, image: torch.Tensor, layers: Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """[0, 1] RGB (N, 3, H, W) -> {layer name: activation (N, C, H', W')}.
+
+        `layers` (a subset of `self.layers`) stops the network after the deepest of them: Johnson's
+        content target needs only relu2_2, a third of VGG-16's work up to relu4_3.
+        """
+        wanted = set(self.layers if layers is None else layers)
+        if not wanted <= set(self.layers):
+            raise ValueError(f"layers {sorted(wanted - set(self.layers))} are not computed by this encoder")
         x = (image - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        wanted = set(self.layers)
         out: dict[str, torch.Tensor] = {}
-        with torch.autocast(x.device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+        # No autocast of its own unless set_speed asked for one: a caller's autocast then applies.
+        with torch.autocast(x.device.type, dtype=self.autocast) if self.autocast else contextlib.nullcontext():
             for name, module in zip(self._names, self.features):
                 x = module(x)
                 if name in wanted:
                     out[name] = x
+                    if len(out) == len(wanted):
+                        break
         return out

@@ -137,7 +137,7 @@ class PerceptualLoss(nn.Module):
     def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Content targets for a batch of photos (Johnson), without gradient."""
         with torch.no_grad():
-            feats = self.encoder(image)
+            feats = self.encoder(image, self.content_layers)
         return {layer: feats[layer].float() for layer in self.content_layers}
 
     def from_features(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],

@@ -16,7 +16,7 @@ import torch
 
 from . import color, images
 from .config import StylizeConfig
-from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, resolve_device
+from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, precision_name, resolve_device
 from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, MessageEvent, StepEvent, StopRequested, ignore
 from .features import VGGFeatures
@@ -102,7 +102,7 @@ class _Run:
         if self.config.preserve_color == "luminance":
             out = color.transfer_luminance(out, images.resize_to(self.content, *out.shape[-2:]))
         self.callback(DoneEvent(self.steps_done, time.perf_counter() - self.start, self.last_losses,
-                                self.encoder.weights_description, stopped))
+                                self.encoder.weights_description, stopped, precision_name(self.encoder.autocast)))
         return out.detach().cpu()
 
     def _fit(self, image: torch.Tensor, what: str = "content") -> torch.Tensor:
@@ -148,7 +148,8 @@ class _Run:
             terms["losses"] = loss
             return loss.total
 
-        for step in range(1, config.steps + 1):
+        steps = config.steps_at(scale, num_scales)
+        for step in range(1, steps + 1):
             loss = optimizer.step(closure)
             loss = float(loss.detach())
             if not math.isfinite(loss) or not torch.isfinite(x).all():
@@ -164,7 +165,7 @@ class _Run:
             self.steps_done += 1
             self.last_losses = terms["losses"].as_floats()
             want_image = config.save_every and step % config.save_every == 0
-            event = StepEvent(step, config.steps, scale, num_scales, tuple(x.shape[-2:]), self.last_losses,
+            event = StepEvent(step, steps, scale, num_scales, tuple(x.shape[-2:]), self.last_losses,
                               time.perf_counter() - self.start, last_good.clamp(0, 1) if want_image else None)
             try:
                 self.callback(event)

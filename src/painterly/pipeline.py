@@ -53,7 +53,8 @@ def stylize_and_save(
     def relay(event: Event) -> None:
         if isinstance(event, DoneEvent):
             done.update(steps=event.steps, seconds=round(event.seconds, 3), losses=event.losses,
-                        weights=event.weights, stopped_early=event.stopped_early)
+                        weights=event.weights, stopped_early=event.stopped_early,
+                        precision=event.precision)
         elif isinstance(event, StepEvent) and event.image is not None:
             _save_intermediate(event, output, config, sources, protect)
         callback(event)

@@ -39,7 +39,7 @@ from .dataset import PhotoCrops, Skipped, StepBatches, collate, find_photos, fir
 from .atomic import atomic_path
 from .checkpoint import (check_resumable, cpu_copy, load_checkpoint, rng_states, save_checkpoint, seed_everything,
                          set_rng_states)
-from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, resolve_device
+from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, precision_name, resolve_device
 from .errors import PainterlyError, UsageError
 from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent, ignore
 from .features import VGGFeatures
@@ -152,6 +152,7 @@ class _Trainer:
         self.encoder = VGGFeatures(list(dict.fromkeys(config.content_layers + config.style_layers)),
                                    arch=config.vgg, weights=config.vgg_weights, pooling=config.pooling,
                                    seed=config.seed).to(self.device)
+        self.encoder.set_speed(autocast=self.autocast)
         self.loss = PerceptualLoss(self.encoder, config.content_layers, config.layer_weights(),
                                    content_weight=config.content_weight, style_weight=config.style_weight,
                                    tv_weight=config.tv_weight, normalisation=config.loss_normalisation)
@@ -510,11 +511,13 @@ class _Run:
             self._checkpoint()
         if self.outputs is not None:
             save_model(self.trainer.model, self.paths.model, style=self.inputs.style_info,
-                       training=self.config.to_dict(), steps=self.trainer.step)
+                       training={**self.config.to_dict(), "precision_used": precision_name(self.trainer.autocast)},
+                       steps=self.trainer.step)
             if self.skipped:
                 self.report(MessageEvent(f"skipped {len(self.skipped)} unreadable photos in {self.config.data}",
                                          "warning"))
             self.report(DoneEvent(self.trainer.step, self._elapsed(), self.losses,
-                                  self.trainer.encoder.weights_description, stopped))
+                                  self.trainer.encoder.weights_description, stopped,
+                                  precision_name(self.trainer.autocast)))
         self.procs.barrier()
         return self.paths.model

@@ -1,0 +1,53 @@
+"""`python -m benchmarks.gpu --tiny` on the CPU: the GPU script must run end to end before it is given
+scarce GPU time, with every training variant and Gatys run in its JSON and its table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
+GATYS = [("lbfgs", "fp32"), ("lbfgs", "bf16"), ("adam", "fp32"), ("adam", "bf16")]
+
+
+def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    assert summary["complete"] and summary["mode"] == "tiny" and summary["machine"]["torch"]
+
+    training = summary["training"]
+    assert [row["variant"] for row in training] == VARIANTS  # one batch size with --tiny
+    for row in training:
+        assert (row["batch"], row["size"]) == (2, 32)
+        if row["variant"].endswith("+compile"):  # not compiled on a CPU: said so, not left out
+            assert row["error"].startswith("skipped")
+            continue
+        assert "error" not in row, row
+        assert row["images_per_s"] > 0 and row["timed_steps"] >= 3 and row["nonfinite_steps"] == 0
+        assert row["images_per_s"] * row["step_s"] == pytest.approx(row["batch"])
+        assert row["johnson_projection_s"] == pytest.approx(summary["targets"]["johnson_images"] / row["images_per_s"])
+        assert row["peak_memory_bytes"] is None  # CUDA memory only
+
+    gatys = summary["gatys"]
+    assert [(row["optimizer"], row["precision"]) for row in gatys] == GATYS
+    for row in gatys:
+        assert "error" not in row, row
+        assert row["complete"] and row["steps"] == row["steps_asked"] == 3 and row["size"] == 64
+        assert row["wall_s"] > row["step_s"] * 3 > 0
+
+    lines = done.stdout.splitlines()
+    assert "torch" in lines[0] and any(line.startswith("workload") for line in lines)
+    for variant in VARIANTS:
+        assert any(line.split()[:2] == ["train", variant] for line in lines), variant
+    assert sum(line.startswith("gatys 3") for line in lines) == len(GATYS)
