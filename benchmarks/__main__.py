@@ -18,11 +18,14 @@ Workloads
 gatys-step (256 and 512 px; --quick 256)
     Time of one optimisation step on a photo and a painting at that long side.
     Reference: `ReferenceGatys.step` — Adam, the full VGG-19 run on the generated, content and
-    style images every step. painterly: `stylize` with StylizeConfig's defaults (L-BFGS, one
-    loss evaluation per step, targets computed once, VGG cut after relu5_1, fp32 on a CPU),
-    apart from size, steps, random weights and one scale (as "auto" is up to 512 px); the
-    median of the differences between consecutive StepEvent.elapsed after the first 2 steps.
-    Same layers and loss weights.
+    style images every step, the network as torchvision builds it (weights requiring gradients,
+    as the tutorials that recompute targets each step leave it); the note gives the ratio to the
+    same reference with frozen weights too. painterly: `stylize` with StylizeConfig's defaults
+    (L-BFGS, one loss evaluation per step, targets computed once, VGG cut after relu5_1,
+    channels-last, precision "auto" = bf16 autocast on CPUs that compute bf16 natively), apart
+    from size, steps, random weights and one scale (as "auto" is up to 512 px); the median of the
+    differences between consecutive StepEvent.elapsed after the first 2 steps. A second row
+    forces fp32. Same layers and loss weights.
 
 gatys-time-to-quality (512 px)
     Reference: the loss ReferenceGatys reaches after 300 Adam steps (--quick 30). 300 reference
@@ -31,28 +34,36 @@ gatys-time-to-quality (512 px)
     reference calls painterly's loss functions, and the test suite checks the two agree step by
     step), and the reference's time is EXTRAPOLATED: 300 × its measured median step time (the
     table's note says from how many measured steps). painterly: wall time from calling
-    `stylize` with its best settings (L-BFGS, coarse-to-fine from 256 px, content init, the same
-    300 steps per scale) until the final scale's loss is at or below that target, stopping it
+    `stylize` with its default settings (L-BFGS, content init, precision "auto"), coarse-to-fine
+    from 256 px (100 steps there, then up to 300 at 512 px) until the final scale's loss is at or
+    below that target, stopping it
     there with StopRequested; the steps taken are reported. Given up after 1000 s (--quick
     120 s): "not reached".
 
 fast-inference (512², 1024², 2048²; --quick 512² and 1024²)
     One image through the fast network, image in and image out. Reference:
     `ReferenceTransformerNet.stylize` (no_grad, eager fp32, 0–255 pixels). painterly:
-    `FastStylizer.stylize` with the torch backend, and with the ONNX Runtime backend on the
-    model's export: one row each, against the same reference measurement.
+    `FastStylizer.stylize` with the torch backend (precision "auto", and fp32), and with the ONNX
+    Runtime backend on the model's export: one row each, against the same reference measurement.
+    Two more rows run the light architecture (`--arch light`) on both backends; their notes give
+    its speed-up over the standard network.
 
 train-step (256², batch 4)
     One training step of a fast network. Reference: `ReferenceTrainer.step` on a ready batch.
-    painterly: `train()` with TrainConfig's defaults on a folder of 8 generated photos, per-step
-    times from TrainStepEvent.elapsed after the first 2 steps (its data loading included).
-    Images per second are in the notes.
+    painterly: `train()` with TrainConfig's defaults (precision "auto") on a folder of 8 generated
+    photos, per-step times from TrainStepEvent.elapsed after the first 2 steps (its data loading
+    included), and forced to fp32. Images per second are in the notes.
 
 peak-memory
     Peak resident memory only: Gatys at 1024 px, 2 steps, one scale (reference against
-    painterly), and painterly alone stylising an 8192×8192 image in 1024 px tiles (target:
-    under 2 GiB; the float32 input alone is 0.75 GiB). --quick skips the 8192² image unless
-    `--only peak-memory` asks for nothing else.
+    painterly), and painterly alone stylising an 8-bit 8192×8192 image with FastStylizer's
+    defaults (automatic 1024 px tiles), on torch and on ONNX Runtime (target: under 2 GiB; the
+    8-bit input alone is 192 MiB). --quick skips the 8192² image unless `--only peak-memory`
+    asks for nothing else.
+
+painterly's jobs run with the malloc setting painterly's CLI makes at start-up
+(`painterly.allocator.keep_freed_memory`); the references run with glibc's defaults, as a
+script of theirs would. GPU figures come from a separate script, `python -m benchmarks.gpu`.
 
 The timings are only as good as the machine is quiet: a shared machine makes them noisy.
 """

@@ -81,15 +81,19 @@ def painterly_inference(model: str, size: int, runs: int, backend: str, precisio
     return time_calls(lambda: stylizer.stylize(image), runs).summary()
 
 
-def painterly_tiled(model: str, size: int, tile: int) -> dict:
-    """One run of FastStylizer on a size×size image in tile×tile tiles, for its peak memory (no warm-up:
-    it takes minutes).
+def painterly_tiled(model: str, size: int, tile: int | None = None, backend: str = "torch") -> dict:
+    """One run of FastStylizer (defaults, unless `tile` is given) on a size×size 8-bit image, for its
+    peak memory (no warm-up: it takes minutes).
 
-    The image is the tile-sized photo repeated, made without full-size temporaries, so the peak
-    is the input (float32, counted in) plus what stylising it takes.
+    8-bit in and out, as `painterly apply` reads and writes image files. The image is a 1024² photo
+    repeated, made without full-size temporaries, so the peak is the input plus what stylising it takes.
     """
-    stylizer = FastStylizer(model, backend="torch", device="cpu", tile=tile)
-    image = np.tile(square_content(tile), (size // tile, size // tile, 1))
+    from painterly.images import to_uint8
+
+    stylizer = FastStylizer(model, backend=backend, device="cpu", tile=tile)
+    patch = min(size, 1024)
+    image = np.tile(to_uint8(square_content(patch)), (size // patch, size // patch, 1))
     start = time.perf_counter()
     stylizer.stylize(image)
-    return {"seconds": time.perf_counter() - start, "input_bytes": image.nbytes}
+    return {"seconds": time.perf_counter() - start, "input_bytes": image.nbytes,
+            "tile": stylizer.tile_for(size, size), "precision": stylizer.precision}

@@ -86,8 +86,9 @@ def test_fast_jobs_share_weights_and_time_both_backends(tmp_path, one_thread):
     ours, _ = load_model(models["torch"])
     theirs = fast_jobs.reference_network(Path(models["torch"]))
     assert all(torch.equal(a, b) for a, b in zip(theirs.state_dict().values(), ours.state_dict().values(), strict=True))
-    tiled = fast_jobs.painterly_tiled(models["torch"], 192, tile=96)
-    assert tiled["seconds"] > 0 and tiled["input_bytes"] == 192 * 192 * 3 * 4
+    for backend in ("torch", "onnx"):
+        tiled = fast_jobs.painterly_tiled(models[backend], 192, tile=96, backend=backend)
+        assert tiled["seconds"] > 0 and tiled["input_bytes"] == 192 * 192 * 3 and tiled["tile"] == 96
 
 
 def test_training_jobs_time_steps_and_throughput(one_thread):

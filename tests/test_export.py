@@ -69,7 +69,8 @@ def test_metadata_says_what_made_the_model(exported):
 
     assert metadata["style"] == STYLE and metadata["training"] == TRAINING and metadata["steps"] == 99
     assert metadata["architecture"] == {"channels": list(model.architecture.channels),
-                                        "residual_blocks": model.architecture.residual_blocks}
+                                        "residual_blocks": model.architecture.residual_blocks,
+                                        "edge_kernel": model.architecture.edge_kernel}
     assert metadata["pixel_scale"] == 1.0 and metadata["onnx_opset"] == 17
     assert metadata["exported_by"] == metadata["painterly_version"]
     doc = onnx.load(report.path).doc_string

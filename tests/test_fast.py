@@ -210,6 +210,7 @@ def test_bad_options_are_usage_errors(stylizer, options, message):
 
 @pytest.mark.parametrize("options, message", [
     ({"tile": 8}, "at least 32"),
+    ({"tile": -1}, "0 \\(never tile\\)"),
     ({"tile": 64, "tile_overlap": 64}, "less than the tile"),
     ({"batch_size": 0}, "batch size"),
     ({"backend": "tensorrt"}, "unknown backend"),
@@ -306,6 +307,29 @@ def test_tiles_run_in_batches(model_file):
     stylizer._backend.run = lambda batch: seen.append(batch.shape) or run(batch)
     stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
     assert seen == [(4, 3, 64, 64), (4, 3, 64, 64)]
+
+
+def test_tile_batches_hold_at_most_a_megapixel_of_tiles(model_file, monkeypatch):
+    monkeypatch.setattr(fast, "TILE_BATCH_PIXELS", 2 * 64 * 64)  # room for two 64² tiles
+    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=4)
+    seen = []
+    run = stylizer._backend.run
+    stylizer._backend.run = lambda batch: seen.append(batch.shape[0]) or run(batch)
+    stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
+    assert seen == [2, 2, 2, 2]
+
+
+def test_auto_tiling_tiles_only_large_images(model_file, monkeypatch):
+    monkeypatch.setattr(fast, "AUTO_TILE", 64)
+    monkeypatch.setattr(fast, "AUTO_TILE_ABOVE", 100 * 100)
+    auto = FastStylizer(model_file, device="cpu", tile_overlap=16, precision="fp32")
+    explicit = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, precision="fp32")
+    never = FastStylizer(model_file, device="cpu", tile=0, tile_overlap=16, precision="fp32")
+    assert (auto.tile_for(90, 110), auto.tile_for(100, 101), never.tile_for(1000, 1000)) == (None, 64, None)
+    small, large = noise(90, 110), noise(100, 140, seed=1)
+    np.testing.assert_array_equal(auto.stylize(large), explicit.stylize(large))
+    np.testing.assert_array_equal(auto.stylize(small), never.stylize(small))
+    assert not np.array_equal(auto.stylize(large), never.stylize(large))  # it did tile the large one
 
 
 # --- 8-bit arrays ---------------------------------------------------------------------------------
@@ -421,7 +445,7 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     assert settings["method"] == "fast" and settings["painterly"]
     assert settings["model"]["file"] == str(model_file) and len(settings["model"]["sha256"]) == 64
     assert settings["model"]["style"] == STYLE and settings["model"]["steps"] == 7
-    assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": None,
+    assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
                                     "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
                                     "precision": "fp32"}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from painterly import modelfile
 from painterly.errors import ModelFileError
 from painterly.modelfile import convert_model, load_model, read_metadata, save_model
-from painterly.transformer import ARCHITECTURES, TransformerNet
+from painterly.transformer import ARCHITECTURES, Architecture, TransformerNet
 
 STYLE = {"image": "starry.jpg", "size": 256}
 TRAINING = {"lr": 0.001, "style_weight": 1e10, "batch_size": 4}
@@ -221,3 +221,24 @@ def test_newer_format_version_asks_to_upgrade(tmp_path):
         load_model(path)
 
     one_line_error(excinfo, path)
+
+
+def test_a_file_from_before_edge_kernels_were_recorded_loads_with_9x9_edges(tmp_path):
+    """Light models trained before the light architecture changed: (16, 32, 64), 3 blocks, 9×9 edges."""
+    old = TransformerNet(Architecture(channels=(16, 32, 64), residual_blocks=3)).eval()
+    path = tmp_path / "old-light.safetensors"
+    metadata = {"format": modelfile.FORMAT_NAME, "format_version": str(modelfile.FORMAT_VERSION),
+                "architecture": '{"channels": [16, 32, 64], "residual_blocks": 3}'}
+    save_file({key: value.contiguous() for key, value in old.state_dict().items()}, path, metadata=metadata)
+    loaded, _ = load_model(path)
+    assert loaded.architecture == Architecture(channels=(16, 32, 64), residual_blocks=3, edge_kernel=9)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(image), old(image))
+
+
+def test_edge_kernel_is_inferred_from_a_plain_state_dict(tmp_path):
+    path = tmp_path / "light.pth"
+    torch.save(TransformerNet("light").state_dict(), path)
+    loaded, _ = load_model(path)
+    assert loaded.architecture == ARCHITECTURES["light"] and ARCHITECTURES["light"].edge_kernel == 5

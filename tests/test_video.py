@@ -137,7 +137,7 @@ def model_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def stylizer(model_path) -> FastStylizer:
-    return FastStylizer(model_path, backend="torch", device="cpu")
+    return FastStylizer(model_path, backend="torch", device="cpu", precision="fp32")  # comparable with ONNX
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +222,10 @@ def test_onnx_runtime_backend_matches_torch(model_path, stylizer, clip, tmp_path
     by_onnx = probe(stylize_video(onnx, clip, tmp_path / "onnx.mp4").path)
     by_torch = probe(stylize_video(stylizer, clip, tmp_path / "torch.mp4").path)
     assert len(by_onnx.frames) == FRAMES and by_onnx.audio_rate == SAMPLE_RATE
-    assert np.abs(np.stack(by_onnx.frames) - np.stack(by_torch.frames)).mean() < 0.01
+    # Both are fp32 (1e-6 apart), but H.264 is lossy and a random network's noise-like frames turn
+    # an 8-bit rounding flip into other encoding decisions: about 2.5 levels on average. A broken
+    # backend is ~80 levels off.
+    assert np.abs(np.stack(by_onnx.frames) - np.stack(by_torch.frames)).mean() < 0.02
 
 
 def test_stop_requested_ends_the_clip_where_it_stopped(stylizer, clip, tmp_path):

@@ -260,7 +260,9 @@ def apply(
     strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = 1.0,
     preserve_color: Annotated[Optional[str], typer.Option(help="luminance: keep the input's colours.")] = None,
     size: Annotated[Optional[int], typer.Option(help="Resize the long side first.")] = None,
-    tile: Annotated[Optional[int], typer.Option(help="Process large images in N-pixel tiles (bounded memory).")] = None,
+    tile: Annotated[Optional[int], typer.Option(
+        help="Stylise large images in N-pixel tiles (bounded memory); 0 = never "
+             "[default: 1024-pixel tiles for images over 2048² pixels].")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = 4,
     smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = 0.0,

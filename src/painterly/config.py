@@ -178,7 +178,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0  # data-loading processes
-    precision: str = "auto"  # "auto": bf16 autocast where computed natively (GPU or CPU), else fp32
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA GPUs that compute it natively, else fp32
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)
     log_every: int = 10  # steps between metrics-log lines
     preview_every: int = 0  # >0: stylise a few fixed photos every N steps

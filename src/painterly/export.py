@@ -199,7 +199,7 @@ def _describe(proto: Any, metadata: dict[str, Any], opset: int) -> None:
     architecture = metadata["architecture"]
     proto.doc_string = (
         f"painterly TransformerNet (channels {list(architecture['channels'])}, "
-        f"{architecture['residual_blocks']} residual blocks). "
+        f"{architecture['residual_blocks']} residual blocks, {architecture.get('edge_kernel', 9)}² edge kernels). "
         f"Input '{INPUT_NAME}': float32 RGB in [0, 1], shape (N, 3, H, W), H and W multiples of "
         f"{SIZE_MULTIPLE} (pad first). Output '{OUTPUT_NAME}': same shape, [0, 1] but not clamped. "
         "metadata_props hold the style and training settings as JSON."

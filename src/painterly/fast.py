@@ -38,16 +38,26 @@ MIN_TILE = 32
 # transformer.SIZE_MULTIPLE, which the torch-free ONNX path cannot import; a test checks they agree.
 ONNX_SIZE_MULTIPLE = 4
 _OOM_HINT = "--tile 512 stylises a large image in pieces"
+# tile=None ("auto"): images over AUTO_TILE_ABOVE pixels go in AUTO_TILE tiles. Whole, the standard
+# network takes about 1 KiB of memory a pixel (4.4 GiB at 2048²); tiled, an 8192² image fits in
+# under 2 GiB (docs/benchmarks.md), for about 30 % more work in the overlaps.
+AUTO_TILE = 1024
+AUTO_TILE_ABOVE = 2048 * 2048
+# A batch of tiles holds at most this many pixels: at a megapixel the network is already as fast
+# per pixel as it gets, and each tile more in flight costs its activations' memory (~0.5 GiB at 1024²).
+TILE_BATCH_PIXELS = 1024 * 1024
 
 
 class FastStylizer:
     """A fast-style model loaded once, applied to arrays, tensors and batches.
 
     `tile=N` stylises images whose long side exceeds N in N×N tiles overlapping by
-    `tile_overlap` pixels, blended with smooth weights. Tiled output differs slightly from
-    whole-image output: the network's instance norms normalise each tile by its own
-    statistics, not the whole image's. The generous default overlap (64 px) keeps that
-    difference gradual, so no seam shows. `batch_size` images (or tiles) of the same size run
+    `tile_overlap` pixels, blended with smooth weights; `tile=0` never tiles; `tile=None`
+    (the default) tiles images of over AUTO_TILE_ABOVE pixels in AUTO_TILE tiles, so memory
+    stays bounded whatever the input. Tiled output differs slightly from whole-image output:
+    the network's instance norms normalise each tile by its own statistics, not the whole
+    image's. The generous default overlap (64 px) keeps that difference gradual, so no seam
+    shows. `batch_size` images (or tiles, up to TILE_BATCH_PIXELS) of the same size run
     through the network together.
     """
 
@@ -141,25 +151,35 @@ class FastStylizer:
         """What every output records about how it was made: model, settings (its input is added per file)."""
         model = describe_file(self.model_path)
         model.update({key: self.metadata[key] for key in ("style", "steps") if key in self.metadata})
-        settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": self.tile,
+        tile = "auto" if self.tile is None else self.tile
+        settings = {"strength": strength, "preserve_color": preserve_color, "size": size, "tile": tile,
                     "tile_overlap": self.tile_overlap, "backend": self.backend, "device": self.device,
                     "precision": self.precision}
         return {"painterly": __version__, "method": "fast", "model": model, "settings": settings}
 
+    def tile_for(self, height: int, width: int) -> int | None:
+        """The tile side an image of this size (after any resizing) is stylised in, or None for whole."""
+        if self.tile is None:
+            return AUTO_TILE if height * width > AUTO_TILE_ABOVE and max(height, width) > AUTO_TILE else None
+        return self.tile if 0 < self.tile < max(height, width) else None
+
     def is_tiled(self, height: int, width: int) -> bool:
         """Whether an image of this size (after any resizing) is stylised in tiles."""
-        return self.tile is not None and max(height, width) > self.tile
+        return self.tile_for(height, width) is not None
 
     def _stylize_tiled(self, array: np.ndarray, finish: _Finish, dtype: type) -> np.ndarray:
         """Blend overlapping tiles into one output of `dtype`; only one batch of tiles is in flight."""
-        blender = tiling.TileBlender(array.shape[0], array.shape[1], self.tile, self.tile_overlap, dtype=dtype)
+        side = self.tile_for(*array.shape[:2])
+        blender = tiling.TileBlender(array.shape[0], array.shape[1], side, self.tile_overlap, dtype=dtype)
         tiles = blender.tiles()
         pieces = [array[tile.region] for tile in tiles]  # views into `array`: nothing is copied yet
-        for tile, styled in zip(tiles, self._stylize_same_size(pieces, finish)):
+        batch = max(1, min(self.batch_size, TILE_BATCH_PIXELS // (side * side)))
+        for tile, styled in zip(tiles, self._stylize_same_size(pieces, finish, batch)):
             blender.add(tile, styled)
         return blender.result()
 
-    def _stylize_same_size(self, arrays: Sequence[np.ndarray], finish: _Finish) -> Iterator[np.ndarray]:
+    def _stylize_same_size(self, arrays: Sequence[np.ndarray], finish: _Finish,
+                           batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Run equal-sized images through the network `batch_size` at a time, yielding each finished.
 
         Each is made float32 only here, so uint8 images and tiles are converted a batch at a time.
@@ -167,8 +187,9 @@ class FastStylizer:
         height, width = arrays[0].shape[:2]
         multiple = self._backend.size_multiple
         (top, bottom), (left, right) = _padding(height, multiple), _padding(width, multiple)
-        for start in range(0, len(arrays), self.batch_size):
-            chunk = [to_float32(array) for array in arrays[start : start + self.batch_size]]
+        batch_size = batch_size or self.batch_size
+        for start in range(0, len(arrays), batch_size):
+            chunk = [to_float32(array) for array in arrays[start : start + batch_size]]
             styled = self._backend.run(_padded_batch(chunk, (top, bottom), (left, right)))
             for original, output in zip(chunk, styled):
                 yield finish(output[:, top : top + height, left : left + width].transpose(1, 2, 0), original)
@@ -206,12 +227,10 @@ class _Finish:
 
 
 def _check_tiling(tile: int | None, overlap: int) -> None:
-    if tile is None:
-        return
-    if tile < MIN_TILE:
-        raise UsageError(f"tile must be at least {MIN_TILE} pixels, got {tile}")
-    if not 0 <= overlap < tile:
-        raise UsageError(f"tile overlap must be at least 0 and less than the tile ({tile}), got {overlap}")
+    if tile is not None and tile != 0 and tile < MIN_TILE:
+        raise UsageError(f"tile must be 0 (never tile) or at least {MIN_TILE} pixels, got {tile}")
+    if not 0 <= overlap < (tile or AUTO_TILE):
+        raise UsageError(f"tile overlap must be at least 0 and less than the tile ({tile or AUTO_TILE}), got {overlap}")
 
 
 def _prepare(image: np.ndarray, size: int | None) -> np.ndarray:

@@ -154,7 +154,8 @@ def _infer(tensors: dict[str, torch.Tensor], path: Path) -> Architecture:
     except KeyError:
         raise ModelFileError(f"{path}: not a TransformerNet state dict (no conv1/conv2/conv3 weights)") from None
     blocks = len({key.split(".")[0] for key in tensors if re.match(r"res\d+\.", key)})
-    return Architecture(channels=channels, residual_blocks=blocks)
+    return Architecture(channels=channels, residual_blocks=blocks,
+                        edge_kernel=int(tensors["conv1.conv2d.weight"].shape[-1]))
 
 
 def _decode(metadata: dict[str, str], path: Path) -> dict:

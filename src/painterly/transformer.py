@@ -20,8 +20,9 @@ from torch import nn
 class Architecture:
     """Widths and depth of a TransformerNet; stored in every model file."""
 
-    channels: tuple[int, int, int] = (32, 64, 128)  # after the 9×9 conv and the two stride-2 convs
+    channels: tuple[int, int, int] = (32, 64, 128)  # after the first conv and the two stride-2 convs
     residual_blocks: int = 5
+    edge_kernel: int = 9  # kernel of the first and the last conv, at full resolution (Johnson: 9)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,7 +30,9 @@ class Architecture:
 
 ARCHITECTURES = {
     "standard": Architecture(),  # Johnson et al., exactly
-    "light": Architecture(channels=(16, 32, 64), residual_blocks=3),  # ~4x fewer FLOPs, for CPUs
+    # For CPUs: half the widths, 2 blocks, 5×5 edges; 4-5x faster at 1024² (docs/benchmarks.md). The
+    # edges matter most: a 9×9 conv at full resolution into 3 channels fills 3 of a CPU's 16 lanes.
+    "light": Architecture(channels=(16, 32, 64), residual_blocks=2, edge_kernel=5),
 }
 
 # The image must be a multiple of this so the two stride-2 convs and the two ×2 upsamplings round-trip.
@@ -86,7 +89,7 @@ class TransformerNet(nn.Module):
         self.pixel_scale = pixel_scale
         c1, c2, c3 = architecture.channels
         # Downsampling: (N,3,H,W) -> (N,c3,H/4,W/4)
-        self.conv1 = ConvLayer(3, c1, 9)
+        self.conv1 = ConvLayer(3, c1, architecture.edge_kernel)
         self.in1 = nn.InstanceNorm2d(c1, affine=True)
         self.conv2 = ConvLayer(c1, c2, 3, stride=2)
         self.in2 = nn.InstanceNorm2d(c2, affine=True)
@@ -101,7 +104,7 @@ class TransformerNet(nn.Module):
         self.in4 = nn.InstanceNorm2d(c2, affine=True)
         self.deconv2 = UpsampleConvLayer(c2, c1, 3)
         self.in5 = nn.InstanceNorm2d(c1, affine=True)
-        self.deconv3 = ConvLayer(c1, 3, 9)  # no norm, no ReLU: the output is the image
+        self.deconv3 = ConvLayer(c1, 3, architecture.edge_kernel)  # no norm, no ReLU: the output is the image
         self.relu = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
