@@ -22,10 +22,16 @@ gatys-step (256 and 512 px; --quick 256)
     as the tutorials that recompute targets each step leave it); the note gives the ratio to the
     same reference with frozen weights too. painterly: `stylize` with StylizeConfig's defaults
     (L-BFGS, one loss evaluation per step, targets computed once, VGG cut after relu5_1,
-    channels-last, precision "auto" = bf16 autocast on CPUs that compute bf16 natively), apart
+    channels-last, precision "auto", which is fp32 for L-BFGS), apart
     from size, steps, random weights and one scale (as "auto" is up to 512 px); the median of the
     differences between consecutive StepEvent.elapsed after the first 2 steps. A second row
-    forces fp32. Same layers and loss weights.
+    takes the `--precision bf16` option. Same layers and loss weights.
+
+gatys-precision (512 px, 30 steps; --quick 256 px, 10 steps)
+    No times: bf16 autocast's loss curve against fp32's at every step, for L-BFGS and Adam,
+    next to fp32's own curve when the photo moves by 1e-6 (far below one 8-bit level), which
+    shows how sensitive the optimiser's path is itself. The bar for bf16 to be the default
+    ("auto") with that optimiser: within 2 % at every step.
 
 gatys-time-to-quality (512 px)
     Reference: the loss ReferenceGatys reaches after 300 Adam steps (--quick 30). 300 reference
@@ -52,12 +58,12 @@ train-step (256², batch 4)
     One training step of a fast network. Reference: `ReferenceTrainer.step` on a ready batch.
     painterly: `train()` with TrainConfig's defaults (precision "auto") on a folder of 8 generated
     photos, per-step times from TrainStepEvent.elapsed after the first 2 steps (its data loading
-    included), and forced to fp32. Images per second are in the notes.
+    included), and with `--precision bf16`. Images per second are in the notes.
 
 peak-memory
     Peak resident memory only: Gatys at 1024 px, 2 steps, one scale (reference against
     painterly), and painterly alone stylising an 8-bit 8192×8192 image with FastStylizer's
-    defaults (automatic 1024 px tiles), on torch and on ONNX Runtime (target: under 2 GiB; the
+    defaults (automatic 768 px tiles), on torch and on ONNX Runtime (target: under 2 GiB; the
     8-bit input alone is 192 MiB). --quick skips the 8192² image unless `--only peak-memory`
     asks for nothing else.
 

@@ -109,6 +109,31 @@ def painterly_time_to_quality(size: int, steps: int, target: float, cap_s: float
     }
 
 
+def precision_drift(size: int, steps: int, optimizer: str) -> dict:
+    """How far bf16 autocast's loss curve is from fp32's, step by step, next to how far fp32's
+    own curve moves when the photo moves by 1e-6 (far below one 8-bit level): the yardstick for
+    "within 2 % of fp32 at the same step" on an optimiser whose path is itself that sensitive.
+    """
+    content, style = images(size)
+    nudged = (content + 1e-6 * torch.randn(content.shape, generator=torch.Generator().manual_seed(SEED))).clamp(0, 1)
+    curves = {}
+    for name, photo, precision in (("fp32", content, "fp32"), ("bf16", content, "bf16"),
+                                   ("fp32_nudged", nudged, "fp32")):
+        losses: list[float] = []
+        settings = config(size, steps, optimizer=optimizer, precision=precision, multiscale="off")
+        stylize(photo, [style], settings, callback=_on_steps(lambda event: losses.append(event.loss)))
+        curves[name] = losses
+    return {"curves": curves, "bf16": _drift(curves["fp32"], curves["bf16"]),
+            "nudged": _drift(curves["fp32"], curves["fp32_nudged"])}
+
+
+def _drift(base: list[float], other: list[float]) -> dict:
+    """Relative differences step by step: the largest (and its 1-based step) and the last."""
+    gaps = [abs(b - a) / abs(a) for a, b in zip(base, other, strict=True)]
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
+    return {"max": gaps[worst], "max_step": worst + 1, "last": gaps[-1]}
+
+
 @dataclass
 class _UntilTarget:
     """A stylize callback that stops the run once the final scale's loss is at most `target`, or at `cap_s`."""

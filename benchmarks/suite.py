@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
-WORKLOADS = ("gatys-step", "gatys-time-to-quality", "fast-inference", "train-step", "peak-memory")
+WORKLOADS = ("gatys-step", "gatys-precision", "gatys-time-to-quality", "fast-inference", "train-step",
+             "peak-memory")
 TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
 
 
@@ -26,6 +27,8 @@ class Plan:
 
     runs: int = 3  # timed repetitions (median reported), after one warm-up
     gatys_sizes: tuple[int, ...] = (256, 512)
+    drift_size: int = 512  # Gatys loss curves, default precision against fp32
+    drift_steps: int = 30
     quality_size: int = 512
     quality_steps: int = 300  # the reference's Adam steps whose loss painterly must reach
     quality_cap_s: float = 1000.0
@@ -40,12 +43,13 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), quality_steps=30, quality_cap_s=120.0,
+QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30, quality_cap_s=120.0,
                             fast_sizes=(512, 1024), tiled_size=None)
 # For the test suite: every job at sizes that take a second or two.
 # (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
-TINY = Plan(runs=1, gatys_sizes=(64,), quality_size=64, quality_steps=3, quality_cap_s=30.0, fast_sizes=(64,),
-            train_size=32, train_batch=2, memory_gatys_size=64, tiled_size=384, tile=128, matmul_size=256)
+TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_size=64, quality_steps=3,
+            quality_cap_s=30.0, fast_sizes=(64,), train_size=32, train_batch=2, memory_gatys_size=64,
+            tiled_size=384, tile=128, matmul_size=256)
 
 
 def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
@@ -108,21 +112,32 @@ class Suite:
     scratch: Path
 
     def rows(self, workloads: tuple[str, ...]) -> list[Row]:
-        make = {"gatys-step": self.gatys_step, "gatys-time-to-quality": self.gatys_time_to_quality,
+        make = {"gatys-step": self.gatys_step, "gatys-precision": self.gatys_precision,
+                "gatys-time-to-quality": self.gatys_time_to_quality,
                 "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory}
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
-        """The default precision ("auto": bf16 on CPUs that compute it natively) and fp32, each against the
-        textbook reference; the note gives the ratio to the reference with frozen VGG weights too."""
+        """The default precision ("auto": fp32 for L-BFGS) and the bf16 option, each against the textbook
+        reference; the note gives the ratio to the reference with frozen VGG weights too."""
         rows = []
         for size in self.plan.gatys_sizes:
             reference = self._gatys_reference(size)
             frozen = self.run("gatys-reference", size=size, steps=1 + self.plan.runs, frozen=True)
-            for precision in ("auto", "fp32"):
+            for precision in ("auto", "bf16"):
                 painterly = self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision)
                 rows.append(Row("gatys-step", f"{size} px", reference, painterly, variant=precision,
                                 note=_frozen_note(frozen, painterly)))
+        return rows
+
+    def gatys_precision(self) -> list[Row]:
+        """bf16's loss curve against fp32's, for L-BFGS and Adam (no times): whether "auto" may use it."""
+        size, steps = self.plan.drift_size, self.plan.drift_steps
+        rows = []
+        for optimizer in ("lbfgs", "adam"):
+            drift = self.run("gatys-precision", size=size, steps=steps, optimizer=optimizer)
+            rows.append(Row("gatys-precision", f"{size} px, {steps} steps", None, drift, variant=optimizer,
+                            timed=False, note=_drift_note(drift)))
         return rows
 
     def _gatys_reference(self, size: int) -> dict:
@@ -179,7 +194,7 @@ class Suite:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs
         reference = self.run("train-reference", size=size, batch=batch, steps=1 + runs)
         rows = []
-        for precision in ("auto", "fp32"):
+        for precision in ("auto", "bf16"):
             painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs, precision=precision)
             rates = [result.get("images_per_s") for result in (reference, painterly)]
             note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
@@ -220,6 +235,17 @@ def _quality_note(reference: dict, step: dict, target: dict, reached: dict) -> s
     last = "never got to the final scale" if reached["loss"] is None else f"final-scale loss {reached['loss']:.5g}"
     return note + (f"{how} did NOT reach it within {reached['cap_s']:.0f} s or the step budget: {last} "
                    f"after {reached['steps']} steps.")
+
+
+def _drift_note(drift: dict) -> str:
+    if "error" in drift:
+        return ""
+    ours, nudged = drift["bf16"], drift["nudged"]
+    verdict = "yes" if ours["max"] <= 0.02 else "no"
+    return (f"loss, bf16 vs fp32: largest gap {100 * ours['max']:.2f} % (step {ours['max_step']}), "
+            f"last step {100 * ours['last']:.2f} %; within 2 % at every step: {verdict}. fp32 vs fp32 with the "
+            f"photo moved by 1e-6: largest {100 * nudged['max']:.2f} % (step {nudged['max_step']}), "
+            f"last {100 * nudged['last']:.2f} %")
 
 
 def _frozen_note(frozen: dict, painterly: dict) -> str:

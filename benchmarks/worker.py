@@ -20,6 +20,7 @@ JOBS = {
     "gatys-painterly": "benchmarks.gatys_jobs:painterly_steps",
     "gatys-adam-loss": "benchmarks.gatys_jobs:adam_target_loss",
     "gatys-to-quality": "benchmarks.gatys_jobs:painterly_time_to_quality",
+    "gatys-precision": "benchmarks.gatys_jobs:precision_drift",
     "fast-models": "benchmarks.fast_jobs:write_models",
     "fast-reference": "benchmarks.fast_jobs:reference_inference",
     "fast-painterly": "benchmarks.fast_jobs:painterly_inference",

@@ -39,7 +39,7 @@ def test_command_writes_times_speedup_share_and_memory(tmp_path):
     summary = json.loads(out.read_text())
     assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
     rows = summary["rows"]
-    assert [row["variant"] for row in rows] == ["auto", "fp32"]  # the default and plain fp32
+    assert [row["variant"] for row in rows] == ["auto", "bf16"]  # the default and the bf16 option
     for row in rows:
         assert row["workload"] == "gatys-step"
         for side in ("reference", "painterly"):
@@ -66,6 +66,17 @@ def test_the_textbook_reference_computes_weight_gradients_and_the_frozen_one_doe
     assert textbook.step() == pytest.approx(frozen.step(), rel=1e-5)  # the same loss either way
     assert textbook.vgg[0].weight.grad is not None  # conv1_1: the gradient went through to the weights
     assert all(p.grad is None and not p.requires_grad for p in frozen.vgg.parameters())
+
+
+def test_precision_drift_compares_whole_curves(one_thread):
+    drift = gatys_jobs.precision_drift(64, steps=3, optimizer="adam")
+    curves = drift["curves"]
+    assert set(curves) == {"fp32", "bf16", "fp32_nudged"} and all(len(curve) == 3 for curve in curves.values())
+    assert curves["fp32"][0] == pytest.approx(curves["fp32_nudged"][0], rel=1e-4)  # 1e-6 barely moves the start
+    gaps = [abs(b - a) / a for a, b in zip(curves["fp32"], curves["bf16"])]
+    assert 0 < max(gaps) < 0.1  # bf16 did run, and stayed near
+    assert drift["bf16"]["max"] == pytest.approx(max(gaps)) and drift["bf16"]["last"] == pytest.approx(gaps[-1])
+    assert 1 <= drift["bf16"]["max_step"] <= 3
 
 
 def test_time_to_quality_stops_at_the_target_on_the_final_scale_only(one_thread):

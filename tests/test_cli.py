@@ -14,12 +14,16 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from painterly import images
 from painterly.cli import app
+from painterly.devices import native_bf16
 from painterly.losses import PerceptualLoss
+
+from helpers import poison_loss_from
 
 FAST = ["--size", "32", "--steps", "3", "--vgg-weights", "random", "--device", "cpu", "--quiet"]
 
@@ -72,6 +76,17 @@ def test_stylize_writes_an_image_with_its_settings(pictures, tmp_path):
     assert stored["config"]["size"] == 32 and stored["config"]["vgg_weights"] == "random"
     assert stored["content"]["file"] == str(content) and len(stored["content"]["sha256"]) == 64
     assert "random" in result.stderr  # the random-weights warning is shown even with --quiet
+    # "auto" with L-BFGS (the default optimiser) is fp32; what it resolved to is recorded.
+    assert summary["precision"] == stored["precision"] == "fp32" and stored["config"]["precision"] == "auto"
+
+
+def test_stylize_records_the_precision_auto_chose_for_adam(pictures, tmp_path):
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    result = invoke("stylize", content, style, "-o", out, *FAST, "--optimizer", "adam", "--json")
+    assert result.exit_code == 0, result.output
+    expected = "bf16" if native_bf16(torch.device("cpu")) else "fp32"  # bf16 where this CPU computes it natively
+    assert json.loads(result.stdout)["precision"] == images.read_settings(out)["precision"] == expected
 
 
 def test_same_seed_same_settings_identical_file(pictures, tmp_path):
@@ -176,17 +191,7 @@ def test_offline_without_weights_names_the_three_ways_out(pictures, tmp_path, mo
 
 def test_nan_keeps_the_last_good_image(pictures, tmp_path, monkeypatch):
     content, style, _ = pictures
-    original = PerceptualLoss.forward
-    calls = {"n": 0}
-
-    def flaky(self, image, targets=None):
-        calls["n"] += 1
-        terms = original(self, image, targets)
-        if calls["n"] >= 3:
-            terms.total = terms.total * float("nan")
-        return terms
-
-    monkeypatch.setattr(PerceptualLoss, "forward", flaky)
+    poison_loss_from(monkeypatch, 3)
     out = tmp_path / "out.png"
     result = invoke("stylize", content, style, "-o", out, *FAST, "--steps", "6")
     assert result.exit_code == 1 and "nan" in result.stderr.lower()

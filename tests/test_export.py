@@ -15,7 +15,7 @@ from painterly.errors import ModelFileError, PainterlyError, UsageError
 from painterly.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_onnx_metadata
 from painterly.modelfile import save_model
 from painterly.transformer import TransformerNet
-from test_modelfile import STYLE, TRAINING, examples_state_dict, images, random_model, run
+from helpers import STYLE, TRAINING, examples_state_dict, images, random_model, run
 
 import onnx  # noqa: E402
 import onnxruntime  # noqa: E402

@@ -23,7 +23,7 @@ from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image, to_uint8
 from painterly.modelfile import save_model
 from painterly.transformer import TransformerNet
-from test_modelfile import examples_state_dict, random_model
+from helpers import examples_state_dict, random_model
 
 STYLE = {"image": "swirl.png"}
 # How much a seam may add to the column-to-column change, in units of the untiled image's median
@@ -449,6 +449,22 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
                                     "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
                                     "precision": "fp32"}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
+
+
+def test_cli_apply_records_precision_and_tiling(model_file, onnx_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from painterly.cli import app
+
+    source = picture(tmp_path / "photo.png")
+    run = CliRunner().invoke(app, ["apply", str(model_file), str(source), "-o", str(tmp_path / "out.png"),
+                                   "--precision", "fp32", "--tile", "0", "--quiet"])
+    assert run.exit_code == 0, run.output
+    settings = read_settings(tmp_path / "out.png")["settings"]
+    assert (settings["precision"], settings["tile"]) == ("fp32", 0)
+    refused = CliRunner().invoke(app, ["apply", str(onnx_file), str(source), "-o", str(tmp_path / "no.png"),
+                                       "--precision", "bf16"])
+    assert refused.exit_code == 2 and "fp32" in refused.output and not (tmp_path / "no.png").exists()
 
 
 def test_apply_matches_stylize(stylizer, tmp_path):

@@ -15,38 +15,7 @@ from painterly.errors import ModelFileError
 from painterly.modelfile import convert_model, load_model, read_metadata, save_model
 from painterly.transformer import ARCHITECTURES, Architecture, TransformerNet
 
-STYLE = {"image": "starry.jpg", "size": 256}
-TRAINING = {"lr": 0.001, "style_weight": 1e10, "batch_size": 4}
-
-
-def random_model(architecture: str = "light", *, pixel_scale: float = 1.0, seed: int = 0) -> TransformerNet:
-    """A TransformerNet with every parameter random, so a misplaced tensor changes the output."""
-    torch.manual_seed(seed)
-    model = TransformerNet(architecture, pixel_scale=pixel_scale).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return model
-
-
-def images(*shape: int, seed: int = 1) -> torch.Tensor:
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def run(model: TransformerNet, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)
-
-
-def examples_state_dict(model: TransformerNet, prefix: str = "") -> dict[str, torch.Tensor]:
-    """`model`'s weights as pytorch/examples' fast_neural_style saved them, stale InstanceNorm statistics included."""
-    state = {f"{prefix}{key}": value.clone() for key, value in model.state_dict().items()}
-    for key in [key for key in state if key.endswith(".weight") and ".in" in f".{key}"]:
-        norm = key.removesuffix(".weight")
-        state[f"{norm}.running_mean"] = torch.zeros_like(state[key])
-        state[f"{norm}.running_var"] = torch.ones_like(state[key])
-    return state
-
+from helpers import STYLE, TRAINING, examples_state_dict, images, random_model, run
 
 def one_line_error(excinfo: pytest.ExceptionInfo, path: Path) -> str:
     message = str(excinfo.value)

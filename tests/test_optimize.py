@@ -7,8 +7,9 @@ from painterly import color
 from painterly.config import StylizeConfig
 from painterly.errors import NumericalError, UsageError
 from painterly.events import DoneEvent, MessageEvent, StepEvent, StopRequested
-from painterly.losses import PerceptualLoss
 from painterly.optimize import stylize
+
+from helpers import poison_loss_from
 
 
 def _image(seed, h=48, w=64, tint=(1.0, 1.0, 1.0)):
@@ -112,17 +113,7 @@ def test_histogram_preservation_gives_the_style_the_content_colours():
 
 
 def test_nan_loss_stops_with_the_last_good_image(monkeypatch):
-    calls = {"n": 0}
-    original = PerceptualLoss.forward
-
-    def flaky(self, image, content=None):
-        calls["n"] += 1
-        terms = original(self, image, content)
-        if calls["n"] >= 4:
-            terms.total = terms.total * float("nan")
-        return terms
-
-    monkeypatch.setattr(PerceptualLoss, "forward", flaky)
+    poison_loss_from(monkeypatch, 4)
     with pytest.raises(NumericalError) as caught:
         _run(_config(steps=10, optimizer="adam"))
     assert caught.value.step == 4

@@ -21,7 +21,7 @@ from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.modelfile import save_model
 from painterly.video import _Smoother, is_video, read_video_settings, stylize_video
-from test_modelfile import random_model
+from helpers import random_model
 
 import av  # noqa: E402
 

@@ -27,7 +27,7 @@ app = typer.Typer(
 
 _DEFAULTS = StylizeConfig()
 _TRAIN = TrainConfig()
-_PRECISION_HELP = "auto (bf16 where the GPU or CPU computes it natively, else fp32), fp32, bf16 or fp16 (GPU)."
+_PRECISION_HELP = "auto (bf16 where the GPU or CPU computes it natively and it keeps to fp32's results), fp32, bf16 or fp16 (GPU)."
 
 
 def user_errors(command):
@@ -262,7 +262,7 @@ def apply(
     size: Annotated[Optional[int], typer.Option(help="Resize the long side first.")] = None,
     tile: Annotated[Optional[int], typer.Option(
         help="Stylise large images in N-pixel tiles (bounded memory); 0 = never "
-             "[default: 1024-pixel tiles for images over 2048² pixels].")] = None,
+             "[default: 768-pixel tiles for images over 2048² pixels].")] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = 4,
     smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = 0.0,

@@ -54,7 +54,9 @@ class StylizeConfig:
     loss_normalisation: str = "target"  # "paper" gives the exact Gatys formulas (see docs)
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # "auto": bf16 where the GPU or CPU computes it natively, else fp32 (devices.py)
+    # "auto": bf16 autocast with Adam where the GPU or CPU computes bf16 natively; fp32 with L-BFGS
+    # (its bf16 loss curve is not within 2 % of fp32's) and on other hardware.
+    precision: str = "auto"
     save_every: int = 0  # >0: hand an intermediate image to the callback every N steps
 
     def __post_init__(self) -> None:
@@ -73,30 +75,16 @@ class StylizeConfig:
         if self.coarse_steps is not None:
             _positive_int("coarse_steps", self.coarse_steps)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
         _choice("multiscale", self.multiscale, MULTISCALE)
-        _choice("pooling", self.pooling, ("max", "avg"))
-        _choice("vgg", self.vgg, ("vgg16", "vgg19"))
-        _choice("loss_normalisation", self.loss_normalisation, ("target", "paper"))
+        _check_loss_and_device(self)
         if self.preserve_color is not None:
             _choice("preserve_color", self.preserve_color, COLOR_MODES)
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise UsageError(f"{name} must be a non-negative number, got {value}")
         if not (math.isfinite(self.style_scale) and self.style_scale > 0):
             raise UsageError(f"style_scale must be positive, got {self.style_scale}")
         if not self.content_layers and self.content_weight > 0:
             raise UsageError("content_layers is empty; set content_weight 0 for pure texture synthesis")
-        if not self.style_layers:
-            raise UsageError("style_layers must name at least one layer")
-        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
-            raise UsageError(
-                f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers"
-            )
         _positive_int("min_scale", self.min_scale)
         if self.save_every < 0:
             raise UsageError("save_every must be 0 (off) or a positive number of steps")
@@ -130,6 +118,25 @@ class StylizeConfig:
 
     def replace(self, **changes) -> StylizeConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _check_loss_and_device(config: StylizeConfig | TrainConfig) -> None:
+    """The checks both methods share: the perceptual loss's settings, the device and the precision."""
+    _choice("device", config.device, DEVICES)
+    _choice("precision", config.precision, PRECISIONS)
+    _choice("vgg", config.vgg, ("vgg16", "vgg19"))
+    _choice("pooling", config.pooling, ("max", "avg"))
+    _choice("loss_normalisation", config.loss_normalisation, ("target", "paper"))
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        value = getattr(config, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{name} must be a non-negative number, got {value}")
+    if not config.style_layers:
+        raise UsageError("style_layers must name at least one layer")
+    if config.style_layer_weights is not None and len(config.style_layer_weights) != len(config.style_layers):
+        raise UsageError(
+            f"{len(config.style_layer_weights)} style layer weights for {len(config.style_layers)} style layers"
+        )
 
 
 def _layer_weights(layers: tuple[str, ...], weights: tuple[float, ...] | None) -> dict[str, float]:
@@ -201,25 +208,11 @@ class TrainConfig:
             raise UsageError(f"size must be a multiple of 4 (the network downsamples twice), got {self.size}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise UsageError(f"{name} must be a non-negative number, got {value}")
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("device", self.device, DEVICES)
-        _choice("vgg", self.vgg, ("vgg16", "vgg19"))
-        _choice("pooling", self.pooling, ("max", "avg"))
-        _choice("loss_normalisation", self.loss_normalisation, ("target", "paper"))
         _choice("arch", self.arch, ("standard", "light"))
+        _check_loss_and_device(self)
         if self.workers < 0 or self.preview_every < 0:
             raise UsageError("workers and preview_every must not be negative")
-        if not self.style_layers:
-            raise UsageError("style_layers must name at least one layer")
-        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
-            raise UsageError(
-                f"{len(self.style_layer_weights)} style layer weights for {len(self.style_layers)} style layers"
-            )
 
     def layer_weights(self) -> dict[str, float]:
         return _layer_weights(self.style_layers, self.style_layer_weights)

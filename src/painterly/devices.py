@@ -43,9 +43,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
     "auto" takes bf16 where the hardware computes it natively (CUDA GPUs from Ampere on, and
     CPUs with AVX-512 BF16 or AMX) and fp32 elsewhere, where bf16 would be emulated and slower.
-    Measured against fp32 (docs/benchmarks.md): Gatys' Adam loss curve stays within 0.5 % step
-    by step, L-BFGS's within the spread fp32 itself shows when the input moves by 1e-6, and a
-    fast network's output within 55 dB PSNR. fp16 needs loss scaling and a GPU.
+    Callers narrow "auto" where bf16 failed the project's bar (a loss curve within 2 % of fp32's
+    at every step, docs/benchmarks.md): Gatys with L-BFGS and training on CPUs stay fp32. Gatys
+    with Adam stays within 0.5 %, and a fast network's output within 55 dB PSNR of fp32's.
+    fp16 needs loss scaling and a GPU.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")

@@ -39,12 +39,13 @@ MIN_TILE = 32
 ONNX_SIZE_MULTIPLE = 4
 _OOM_HINT = "--tile 512 stylises a large image in pieces"
 # tile=None ("auto"): images over AUTO_TILE_ABOVE pixels go in AUTO_TILE tiles. Whole, the standard
-# network takes about 1 KiB of memory a pixel (4.4 GiB at 2048²); tiled, an 8192² image fits in
-# under 2 GiB (docs/benchmarks.md), for about 30 % more work in the overlaps.
-AUTO_TILE = 1024
+# network takes about 1 KiB of memory a pixel (4.4 GiB at 2048²). An 8192² photo in 768² tiles peaked
+# at 1.6 GiB on torch and 1.0 GiB on ONNX Runtime, against 2.1 and 6.3 GiB in 1024² tiles, at the
+# same speed on torch and 15 % slower on ONNX Runtime (docs/benchmarks.md).
+AUTO_TILE = 768
 AUTO_TILE_ABOVE = 2048 * 2048
 # A batch of tiles holds at most this many pixels: at a megapixel the network is already as fast
-# per pixel as it gets, and each tile more in flight costs its activations' memory (~0.5 GiB at 1024²).
+# per pixel as it gets, and each tile more in flight costs its activations' memory (~1 GiB at 1024² in fp32).
 TILE_BATCH_PIXELS = 1024 * 1024
 
 

@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .errors import WeightsError
+from .provenance import file_sha256
 
 ARCHS = ("vgg16", "vgg19")
 
@@ -186,14 +187,11 @@ def _unreadable(path: Path, error: OSError) -> WeightsError:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """provenance.file_sha256, with a read error as a WeightsError naming the file."""
     try:
-        with open(path, "rb") as file:
-            for chunk in iter(lambda: file.read(_CHUNK), b""):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError as error:
         raise _unreadable(path, error) from error
-    return digest.hexdigest()
 
 
 def verify(path: Path, spec: WeightsSpec) -> bool:
