@@ -67,9 +67,9 @@ peak-memory
     8-bit input alone is 192 MiB). --quick skips the 8192² image unless `--only peak-memory`
     asks for nothing else.
 
-painterly's jobs run with the malloc setting painterly's CLI makes at start-up
-(`painterly.allocator.keep_freed_memory`); the references run with glibc's defaults, as a
-script of theirs would. GPU figures come from a separate script, `python -m benchmarks.gpu`.
+painterly's jobs run with the malloc setting painterly's CLI makes
+(`painterly.allocator.keep_freed_memory`; not for ONNX Runtime, as `painterly apply`); the
+references run with glibc's defaults, as a script of theirs would. GPU figures come from a separate script, `python -m benchmarks.gpu`.
 
 The timings are only as good as the machine is quiet: a shared machine makes them noisy.
 """

@@ -467,6 +467,21 @@ def test_cli_apply_records_precision_and_tiling(model_file, onnx_file, tmp_path)
     assert refused.exit_code == 2 and "fp32" in refused.output and not (tmp_path / "no.png").exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt exists on Linux only")
+def test_cli_apply_keeps_freed_memory_on_the_torch_backend_only(model_file, onnx_file, tmp_path):
+    """ONNX Runtime's threads each get a malloc arena: kept blocks there cost memory, not time."""
+    code = ("import sys\nfrom painterly import allocator\nfrom painterly.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as done:\n    assert not done.code, done.code\n"
+            "print(allocator._done)")
+    source = picture(tmp_path / "photo.png")
+    kept = {}
+    for model in (model_file, onnx_file):
+        args = ["apply", str(model), str(source), "-o", str(tmp_path / f"{model.suffix[1:]}.png"), "--quiet"]
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+        kept[model.suffix] = done.stdout.split()[-1]
+    assert kept == {".safetensors": "True", ".onnx": "None"}
+
+
 def test_apply_matches_stylize(stylizer, tmp_path):
     source = picture(tmp_path / "photo.png", 37, 53)
     apply_files(stylizer, [source], tmp_path / "out.png", size=40)

@@ -8,7 +8,10 @@ glibc's defaults and 2.3 s with large blocks kept on the heap (docs/benchmarks.m
 
 This is process-wide, so the library never does it by itself: the CLI (and so the web UI)
 calls `keep_freed_memory()` at start-up, and API users may call it too. It costs up to
-`TRIM_THRESHOLD` of freed memory held for reuse instead of returned.
+`TRIM_THRESHOLD` of freed memory held for reuse instead of returned. Not for ONNX Runtime: its
+worker threads each get a malloc arena, and with large blocks kept in all of them an 8-bit
+4096² image peaked at 3.1 GiB instead of 0.84 GiB, for 10 % more speed; `painterly apply`
+applies it only on the torch backend.
 """
 
 from __future__ import annotations
