@@ -38,20 +38,20 @@ def out_of_memory_error(what: str, device: torch.device) -> PainterlyError:
     return PainterlyError(f"out of memory on {device.type} while {what}; try {hint}")
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device, *, auto_bf16: bool = True) -> torch.dtype | None:
     """The dtype to autocast the networks to, or None for fp32; losses are summed in fp32 regardless.
 
     "auto" takes bf16 where the hardware computes it natively (CUDA GPUs from Ampere on, and
     CPUs with AVX-512 BF16 or AMX) and fp32 elsewhere, where bf16 would be emulated and slower.
-    Callers narrow "auto" where bf16 failed the project's bar (a loss curve within 2 % of fp32's
-    at every step, docs/benchmarks.md): Gatys with L-BFGS and training on CPUs stay fp32. Gatys
-    with Adam stays within 0.5 %, and a fast network's output within 55 dB PSNR of fp32's.
+    `auto_bf16=False` keeps "auto" in fp32 where bf16 failed the project's bar (a loss curve within
+    2 % of fp32's at every step, docs/benchmarks.md): Gatys with L-BFGS, and training on CPUs.
+    Gatys with Adam stays within 0.5 %, and a fast network's output within 55 dB PSNR of fp32's.
     fp16 needs loss scaling and a GPU.
     """
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     if precision == "auto":
-        return torch.bfloat16 if native_bf16(device) else None
+        return torch.bfloat16 if auto_bf16 and native_bf16(device) else None
     if precision == "fp16" and device.type != "cuda":
         raise UsageError(f"--precision fp16 needs a CUDA GPU (it relies on loss scaling); use bf16 on {device.type}")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

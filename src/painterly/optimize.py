@@ -69,9 +69,8 @@ class _Run:
         ).to(device)
         # "auto" keeps L-BFGS in fp32: in bf16 its loss curve left fp32's by far more than 2 % in the
         # first steps (gatys-precision in docs/benchmarks.md); Adam's stays within 0.5 % at every step.
-        lbfgs_auto = config.precision == "auto" and config.optimizer == "lbfgs"
-        precision = "fp32" if lbfgs_auto else config.precision
-        self.encoder.set_speed(autocast=autocast_dtype(precision, device), channels_last=True)
+        autocast = autocast_dtype(config.precision, device, auto_bf16=config.optimizer == "adam")
+        self.encoder.set_speed(autocast=autocast, channels_last=True)
         if self.encoder.weights_description.startswith("random"):
             callback(MessageEvent(RANDOM_WARNING, "warning"))
         self.loss = PerceptualLoss(

@@ -141,8 +141,7 @@ class _Trainer:
         self.procs, self.device = procs, procs.device
         # "auto" is bf16 on CUDA only: on CPUs a bf16 run's loss left fp32's by more than fp32's own
         # spread when its learning rate moves by 1e-6 (docs/benchmarks.md), so there it is asked for.
-        cpu_auto = config.precision == "auto" and self.device.type != "cuda"
-        self.autocast = autocast_dtype("fp32" if cpu_auto else config.precision, self.device)
+        self.autocast = autocast_dtype(config.precision, self.device, auto_bf16=self.device.type == "cuda")
         seed_everything(config.seed)  # a resume then restores the generators' later states
         self.model = TransformerNet(config.arch).to(self.device)
         self.net = self.model
