@@ -27,7 +27,7 @@ class Plan:
 
     runs: int = 3  # timed repetitions (median reported), after one warm-up
     gatys_sizes: tuple[int, ...] = (256, 512)
-    drift_size: int = 512  # Gatys loss curves, default precision against fp32
+    drift_size: int = 512  # Gatys loss curves, bf16 against fp32
     drift_steps: int = 30
     quality_size: int = 512
     quality_steps: int = 300  # the reference's Adam steps whose loss painterly must reach
@@ -43,8 +43,8 @@ class Plan:
 
 
 FULL = Plan()
-QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30, quality_cap_s=120.0,
-                            fast_sizes=(512, 1024), tiled_size=None)
+QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30,
+                            quality_cap_s=120.0, fast_sizes=(512, 1024), tiled_size=None)
 # For the test suite: every job at sizes that take a second or two.
 # (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
 TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_size=64, quality_steps=3,
@@ -123,7 +123,7 @@ class Suite:
         rows = []
         for size in self.plan.gatys_sizes:
             reference = self._gatys_reference(size)
-            frozen = self.run("gatys-reference", size=size, steps=1 + self.plan.runs, frozen=True)
+            frozen = self._gatys_reference(size, frozen=True)
             for precision in ("auto", "bf16"):
                 painterly = self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision)
                 rows.append(Row("gatys-step", f"{size} px", reference, painterly, variant=precision,
@@ -140,8 +140,8 @@ class Suite:
                             timed=False, note=_drift_note(drift)))
         return rows
 
-    def _gatys_reference(self, size: int) -> dict:
-        return self.run("gatys-reference", size=size, steps=1 + self.plan.runs)
+    def _gatys_reference(self, size: int, frozen: bool = False) -> dict:
+        return self.run("gatys-reference", size=size, steps=1 + self.plan.runs, frozen=frozen)
 
     def gatys_time_to_quality(self) -> list[Row]:
         """painterly's time to the loss the reference reaches in N Adam steps; the reference's time is

@@ -117,6 +117,6 @@ class TransformerNet(nn.Module):
         y = self.relu(self.in4(self.deconv1(y)))
         y = self.relu(self.in5(self.deconv2(y)))
         # The output layer stays fp32 under autocast: bf16 would round the image to 8 significant
-        # bits (steps of 1/256 near white), and this one layer is 5 % of the network's work.
+        # bits (steps of 1/256 near white), and this one layer is 5 % of the standard network's work.
         with torch.autocast(y.device.type, enabled=False):
             return self.deconv3(y.float()) / self.pixel_scale
