@@ -69,7 +69,8 @@ peak-memory
 
 painterly's jobs run with the malloc setting painterly's CLI makes
 (`painterly.allocator.keep_freed_memory`; not for ONNX Runtime, as `painterly apply`); the
-references run with glibc's defaults, as a script of theirs would. GPU figures come from a separate script, `python -m benchmarks.gpu`.
+references run with glibc's defaults, as a script of theirs would. GPU figures come from a separate script,
+`python -m benchmarks.gpu`.
 
 The timings are only as good as the machine is quiet: a shared machine makes them noisy.
 """

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
 
 from .inputs import SEED, square_content
@@ -65,7 +66,7 @@ def reference_network(model: Path) -> ReferenceTransformerNet:
 
 def reference_inference(model: str, size: int, runs: int) -> dict:
     """ReferenceTransformerNet.stylize (no_grad, eager fp32) on a size×size photo; conv FLOPs counted."""
-    from painterly.images import to_tensor
+    from painterly.pixels import to_tensor
 
     net = reference_network(Path(model))
     image = to_tensor(square_content(size))
@@ -76,7 +77,7 @@ def reference_inference(model: str, size: int, runs: int) -> dict:
 
 def painterly_inference(model: str, size: int, runs: int, backend: str, precision: str = "auto") -> dict:
     """FastStylizer.stylize, array in and array out, on the same photo with the `backend` asked for."""
-    stylizer = FastStylizer(model, backend=backend, device="cpu", precision=precision)
+    stylizer = FastStylizer(model, ApplyConfig(backend=backend, device="cpu", precision=precision))
     image = square_content(size)
     return time_calls(lambda: stylizer.stylize(image), runs).summary()
 
@@ -88,9 +89,9 @@ def painterly_tiled(model: str, size: int, tile: int | None = None, backend: str
     8-bit in and out, as `painterly apply` reads and writes image files. The image is a 1024² photo
     repeated, made without full-size temporaries, so the peak is the input plus what stylising it takes.
     """
-    from painterly.images import to_uint8
+    from painterly.pixels import to_uint8
 
-    stylizer = FastStylizer(model, backend=backend, device="cpu", tile=tile)
+    stylizer = FastStylizer(model, ApplyConfig(backend=backend, device="cpu", tile=tile))
     patch = min(size, 1024)
     image = np.tile(to_uint8(square_content(patch)), (size // patch, size // patch, 1))
     start = time.perf_counter()

@@ -16,8 +16,8 @@ import torch
 
 from painterly.config import StylizeConfig
 from painterly.events import Callback, Event, StepEvent, StopRequested
-from painterly.images import to_tensor
 from painterly.optimize import stylize
+from painterly.pixels import to_tensor
 from painterly.weights import random_state_dict
 
 from .inputs import SEED, content_image, style_image
@@ -121,7 +121,7 @@ def precision_drift(size: int, steps: int, optimizer: str) -> dict:
                                    ("fp32_nudged", nudged, "fp32")):
         losses: list[float] = []
         settings = config(size, steps, optimizer=optimizer, precision=precision, multiscale="off")
-        stylize(photo, [style], settings, callback=_on_steps(lambda event: losses.append(event.loss)))
+        stylize(photo, [style], settings, callback=_on_steps(lambda event, into=losses: into.append(event.loss)))
         curves[name] = losses
     return {"curves": curves, "bf16": _drift(curves["fp32"], curves["bf16"]),
             "nudged": _drift(curves["fp32"], curves["fp32_nudged"])}

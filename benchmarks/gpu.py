@@ -1,20 +1,21 @@
-"""`python -m benchmarks.gpu [--tiny] [--json PATH]`: painterly's speed on one CUDA GPU, in under 8 minutes.
+"""`python -m benchmarks.gpu [--tiny] [--json PATH] [--budget-s S]`: painterly's speed on one CUDA GPU, in under
+8 minutes.
 
 A prepared script for a short, paid-for GPU session: one command, one table, JSON written after
 every row (so a run cut short still leaves what it measured).
 
 Fast-NST training (256², batch 4, 16, 32): images/s of the step `train()` takes
-(`training._Trainer.train_step`, on random photos already on the GPU, so no data loading),
+(`training.Trainer.train_step`, on random photos already on the GPU, so no data loading),
 after untimed warm-up steps (their time, compilation included, is reported), with
-torch.cuda.synchronize() around the timed steps. Each variant adds one change to the one before:
+torch.cuda.synchronize() around the timed steps. Each variant adds one TrainConfig setting to
+the one before:
 
     fp32             precision="fp32" (cuDNN may still use TF32 for convs: see the header)
-    bf16             precision="bf16", as train() runs it (the TransformerNet and VGG in autocast)
-    bf16+cl          also channels-last TransformerNet, photos and encoder, as stylize() does
-    bf16+cl+compile  also torch.compile of the TransformerNet and of the encoder
+    bf16             precision="bf16" (the TransformerNet and VGG in autocast)
+    bf16+cl          also channels_last=True: TransformerNet, photos and encoder, as stylize() does
+    bf16+cl+compile  also compile=True: torch.compile of the TransformerNet and of the encoder
 
-train() has no option for the last two, so they are made by changing a `_Trainer`'s pieces
-here, not the library. Each row gives the projected time of Johnson et al.'s recipe at its
+Each row gives the projected time of Johnson et al.'s recipe at its
 rate: 40,000 steps × batch 4 = 160,000 images at 256² (target: under 10 minutes, ≈ 270 img/s).
 
 Gatys: wall time of `stylize()` for 500 steps at 512 px, StylizeConfig's defaults apart from
@@ -24,14 +25,18 @@ size, steps, one scale, random VGG weights and the device; L-BFGS and Adam, fp32
 Each row has a time cap (a row past it stops early and says so) and the script a budget:
 rows that would start after it are reported as skipped, torch.compile rows last, since
 compiling is the slowest and least certain. A failing row is an error row; the rest still run.
+`--budget-s S` sets the budget; `--budget-s 0` lifts it and the row caps, so every row runs all
+its steps and what runs never depends on the machine's speed (the test suite runs it so).
 `--tiny` runs everything on the CPU at toy sizes in seconds, for the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
+import math
 import sys
 import time
 import warnings
@@ -45,9 +50,9 @@ from painterly.config import StylizeConfig, TrainConfig
 from painterly.devices import resolve_device
 from painterly.errors import PainterlyError
 from painterly.events import Event, StepEvent, StopRequested
-from painterly.images import to_tensor
 from painterly.optimize import stylize
-from painterly.training import _Processes, _Trainer
+from painterly.pixels import to_tensor
+from painterly.training import Trainer
 
 from .inputs import SEED, content_image, image_source, style_image
 
@@ -72,9 +77,13 @@ class Plan:
     gatys_size: int
     gatys_steps: int
     gatys_s: float  # a Gatys run is stopped after this many seconds and reports the steps done
-    budget_s: float  # no row starts after this, counted from the script's start
+    budget_s: float  # no row starts after this, counted from the script's start; inf: no budget
     compile_reserve_s: float  # a compile row starts only with this much budget left
     compile: bool
+
+    def unlimited(self) -> Plan:
+        """No budget and no row caps: every row runs all its steps, however slow the machine."""
+        return dataclasses.replace(self, row_s=math.inf, gatys_s=math.inf, budget_s=math.inf)
 
 
 GPU = Plan("cuda", 256, (4, 16, 32), warmup_steps=3, timed_steps=50, row_s=5.0, gatys_size=512, gatys_steps=500,
@@ -111,26 +120,23 @@ def guarded(measure: Any, *args: Any) -> dict[str, Any]:
 def train_row(plan: Plan, variant: str, batch: int, style: torch.Tensor) -> dict[str, Any]:
     """Images/s of painterly's training step in `variant`, on random photos already on the device."""
     config = TrainConfig(size=plan.size, batch_size=batch, vgg_weights="random", seed=SEED, device=plan.device,
-                         precision="fp32" if variant == "fp32" else "bf16")
+                         precision="fp32" if variant == "fp32" else "bf16", channels_last="+cl" in variant,
+                         compile="+compile" in variant)
     device = resolve_device(plan.device)
     fresh_memory(device)
-    trainer = _Trainer(config, style, _Processes(device))
+    if config.compile:
+        # A reset first, so that each row's warm-up times its own compile and no row meets the
+        # recompile limit (past it torch runs eager, silently).
+        torch.compiler.reset()
+    trainer = Trainer(config, style)
     photos = torch.rand(batch, 3, plan.size, plan.size, device=device)
-    if "+cl" in variant:
-        trainer.encoder.set_speed(autocast=trainer.autocast, channels_last=True)
-        trainer.model.to(memory_format=torch.channels_last)
+    if config.channels_last:  # as a loader would hand them over; train_step converts them otherwise
         photos = photos.contiguous(memory_format=torch.channels_last)
-    if "+compile" in variant:
-        # Static shapes: a training run keeps one batch size. A reset first, so that each row's warm-up
-        # times its own compile and no row meets the recompile limit (past it torch runs eager, silently).
-        torch._dynamo.reset()
-        trainer.net = torch.compile(trainer.model, dynamic=False)
-        trainer.loss.encoder = torch.compile(trainer.encoder, dynamic=False)  # the loss calls this, not trainer.encoder
     nonfinite = 0
 
     def step() -> None:
         nonlocal nonfinite
-        nonfinite += trainer.train_step(photos, config.lr) is None  # it syncs: it reads the losses back
+        nonfinite += trainer.train_step(photos) is None  # it syncs: it reads the losses back
 
     sync(device)
     start = time.perf_counter()
@@ -193,7 +199,8 @@ class Run:
         self.plan, self.json_path, self.start = plan, json_path, time.perf_counter()
         self.device = resolve_device(plan.device)
         self.summary: dict[str, Any] = {
-            "mode": mode, "machine": machine(self.device), "images": image_source(), "budget_s": plan.budget_s,
+            "mode": mode, "machine": machine(self.device), "images": image_source(),
+            "budget_s": plan.budget_s if math.isfinite(plan.budget_s) else 0,  # 0: none
             "targets": {"johnson_images": JOHNSON_IMAGES, "johnson_s": JOHNSON_TARGET_S, "gatys_s": GATYS_TARGET_S},
             "training": [], "gatys": [], "complete": False}
 
@@ -201,7 +208,7 @@ class Run:
         return self.plan.budget_s - (time.perf_counter() - self.start)
 
     def add(self, kind: str, row: dict[str, Any], measure: Any, *args: Any, reserve: float = 0.0) -> None:
-        if self.left() <= reserve:
+        if self.left() <= reserve:  # never with an unlimited budget: inf - elapsed > reserve
             result = {"error": f"skipped: under {reserve:.0f} s of the script's {self.plan.budget_s:.0f} s budget left"}
         else:
             result = guarded(measure, *args)
@@ -221,8 +228,15 @@ def main(argv: list[str] | None = None) -> int:
                                      "stylize speed on one CUDA GPU; see the module docstring")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU, in seconds (for the tests)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--budget-s", type=float, metavar="S",
+                        help="the script's time budget in seconds [default: 400, or 50 with --tiny]; 0: no budget "
+                             "and no row caps, so every row runs all its steps whatever the machine's speed")
     args = parser.parse_args(argv)
     plan = TINY if args.tiny else GPU
+    if args.budget_s is not None:
+        if not (math.isfinite(args.budget_s) and args.budget_s >= 0):
+            parser.error(f"--budget-s must be 0 (no limit) or a number of seconds, got {args.budget_s}")
+        plan = plan.unlimited() if args.budget_s == 0 else dataclasses.replace(plan, budget_s=args.budget_s)
     try:
         run = Run(plan, "tiny" if args.tiny else "gpu", args.json)
     except PainterlyError as error:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from painterly.images import read_array, resize_long_side, resize_to, save_image
+from painterly.images import read_array, save_image
+from painterly.pixels import resize_long_side, resize_to
 from painterly.samples import landscape, swirl_painting
 
 SEED = 0  # of the random VGG weights (weights.random_state_dict) and the random TransformerNet

@@ -64,7 +64,7 @@ class ReferenceGatys:
     def loss(self, image):
         generated, target_c, target_s = self._features(image), self._features(self.content), self._features(self.style)
         cw, sw, tw = self.weights
-        content = sum(content_loss(generated[l], target_c[l], "target") for l in self.content_layers)
+        content = sum(content_loss(generated[name], target_c[name], "target") for name in self.content_layers)
         style = 0.0
         for layer, weight in self.style_layers.items():
             g, a = generated[layer], target_s[layer]

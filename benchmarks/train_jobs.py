@@ -14,7 +14,7 @@ import torch
 
 from painterly.config import TrainConfig
 from painterly.events import Event, TrainStepEvent
-from painterly.images import to_tensor
+from painterly.pixels import to_tensor
 from painterly.training import train
 from painterly.weights import random_state_dict
 

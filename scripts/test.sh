@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine, then run the whole test suite.
+# Set up everything on a fresh machine, lint and type-check, then run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,4 +8,8 @@ scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+echo "ruff: $(.venv/bin/ruff --version)"
+.venv/bin/ruff check src tests benchmarks
+echo "mypy: $(.venv/bin/mypy --version)"
+.venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

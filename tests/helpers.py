@@ -1,7 +1,17 @@
-"""Helpers several test modules share: random fast models in the formats painterly reads, and a
-loss that turns NaN on cue. (Imported as `helpers`: pytest puts tests/ on sys.path.)"""
+"""Helpers several test modules share: random fast models in the formats painterly reads, a loss
+that turns NaN on cue, and outputs that cannot be written (a full disk, a folder nothing can be
+created in). (Imported as `helpers`: pytest puts tests/ on sys.path.)"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,3 +65,41 @@ def poison_loss_from(monkeypatch: pytest.MonkeyPatch, evaluation: int) -> None:
         return terms
 
     monkeypatch.setattr(PerceptualLoss, "forward", poisoned)
+
+
+def run_limited(code: str, *, limit: int = 4096, cwd: Path | None = None, args: tuple[str, ...] = ()
+                ) -> subprocess.CompletedProcess:
+    """Run Python `code` (or `python -m painterly ARGS` when code is empty) where no file may grow past `limit` bytes.
+
+    RLIMIT_FSIZE makes the kernel refuse the write (EFBIG, "File too large"); Python ignores SIGXFSZ,
+    so the writer sees the error as it would see ENOSPC on a full disk.
+    """
+    import resource
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    command = [sys.executable, "-B", "-m", "painterly", *args] if not code else [sys.executable, "-B", "-c",
+                                                                                 textwrap.dedent(code)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, preexec_fn=limit_files,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+@contextmanager
+def unwritable_folder(folder: Path) -> Iterator[Path]:
+    """A folder in which nothing can be created, for whoever runs the tests."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield folder
+        finally:
+            folder.chmod(0o700)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root, and this file system cannot make a folder immutable (chattr +i)")
+    try:
+        yield folder
+    finally:
+        subprocess.run([chattr, "-i", str(folder)], check=True)

@@ -1,5 +1,8 @@
 """`python -m benchmarks.gpu --tiny` on the CPU: the GPU script must run end to end before it is given
-scarce GPU time, with every training variant and Gatys run in its JSON and its table."""
+scarce GPU time, with every training variant and Gatys run in its JSON and its table.
+
+It runs with `--budget-s 0` (no budget, no row caps), so what runs does not depend on the machine's
+speed, and the test asserts nothing about the times but that they are consistent."""
 
 from __future__ import annotations
 
@@ -19,12 +22,13 @@ GATYS = [("lbfgs", "fp32"), ("lbfgs", "bf16"), ("adam", "fp32"), ("adam", "bf16"
 def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--budget-s", "0", "--json", str(out)],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     assert summary["complete"] and summary["mode"] == "tiny" and summary["machine"]["torch"]
+    assert summary["budget_s"] == 0  # none
 
     training = summary["training"]
     assert [row["variant"] for row in training] == VARIANTS  # one batch size with --tiny
@@ -35,6 +39,7 @@ def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
             continue
         assert "error" not in row, row
         assert row["images_per_s"] > 0 and row["timed_steps"] >= 3 and row["nonfinite_steps"] == 0
+        assert row["timed_steps"] == 3  # all of them: no row cap
         assert row["images_per_s"] * row["step_s"] == pytest.approx(row["batch"])
         assert row["johnson_projection_s"] == pytest.approx(summary["targets"]["johnson_images"] / row["images_per_s"])
         assert row["peak_memory_bytes"] is None  # CUDA memory only
@@ -51,3 +56,12 @@ def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
     for variant in VARIANTS:
         assert any(line.split()[:2] == ["train", variant] for line in lines), variant
     assert sum(line.startswith("gatys 3") for line in lines) == len(GATYS)
+
+
+def test_a_budget_that_is_not_a_number_of_seconds_is_refused(capsys):
+    from benchmarks.gpu import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--tiny", "--budget-s", "-1"])
+    assert exited.value.code == 2
+    assert "--budget-s must be 0 (no limit) or a number of seconds, got -1.0" in capsys.readouterr().err

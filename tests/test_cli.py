@@ -8,9 +8,11 @@ real exit code and that no traceback reaches the user.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -18,12 +20,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers import poison_loss_from
 from painterly import images
 from painterly.cli import app
 from painterly.devices import native_bf16
 from painterly.losses import PerceptualLoss
-
-from helpers import poison_loss_from
 
 FAST = ["--size", "32", "--steps", "3", "--vgg-weights", "random", "--device", "cpu", "--quiet"]
 
@@ -290,3 +291,137 @@ def test_progress_bar_on_a_terminal_shows_step_scale_and_loss(pictures, tmp_path
     text = screen.getvalue()
     assert "scale 1/1 32x27" in text and "loss=" in text and "3/3" in text
     assert "warning" in text and "random" in text
+
+
+# --- apply and export: one line for what cannot be done, and signals -------------------------------
+
+
+@pytest.fixture
+def fast_model(tmp_path):
+    from helpers import random_model
+    from painterly.modelfile import save_model
+
+    return save_model(random_model("light"), tmp_path / "light.safetensors")
+
+
+def write_clip(path, frames=12, width=64, height=48):
+    """A short H.264 clip of noise, written with PyAV."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_apply_size_over_the_pixel_limit_is_one_line(fast_model, pictures, tmp_path):
+    content, _, _ = pictures
+    out = tmp_path / "out.png"
+    result = invoke("apply", fast_model, content, "-o", out, "--size", "60000", "--device", "cpu")
+    assert_clean_failure(result, out, str(content), "--size 60000", "over the limit")
+
+
+def test_apply_max_pixels_covers_videos(fast_model, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "out.mp4"
+    result = invoke("apply", fast_model, clip, "-o", out, "--max-pixels", "1000", "--device", "cpu")
+    assert_clean_failure(result, out, str(clip), "over the limit of 1,000")
+    assert not list(tmp_path.glob(".out.mp4*"))
+
+
+def test_export_to_an_unwritable_place_is_one_line(fast_model, tmp_path):
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    out = tmp_path / "taken" / "light.onnx"
+    assert_clean_failure(invoke("export", fast_model, "-o", out), out, str(out), "cannot write")
+
+
+# A real `painterly` process that pauses, at a progress event, until a signal arrives: the test then
+# knows what was written before the signal, whatever the machine's speed.
+PAUSING_APPLY = """
+import sys, time
+from pathlib import Path
+from painterly import events
+from painterly.cli import main
+from painterly.progress import ProgressPrinter
+
+marker, kind, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+show = ProgressPrinter.__call__
+
+def pausing(self, event):
+    show(self, event)
+    if kind == "files" and isinstance(event, events.ApplyEvent) and event.done == count or (
+            kind == "frames" and isinstance(event, events.VideoProgressEvent) and event.frames_done == count):
+        marker.write_text("paused")
+        time.sleep(600)  # until the test's signal
+
+ProgressPrinter.__call__ = pausing
+main(sys.argv[4:])
+"""
+
+
+def apply_until_signal(tmp_path, signum, kind, count, *args):
+    """Run `painterly apply ARGS`, send `signum` once it has paused after `count` files or frames;
+    (exit code, stderr lines)."""
+    marker = tmp_path / "paused"
+    process = subprocess.Popen([sys.executable, "-c", PAUSING_APPLY, str(marker), kind, str(count), "apply",
+                                *map(str, args), "--device", "cpu", "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not marker.exists():
+            if process.poll() is not None:
+                pytest.fail(f"apply ended before pausing: {process.communicate()}")
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("signum, code, word", [
+    (signal.SIGTERM, 143, "terminated"),  # what a scheduler or `docker stop` sends
+    (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
+], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_during_a_folder_says_what_was_written(fast_model, tmp_path, signum, code, word):
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for name in "abcd":
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    returncode, lines = apply_until_signal(tmp_path, signum, "files", 2, fast_model, tmp_path / "in", "-o", out,
+                                           "--batch-size", "1")
+    assert returncode == code
+    assert lines == [f"painterly: error: {word}; 2 file(s) were written to {out}"]
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png"]  # and no temporary
+
+
+def test_sigterm_during_a_video_removes_its_temporary(fast_model, tmp_path):
+    """`docker stop` during a clip: the partial .out.mp4.*.tmp.mp4 used to stay behind, with no message."""
+    clip = write_clip(tmp_path / "clip.mp4")
+    out = tmp_path / "out" / "styled.mp4"
+    returncode, lines = apply_until_signal(tmp_path, signal.SIGTERM, "frames", 4, fast_model, clip, "-o", out)
+    assert returncode == 143
+    assert lines == ["painterly: error: terminated; nothing was written"]
+    assert not (tmp_path / "out").exists()  # nor the folder made for it
+    assert not [path for path in tmp_path.rglob("*") if ".tmp" in path.name]
+
+
+def test_apply_to_a_closed_stdout_is_one_line(fast_model, pictures):
+    """`painterly apply ... -o - | head -c 0`: the reader has gone before the PNG is written."""
+    content, _, _ = pictures
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "painterly", "apply", str(fast_model), str(content), "-o", "-",
+                                 "--device", "cpu"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["painterly: error: <stdout>: cannot write (Broken pipe)"]

@@ -8,17 +8,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx  # noqa: E402
+import onnxruntime  # noqa: E402
 import pytest
 import torch
 
-from painterly.errors import ModelFileError, PainterlyError, UsageError
+from helpers import STYLE, TRAINING, examples_state_dict, images, random_model, run
+from painterly.errors import ModelFileError, OutputError, PainterlyError, UsageError
 from painterly.export import INPUT_NAME, OUTPUT_NAME, export_onnx, read_onnx_metadata
 from painterly.modelfile import save_model
 from painterly.transformer import TransformerNet
-from helpers import STYLE, TRAINING, examples_state_dict, images, random_model, run
-
-import onnx  # noqa: E402
-import onnxruntime  # noqa: E402
 
 # Non-square, a batch of 2 and a second height and width: the dynamic axes have to work.
 CHECK_SIZES = ((1, 3, 64, 96), (2, 3, 80, 52), (1, 3, 32, 32))
@@ -151,7 +150,7 @@ def test_unwritable_output_is_one_line_and_leaves_nothing(tmp_path):
     _, path = saved_model(tmp_path)
     (tmp_path / "taken.onnx").mkdir()  # a folder where the file should go: the rename fails
     before = sorted(tmp_path.iterdir())
-    with pytest.raises(ModelFileError, match="cannot write") as excinfo:
+    with pytest.raises(OutputError, match="cannot write") as excinfo:
         export_onnx(path, tmp_path / "taken.onnx")
     assert "\n" not in str(excinfo.value)
     assert sorted(tmp_path.iterdir()) == before

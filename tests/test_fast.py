@@ -13,17 +13,20 @@ import numpy as np
 import pytest
 import torch
 
-from painterly import fast, tiling, transformer
+from helpers import examples_state_dict, random_model
+from painterly import config, fast, tiling, transformer
 from painterly.apply import apply_files
+from painterly.config import ApplyConfig
 from painterly.devices import native_bf16
-from painterly.errors import ImageError, ModelFileError, UsageError
+from painterly.errors import ImageError, ModelFileError, PainterlyError, UsageError
 from painterly.events import ApplyEvent, MessageEvent
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
-from painterly.images import read_array, read_settings, save_image, to_uint8
+from painterly.images import read_array, read_settings, save_image
 from painterly.modelfile import save_model
+from painterly.pixels import to_uint8
 from painterly.transformer import TransformerNet
-from helpers import examples_state_dict, random_model
+from painterly.video import is_video
 
 STYLE = {"image": "swirl.png"}
 # How much a seam may add to the column-to-column change, in units of the untiled image's median
@@ -79,6 +82,11 @@ def in_overlaps(height: int, width: int) -> np.ndarray:
     return axis(height)[:, None] | axis(width)[None, :]
 
 
+def using(stylizer: FastStylizer, **settings) -> FastStylizer:
+    """The same loaded model with some settings changed, as the web UI serves each request."""
+    return stylizer.with_config(stylizer.config.replace(**settings))
+
+
 def chroma(image: np.ndarray) -> np.ndarray:
     """The I and Q channels of YIQ, as color.py defines them."""
     return image @ np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]]).T
@@ -105,12 +113,12 @@ def onnx_file(model_file) -> Path:
 @pytest.fixture(scope="module")
 def stylizer(model_file) -> FastStylizer:
     """fp32, so outputs can be compared with the network's and ONNX Runtime's to 1e-6 / 1e-3."""
-    return FastStylizer(model_file, device="cpu", precision="fp32")
+    return FastStylizer(model_file, ApplyConfig(device="cpu", precision="fp32"))
 
 
 @pytest.fixture(scope="module")
 def tiled(model_file) -> FastStylizer:
-    return FastStylizer(model_file, device="cpu", tile=TILE, tile_overlap=OVERLAP)
+    return FastStylizer(model_file, ApplyConfig(device="cpu", tile=TILE, tile_overlap=OVERLAP))
 
 
 # --- sizes and kinds ------------------------------------------------------------------------------
@@ -135,9 +143,9 @@ def test_tensor_in_tensor_out(stylizer):
 
 
 def test_auto_precision_is_bf16_where_native_and_close_to_fp32(model_file, stylizer):
-    auto = FastStylizer(model_file, device="cpu")
+    auto = FastStylizer(model_file, ApplyConfig(device="cpu"))
     assert auto.precision == ("bf16" if native_bf16(torch.device("cpu")) else "fp32")
-    bf16 = FastStylizer(model_file, device="cpu", precision="bf16")
+    bf16 = FastStylizer(model_file, ApplyConfig(device="cpu", precision="bf16"))
     assert bf16.precision == "bf16"
     image = noise(64, 96)
     exact, reduced = stylizer.stylize(image), bf16.stylize(image)
@@ -148,13 +156,13 @@ def test_auto_precision_is_bf16_where_native_and_close_to_fp32(model_file, styli
 
 def test_reduced_precision_is_refused_on_the_onnx_backend(onnx_file):
     with pytest.raises(UsageError, match="fp32"):
-        FastStylizer(onnx_file, precision="bf16")
+        FastStylizer(onnx_file, ApplyConfig(precision="bf16"))
     with pytest.raises(UsageError, match="precision"):
-        FastStylizer(onnx_file.with_suffix(".safetensors"), precision="fp64")
+        FastStylizer(onnx_file.with_suffix(".safetensors"), ApplyConfig(precision="fp64"))
 
 
 def test_size_resizes_the_long_side_first(stylizer):
-    assert stylizer.stylize(noise(37, 53), size=40).shape == (28, 40, 3)
+    assert using(stylizer, size=40).stylize(noise(37, 53)).shape == (28, 40, 3)
 
 
 def test_output_is_the_network_output_when_no_padding_is_needed(stylizer, model):
@@ -165,7 +173,7 @@ def test_output_is_the_network_output_when_no_padding_is_needed(stylizer, model)
 
 
 def test_a_batch_equals_one_image_at_a_time(model_file):
-    stylizer = FastStylizer(model_file, device="cpu", batch_size=2)
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", batch_size=2))
     inputs = [noise(37, 53, seed=1), noise(32, 48, seed=2), noise(37, 53, seed=3), noise(37, 53, seed=4)]
     for batched, image in zip(stylizer.stylize_batch(inputs), inputs):
         np.testing.assert_allclose(batched, stylizer.stylize(image), atol=1e-5)
@@ -174,7 +182,7 @@ def test_a_batch_equals_one_image_at_a_time(model_file):
 def test_the_input_is_not_changed(stylizer):
     image = noise(37, 53)
     before = image.copy()
-    stylizer.stylize(image, strength=0.5, preserve_color="luminance")
+    using(stylizer, strength=0.5, preserve_color="luminance").stylize(image)
     np.testing.assert_array_equal(image, before)
 
 
@@ -184,13 +192,13 @@ def test_the_input_is_not_changed(stylizer):
 def test_strength_blends_with_the_original(stylizer):
     image = noise(37, 53)
     full = stylizer.stylize(image)
-    np.testing.assert_allclose(stylizer.stylize(image, strength=0.0), image, atol=1 / 255)
-    np.testing.assert_allclose(stylizer.stylize(image, strength=0.5), (full + image) / 2, atol=1e-5)
+    np.testing.assert_allclose(using(stylizer, strength=0.0).stylize(image), image, atol=1 / 255)
+    np.testing.assert_allclose(using(stylizer, strength=0.5).stylize(image), (full + image) / 2, atol=1e-5)
 
 
 def test_preserve_color_keeps_the_input_chroma(stylizer):
     image = 0.25 + 0.5 * noise(37, 53)
-    styled = stylizer.stylize(image, preserve_color="luminance")
+    styled = using(stylizer, preserve_color="luminance").stylize(image)
     in_gamut = ((styled > 0) & (styled < 1)).all(axis=2)  # clipping to [0, 1] moves the colours elsewhere
     assert in_gamut.mean() > 0.99
     np.testing.assert_allclose(chroma(styled)[in_gamut], chroma(image)[in_gamut], atol=1e-4)
@@ -201,24 +209,24 @@ def test_preserve_color_keeps_the_input_chroma(stylizer):
     ({"strength": 1.5}, "between 0 and 1"),
     ({"strength": -0.1}, "between 0 and 1"),
     ({"preserve_color": "histogram"}, "use 'luminance'"),
-    ({"preserve_color": "lab"}, "use 'luminance'"),
+    ({"preserve_color": "lab"}, "preserve_color must be one of luminance"),
 ])
 def test_bad_options_are_usage_errors(stylizer, options, message):
     with pytest.raises(UsageError, match=message):
-        stylizer.stylize(noise(16, 16), **options)
+        using(stylizer, **options)
 
 
 @pytest.mark.parametrize("options, message", [
     ({"tile": 8}, "at least 32"),
     ({"tile": -1}, "0 \\(never tile\\)"),
     ({"tile": 64, "tile_overlap": 64}, "less than the tile"),
-    ({"batch_size": 0}, "batch size"),
-    ({"backend": "tensorrt"}, "unknown backend"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"backend": "tensorrt"}, "backend must be one of"),
     ({"backend": "onnx"}, "painterly export"),
 ])
 def test_bad_settings_are_usage_errors(model_file, options, message):
     with pytest.raises(UsageError, match=message):
-        FastStylizer(model_file, **options)
+        FastStylizer(model_file, ApplyConfig(**options))
 
 
 def test_metadata_comes_from_the_model_file(stylizer):
@@ -301,20 +309,20 @@ def test_the_seam_check_catches_unblended_tiles(stylizer, tiled, monkeypatch, ra
 
 
 def test_tiles_run_in_batches(model_file):
-    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=4)
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", tile=64, tile_overlap=16, batch_size=4))
     seen = []
-    run = stylizer._backend.run
-    stylizer._backend.run = lambda batch: seen.append(batch.shape) or run(batch)
+    run = stylizer.runtime.run
+    stylizer.runtime.run = lambda batch: seen.append(batch.shape) or run(batch)
     stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
     assert seen == [(4, 3, 64, 64), (4, 3, 64, 64)]
 
 
 def test_tile_batches_hold_at_most_a_megapixel_of_tiles(model_file, monkeypatch):
     monkeypatch.setattr(fast, "TILE_BATCH_PIXELS", 2 * 64 * 64)  # room for two 64² tiles
-    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=4)
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", tile=64, tile_overlap=16, batch_size=4))
     seen = []
-    run = stylizer._backend.run
-    stylizer._backend.run = lambda batch: seen.append(batch.shape[0]) or run(batch)
+    run = stylizer.runtime.run
+    stylizer.runtime.run = lambda batch: seen.append(batch.shape[0]) or run(batch)
     stylizer.stylize(noise(100, 180))  # 2 x 4 tiles
     assert seen == [2, 2, 2, 2]
 
@@ -322,9 +330,9 @@ def test_tile_batches_hold_at_most_a_megapixel_of_tiles(model_file, monkeypatch)
 def test_auto_tiling_tiles_only_large_images(model_file, monkeypatch):
     monkeypatch.setattr(fast, "AUTO_TILE", 64)
     monkeypatch.setattr(fast, "AUTO_TILE_ABOVE", 100 * 100)
-    auto = FastStylizer(model_file, device="cpu", tile_overlap=16, precision="fp32")
-    explicit = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, precision="fp32")
-    never = FastStylizer(model_file, device="cpu", tile=0, tile_overlap=16, precision="fp32")
+    auto = FastStylizer(model_file, ApplyConfig(device="cpu", tile_overlap=16, precision="fp32"))
+    explicit = FastStylizer(model_file, ApplyConfig(device="cpu", tile=64, tile_overlap=16, precision="fp32"))
+    never = FastStylizer(model_file, ApplyConfig(device="cpu", tile=0, tile_overlap=16, precision="fp32"))
     assert (auto.tile_for(90, 110), auto.tile_for(100, 101), never.tile_for(1000, 1000)) == (None, 64, None)
     small, large = noise(90, 110), noise(100, 140, seed=1)
     np.testing.assert_array_equal(auto.stylize(large), explicit.stylize(large))
@@ -341,9 +349,9 @@ def test_auto_tiling_tiles_only_large_images(model_file, monkeypatch):
 def test_uint8_in_uint8_out_is_the_float_result_rounded(stylizer, tiled, tiles, options):
     """An 8-bit array stays 8-bit outside the network and loses nothing but the final rounding."""
     pixels = to_uint8(0.8 * smooth_scene(160, 224) + 0.2 * noise(160, 224))  # 2x3 tiles
-    each = tiled if tiles else stylizer
-    styled = each.stylize(pixels, **options)
-    expected = each.stylize(pixels.astype(np.float32) / 255, **options)
+    each = using(tiled if tiles else stylizer, **options)
+    styled = each.stylize(pixels)
+    expected = each.stylize(pixels.astype(np.float32) / 255)
     assert styled.dtype == np.uint8 and styled.shape == pixels.shape
     assert np.abs(styled.astype(int) - np.round(expected * 255)).max() <= 1
 
@@ -352,7 +360,7 @@ def test_uint8_tiles_need_no_full_size_float_image(model_file):
     """Only one row of tiles is blended in float; the 8-bit output is written as its rows finish.
 
     numpy reports its allocations to tracemalloc (torch's own are not counted)."""
-    stylizer = FastStylizer(model_file, device="cpu", tile=64, tile_overlap=16, batch_size=1)
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", tile=64, tile_overlap=16, batch_size=1))
     pixels = to_uint8(noise(1200, 200))  # 25 rows of 4 tiles
     tracemalloc.start()
     try:
@@ -385,7 +393,7 @@ def test_onnx_exported_for_batches_of_one_still_takes_batches(model, stylizer, t
         torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), path, dynamo=False, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": axes, "y": axes})
     inputs = [noise(37, 53, seed=seed) for seed in range(3)]
-    onnx = FastStylizer(path, batch_size=2)
+    onnx = FastStylizer(path, ApplyConfig(batch_size=2))
     assert onnx.metadata == {}
     for ours, theirs in zip(onnx.stylize_batch(inputs), stylizer.stylize_batch(inputs)):
         np.testing.assert_allclose(ours, theirs, atol=1e-3)
@@ -411,8 +419,13 @@ assert report.written and not report.failed
     assert read_settings(tmp_path / "out.png")["settings"]["backend"] == "onnx"
 
 
-def test_onnx_size_multiple_is_the_network_s():
-    assert fast.ONNX_SIZE_MULTIPLE == transformer.SIZE_MULTIPLE
+def test_the_size_multiple_is_the_network_s():
+    """Defined once, torch-free, for both backends: sides that are multiples of it come back whole."""
+    assert transformer.SIZE_MULTIPLE == config.SIZE_MULTIPLE
+    network, multiple = TransformerNet("light").eval(), config.SIZE_MULTIPLE
+    with torch.inference_mode():
+        assert network(torch.zeros(1, 3, 3 * multiple, 5 * multiple)).shape == (1, 3, 3 * multiple, 5 * multiple)
+        assert network(torch.zeros(1, 3, 3 * multiple + 2, 5 * multiple)).shape[2] != 3 * multiple + 2
 
 
 def test_pytorch_examples_pth_matches_the_native_model(tmp_path):
@@ -420,8 +433,8 @@ def test_pytorch_examples_pth_matches_the_native_model(tmp_path):
     torch.save(examples_state_dict(model), tmp_path / "examples.pth")
     native = save_model(model, tmp_path / "native.safetensors")
     image = noise(37, 53)
-    from_pth = FastStylizer(tmp_path / "examples.pth", device="cpu").stylize(image)
-    np.testing.assert_allclose(from_pth, FastStylizer(native, device="cpu").stylize(image), atol=1e-6)
+    from_pth = FastStylizer(tmp_path / "examples.pth", ApplyConfig(device="cpu")).stylize(image)
+    np.testing.assert_allclose(from_pth, FastStylizer(native, ApplyConfig(device="cpu")).stylize(image), atol=1e-6)
     assert 0.2 < from_pth.mean() < 0.8  # the 0-255 scaling happened: not all clipped to 0 or 1
 
 
@@ -439,15 +452,16 @@ def picture(path: Path, height: int = 20, width: int = 28, seed: int = 0) -> Pat
 
 def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     source = picture(tmp_path / "photo.png")
-    report = apply_files(stylizer, [source], tmp_path / "out.jpg", strength=0.8, preserve_color="luminance")
+    report = apply_files(using(stylizer, strength=0.8, preserve_color="luminance"), [source], tmp_path / "out.jpg")
     assert report.written == [tmp_path / "out.jpg"] and report.failed == []
     settings = read_settings(tmp_path / "out.jpg")
     assert settings["method"] == "fast" and settings["painterly"]
     assert settings["model"]["file"] == str(model_file) and len(settings["model"]["sha256"]) == 64
     assert settings["model"]["style"] == STYLE and settings["model"]["steps"] == 7
     assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
-                                    "tile_overlap": fast.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
-                                    "precision": "fp32"}
+                                    "tile_overlap": config.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
+                                    "precision": "fp32", "batch_size": ApplyConfig().batch_size, "smooth": 0.0,
+                                    "max_pixels": None}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
 
 
@@ -484,9 +498,9 @@ def test_cli_apply_keeps_freed_memory_on_the_torch_backend_only(model_file, onnx
 
 def test_apply_matches_stylize(stylizer, tmp_path):
     source = picture(tmp_path / "photo.png", 37, 53)
-    apply_files(stylizer, [source], tmp_path / "out.png", size=40)
+    apply_files(using(stylizer, size=40), [source], tmp_path / "out.png")
     written, _ = read_array(tmp_path / "out.png")
-    expected = stylizer.stylize(read_array(source)[0], size=40)
+    expected = using(stylizer, size=40).stylize(read_array(source)[0])
     np.testing.assert_allclose(written, expected, atol=1 / 255)
 
 
@@ -494,14 +508,15 @@ def test_apply_keeps_8_bit_images_8_bit(tiled, tmp_path, monkeypatch):
     """The output file is 8-bit anyway: images are read, tiled and written as uint8, strength and colour kept."""
     source = save_image(to_uint8(smooth_scene(160, 224)), tmp_path / "photo.png")
     seen = []
-    stylize_batch = tiled.stylize_batch
-    monkeypatch.setattr(tiled, "stylize_batch", lambda images, **options: (
-        seen.extend(image.dtype for image in images) or stylize_batch(images, **options)))
-    apply_files(tiled, [source], tmp_path / "out.png", strength=0.7, preserve_color="luminance")
+    stylizer = using(tiled, strength=0.7, preserve_color="luminance")
+    stylize_batch = stylizer.stylize_batch
+    monkeypatch.setattr(stylizer, "stylize_batch", lambda images: (
+        seen.extend(image.dtype for image in images) or stylize_batch(images)))
+    apply_files(stylizer, [source], tmp_path / "out.png")
     assert seen == [np.uint8]
     written, _ = read_array(tmp_path / "out.png", dtype=np.uint8)
     pixels, _ = read_array(source, dtype=np.uint8)
-    np.testing.assert_array_equal(written, stylize_batch([pixels], strength=0.7, preserve_color="luminance")[0])
+    np.testing.assert_array_equal(written, stylize_batch([pixels])[0])
 
 
 def test_apply_mirrors_a_folder_tree(stylizer, tmp_path):
@@ -525,12 +540,12 @@ def test_apply_several_inputs_into_a_folder(stylizer, tmp_path):
 
 
 def test_apply_batches_equal_sizes_a_few_at_a_time(model_file, tmp_path):
-    stylizer = FastStylizer(model_file, device="cpu", batch_size=2)
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", batch_size=2))
     for index, size in enumerate([(20, 28), (20, 28), (20, 28), (24, 24), (20, 28)]):
         picture(tmp_path / "in" / f"{index}.png", *size)
     seen = []
-    run = stylizer._backend.run
-    stylizer._backend.run = lambda batch: seen.append(len(batch)) or run(batch)
+    run = stylizer.runtime.run
+    stylizer.runtime.run = lambda batch: seen.append(len(batch)) or run(batch)
     assert len(apply_files(stylizer, [tmp_path / "in"], tmp_path / "out").written) == 5
     assert seen == [2, 1, 1, 1]
 
@@ -597,3 +612,181 @@ def test_apply_refuses_impossible_requests_before_any_work(stylizer, tmp_path, i
     with pytest.raises((UsageError, ImageError), match=message):
         apply_files(stylizer, [tmp_path / name for name in inputs], tmp_path / output if output != "-" else "-")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.png").exists()
+
+
+# --- what a model or a request cannot do -------------------------------------------------------------
+
+
+def poisoned_onnx(onnx_file: Path, path: Path, value: float) -> Path:
+    """The exported model with its first convolution's weights set to `value`: it loads and runs,
+    and every output pixel is NaN (instance norm spreads a non-finite value over the whole image)."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(onnx_file)
+    weight = next(tensor for tensor in proto.graph.initializer if len(tensor.dims) == 4)
+    weight.CopyFrom(numpy_helper.from_array(np.full_like(numpy_helper.to_array(weight), value), weight.name))
+    onnx.save(proto, path)
+    return path
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+def test_a_model_whose_output_is_not_finite_is_refused_not_written_black(onnx_file, tmp_path, value):
+    model = poisoned_onnx(onnx_file, tmp_path / "poisoned.onnx", value)
+    stylizer = FastStylizer(model)
+    with pytest.raises(ModelFileError) as error:
+        stylizer.stylize(noise(20, 28))
+    message = str(error.value)
+    assert message.startswith(f"{model}: ") and "not finite" in message and "\n" not in message
+    picture(tmp_path / "in" / "a.png")
+    picture(tmp_path / "in" / "b.png", seed=1)
+    with pytest.raises(ModelFileError):  # the model is bad, not one file: the batch stops
+        apply_files(stylizer, [tmp_path / "in"], tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_torch_model_whose_output_overflows_is_refused(tmp_path):
+    """Finite weights that no file check refuses, but whose output is infinite."""
+    model = TransformerNet("light").eval()
+    with torch.no_grad():
+        model.deconv3.conv2d.weight.fill_(1e38)
+    path = save_model(model, tmp_path / "overflow.safetensors")
+    with pytest.raises(ModelFileError, match="not finite"):
+        FastStylizer(path, ApplyConfig(device="cpu", precision="fp32")).stylize(noise(20, 28))
+
+
+def test_an_onnx_model_is_opened_once(onnx_file, monkeypatch):
+    """The backend reads the metadata from the session it runs: one session, not two."""
+    import onnxruntime
+
+    opened = []
+
+    class CountedSession(onnxruntime.InferenceSession):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(path)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", CountedSession)
+    stylizer = FastStylizer(onnx_file)
+    assert opened == [str(onnx_file)]
+    assert stylizer.metadata["steps"] == 7 and stylizer.stylize(noise(20, 28)).shape == (20, 28, 3)
+
+
+def test_an_onnx_model_that_is_no_image_network_is_one_line(tmp_path):
+    import onnx
+
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), tmp_path / "id.onnx")
+    with pytest.raises(ModelFileError, match="not an image-to-image model") as error:
+        FastStylizer(tmp_path / "id.onnx")
+    assert str(tmp_path / "id.onnx") in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_size_over_the_pixel_limit_is_refused_before_resizing(stylizer, tmp_path):
+    """--size 60000 on a small image asks for 2.7 gigapixels: refused in one line, nothing allocated."""
+    with pytest.raises(ImageError, match="at --size 60000: 60000x45000 = 2,700,000,000 pixels is over the limit"):
+        using(stylizer, size=60000).stylize(noise(30, 40))
+    assert using(stylizer, size=100, max_pixels=100 * 75).stylize(noise(30, 40)).shape == (75, 100, 3)
+    with pytest.raises(ImageError, match="over the limit of 7,499"):
+        using(stylizer, size=100, max_pixels=100 * 75 - 1).stylize(noise(30, 40))
+    source = picture(tmp_path / "photo.png", 30, 40)
+    with pytest.raises(ImageError) as error:
+        apply_files(using(stylizer, size=60000), [source], tmp_path / "out.png")
+    assert str(error.value).startswith(f"{source} at --size 60000: ") and not (tmp_path / "out.png").exists()
+
+
+def test_apply_carries_on_past_an_output_that_cannot_be_written(stylizer, tmp_path):
+    for name in ("a", "b", "c"):
+        picture(tmp_path / "in" / f"{name}.png")
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)  # a folder where b's result should go
+    events = []
+    report = apply_files(stylizer, [tmp_path / "in"], out, callback=events.append)
+    assert report.written == [out / "a.png", out / "c.png"]
+    [(failed, message)] = report.failed
+    assert failed == str(tmp_path / "in" / "b.png") and message.startswith(f"{out / 'b.png'}: cannot write")
+    assert [(e.done, e.total) for e in events if isinstance(e, ApplyEvent)] == [(1, 3), (2, 3), (3, 3)]
+    assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png", "c.png"]  # no temporary left
+    assert not list((out / "b.png").iterdir())
+
+
+def truncated_animations() -> list[bytes]:
+    """An animated GIF cut at several points: some cuts leave a readable first frame, some fail while
+    the frames are counted, some after the first frames have been read."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)) for _ in range(4)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    data = buffer.getvalue()
+    return [data[:cut] for cut in range(len(data) // 4, len(data), len(data) // 9)]
+
+
+def test_a_truncated_animation_never_stops_a_folder_batch(stylizer, tmp_path):
+    """Planning a folder counts an animation's frames; a cut-off file must be reported, not end the batch."""
+    folder = tmp_path / "in"
+    picture(folder / "a.png")
+    cuts = truncated_animations()
+    for index, data in enumerate(cuts):
+        (folder / f"cut{index}.gif").write_bytes(data)
+        assert isinstance(is_video(folder / f"cut{index}.gif"), bool)  # never raises
+    report = apply_files(stylizer, [folder], tmp_path / "out")
+    assert tmp_path / "out" / "a.png" in report.written
+    assert len(report.written) + len(report.failed) == 1 + len(cuts)
+    assert all("\n" not in message for _, message in report.failed)
+
+
+def test_a_symlink_loop_in_a_folder_is_reported_and_the_others_written(stylizer, tmp_path):
+    folder = tmp_path / "in"
+    picture(folder / "a.png")
+    (folder / "loop.png").symlink_to("loop.png")
+    report = apply_files(stylizer, [folder], tmp_path / "out")
+    assert report.written == [tmp_path / "out" / "a.png"]
+    [(source, message)] = report.failed
+    assert source.endswith("loop.png") and "\n" not in message
+
+
+def test_running_out_of_memory_is_one_line_with_advice(model_file, monkeypatch):
+    """The torch backend's one out-of-memory boundary is `devices.out_of_memory_guard`."""
+    stylizer = FastStylizer(model_file, ApplyConfig(device="cpu", precision="fp32"))
+
+    def out_of_memory(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(TransformerNet, "forward", out_of_memory)
+    with pytest.raises(PainterlyError) as error:
+        stylizer.stylize(noise(20, 28))
+    message = str(error.value)
+    assert message.startswith("out of memory on cpu while stylising 1 image(s) of 28x20 pixels")
+    assert "--tile 512" in message and "\n" not in message
+
+
+def reshaping_onnx(path: Path, shape: list[int]) -> Path:
+    """An ONNX model that takes (N, 3, H, W) images and reshapes them to `shape` instead of painting them."""
+    import onnx
+
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Reshape", ["x", "shape"], ["y"])], "not-a-style",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+        initializer=[onnx.helper.make_tensor("shape", onnx.TensorProto.INT64, [len(shape)], shape)],
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ([2, -1], "not an image"),  # runs: every padded batch holds an even number of values
+    ([1, 3, 4, 4], "ONNX Runtime cannot run this model"),  # an 8x8 batch holds 192 values, not 48
+], ids=["wrong output shape", "fails to run"])
+def test_an_onnx_model_that_does_not_give_images_is_one_line(tmp_path, shape, expected):
+    model = reshaping_onnx(tmp_path / "reshape.onnx", shape)
+    with pytest.raises(ModelFileError) as error:
+        FastStylizer(model).stylize(noise(8, 8))
+    message = str(error.value)
+    assert message.startswith(f"{model}: ") and expected in message and "\n" not in message

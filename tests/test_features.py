@@ -77,3 +77,45 @@ def test_same_seed_same_random_weights():
     c = VGGFeatures(["relu2_1"], weights="random", seed=4)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.features[0].weight, c.features[0].weight)
+
+
+def test_a_bad_choice_gets_the_one_message_the_config_gives():
+    from painterly.config import StylizeConfig
+
+    for option, encoder_option, value in (("pooling", "pooling", "min"), ("vgg", "arch", "vgg11")):
+        with pytest.raises(UsageError) as from_config:
+            StylizeConfig(**{option: value})
+        with pytest.raises(UsageError) as from_encoder:
+            VGGFeatures(["relu1_1"], weights="random", **{encoder_option: value})
+        assert str(from_encoder.value) == str(from_config.value) == f"{option} must be one of " + {
+            "pooling": "max, avg", "vgg": "vgg16, vgg19"}[option] + f"; got {value!r}"
+
+
+def test_one_builder_gives_both_methods_their_encoder_loss_and_warning(tmp_path):
+    from painterly.config import StylizeConfig, TrainConfig
+    from painterly.events import MessageEvent
+    from painterly.features import build_perceptual_loss
+    from painterly.weights import RANDOM_WARNING, random_state_dict
+
+    cpu = torch.device("cpu")
+    events = []
+    gatys = build_perceptual_loss(StylizeConfig(vgg_weights="random", pooling="avg"), cpu, channels_last=True,
+                                  callback=events.append)
+    assert events == [MessageEvent(RANDOM_WARNING, "warning")]
+    assert gatys.encoder.layers == ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert gatys.content_layers == ("relu4_2",)
+    assert gatys.style_layers == {name: 0.2 for name in gatys.encoder.layers[1:]}
+    assert isinstance(gatys.encoder.features[4], torch.nn.AvgPool2d) and gatys.encoder.channels_last
+    settings = (gatys.content_weight, gatys.style_weight, gatys.tv_weight, gatys.normalisation)
+    assert settings == (1.0, 100.0, 1.0, "target")
+
+    # No content target at content weight 0 (texture synthesis), and no warning for weights from a file.
+    weights = tmp_path / "vgg16.pth"
+    torch.save(random_state_dict("vgg16"), weights)
+    events.clear()
+    johnson = build_perceptual_loss(TrainConfig(vgg_weights=str(weights), content_weight=0, loss_normalisation="paper"),
+                                    cpu, autocast=torch.bfloat16, callback=events.append)
+    assert events == []
+    assert johnson.encoder.arch == "vgg16" and johnson.encoder.autocast == torch.bfloat16
+    assert johnson.content_layers == () and johnson.normalisation == "paper"
+    assert johnson.content_features(torch.rand(1, 3, 16, 16)) == {}

@@ -1,5 +1,7 @@
 """painterly.images: reading every mode, refusing bad files by name, atomic writes, resizing."""
 
+import logging
+import os
 import struct
 import subprocess
 import sys
@@ -11,20 +13,10 @@ import pytest
 import torch
 from PIL import Image, ImageCms, PngImagePlugin
 
-from painterly import images
-from painterly.errors import ImageError, UsageError
-from painterly.images import (
-    image_files,
-    load_image,
-    load_image_with_alpha,
-    read_array,
-    read_settings,
-    resize_long_side,
-    resize_to,
-    save_image,
-    to_array,
-    to_tensor,
-)
+from painterly import images, pixels
+from painterly.errors import ImageError, OutputError, UsageError
+from painterly.images import image_files, load_image, load_image_with_alpha, read_array, read_settings, save_image
+from painterly.pixels import resize_long_side, resize_to, to_array, to_tensor
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -291,7 +283,7 @@ def test_load_image_with_alpha_returns_alpha_tensor(tmp_path):
 
 
 def test_module_imports_without_torch():
-    code = "import sys, painterly.images; assert 'torch' not in sys.modules"
+    code = "import sys, painterly.images, painterly.pixels; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -509,7 +501,7 @@ def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", save_then_fail)
-    with pytest.raises(ImageError, match="out.png: cannot write \\(No space left on device\\)"):
+    with pytest.raises(OutputError, match="out.png: cannot write \\(No space left on device\\)"):
         save_image(_random_rgb(), destination)
     assert destination.read_bytes() == b"old bytes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
@@ -552,10 +544,10 @@ def test_read_uint8_is_the_float_read_rounded(tmp_path, make):
     rgb, alpha = read_array(path)
     rgb8, alpha8 = read_array(path, dtype=np.uint8)
     assert rgb8.dtype == np.uint8
-    np.testing.assert_array_equal(rgb8, images.to_uint8(rgb))
+    np.testing.assert_array_equal(rgb8, pixels.to_uint8(rgb))
     assert (alpha8 is None) == (alpha is None)
     if alpha is not None:
-        np.testing.assert_array_equal(alpha8, images.to_uint8(alpha))
+        np.testing.assert_array_equal(alpha8, pixels.to_uint8(alpha))
 
 
 def test_read_refuses_other_dtypes(tmp_path):
@@ -655,3 +647,251 @@ def test_image_files_refuses_missing_folder_and_file(tmp_path):
     (tmp_path / "f.png").touch()
     with pytest.raises(ImageError, match="not a folder"):
         image_files(tmp_path / "f.png")
+
+
+# --- the decoding boundary: any plugin failure is one ImageError -----------------------------
+
+
+def _lzw_zeros(count: int) -> bytes:
+    """GIF image data (minimum code size 2) for `count` pixels of colour 0.
+
+    A clear code before each pixel keeps every code 3 bits wide, so no LZW table is needed here.
+    """
+    codes = [4] + [0, 4] * count + [5]
+    bits = sum(code << (3 * i) for i, code in enumerate(codes))
+    data = bits.to_bytes((3 * len(codes) + 7) // 8, "little")
+    blocks = b"".join(bytes([len(data[i : i + 255])]) + data[i : i + 255] for i in range(0, len(data), 255))
+    return b"\x02" + blocks + b"\x00"
+
+
+def _gif(screen: tuple[int, int], frames: list[tuple[int, int]]) -> tuple[bytes, list[int]]:
+    """A looping GIF by hand, and where each frame starts. A frame may be larger than the screen;
+    frames over 4,096 pixels get only a clear and an end code (they must never be decoded)."""
+    head = b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\x00\x00\x00\xff\x00\x00"
+    body = b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    starts = []
+    for width, height in frames:
+        starts.append(len(head) + len(body))
+        data = _lzw_zeros(width * height) if width * height <= 4096 else b"\x02\x01\x2c\x00"
+        body += b"!\xf9\x04\x00\x0a\x00\x00\x00" + b"," + struct.pack("<HHHHB", 0, 0, width, height, 0) + data
+    return head + body + b";", starts
+
+
+def _one_line_refusal(call, path) -> str:
+    with pytest.raises(ImageError) as caught:
+        call(path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(f"{path}: ")
+    return message
+
+
+def test_hand_made_gif_helper_is_a_valid_animation(tmp_path):
+    path = tmp_path / "ok.gif"
+    path.write_bytes(_gif((16, 16), [(16, 16)] * 3)[0])
+    assert images.frame_count(path) == 3
+    with images.open_animation(path) as animation:
+        frames = list(animation.frames)
+    assert [duration for _, duration in frames] == [100, 100, 100]
+    np.testing.assert_array_equal(frames[2][0], 0.0)
+
+
+def test_gif_frame_larger_than_its_screen_is_refused_before_decoding(tmp_path):
+    path = tmp_path / "bomb.gif"
+    path.write_bytes(_gif((16, 16), [(20000, 20000)])[0])  # 75 bytes claiming 400 million pixels
+    assert images.frame_count(path) == 1  # counting reads no pixels, so it refuses nothing
+    assert _one_line_refusal(read_array, path) == (
+        f"{path}: 20000x20000 = 400,000,000 pixels is over the limit of 178,956,970; "
+        "raise it with --max-pixels or PAINTERLY_MAX_PIXELS"
+    )
+    small = tmp_path / "grown.gif"
+    small.write_bytes(_gif((16, 16), [(200, 200)])[0])
+    assert "200x200 = 40,000 pixels is over the limit of 10,000" in str(
+        pytest.raises(ImageError, read_array, small, max_pixels=10_000).value)
+
+
+def test_animation_frame_larger_than_the_limit_is_refused_before_it_is_decoded(tmp_path):
+    path = tmp_path / "late-bomb.gif"
+    path.write_bytes(_gif((16, 16), [(16, 16), (9000, 9000)])[0])  # the second frame claims 81 million pixels
+    assert images.frame_count(path) == 2
+    assert read_array(path)[0].shape == (16, 16, 3)  # a still read is of the first frame only
+    with images.open_animation(path, max_pixels=16_000_000) as animation:
+        frames = animation.frames
+        first, duration = next(frames)
+        assert first.shape == (16, 16, 3) and duration == 100
+        message = _one_line_refusal(lambda _: next(frames), path)
+    assert "over the limit of 16,000,000" in message
+
+
+@pytest.mark.parametrize("where", ["after an extension introducer", "inside a frame's descriptor"])
+def test_truncated_animated_gif_is_an_image_error_when_counting_frames(tmp_path, where):
+    data, starts = _gif((16, 16), [(16, 16)] * 3)
+    cut = starts[1] + 1 if where == "after an extension introducer" else starts[1] + 8 + 5
+    path = tmp_path / "cut.gif"
+    path.write_bytes(data[:cut])  # Pillow raises IndexError, then struct.error, for these
+    assert "truncated or corrupt image data" in _one_line_refusal(images.frame_count, path)
+    assert _one_line_refusal(lambda p: images.open_animation(p).__enter__(), path)
+    assert read_array(path)[0].shape == (16, 16, 3)  # its first frame is whole
+
+
+def _truncated_qoi(path: Path) -> Path:
+    data = _save(Image.fromarray(_random_uint8(20, 20)), path).read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_truncated_qoi_is_an_image_error(tmp_path):
+    path = _truncated_qoi(tmp_path / "cut.qoi")
+    assert images.frame_count(path) == 1  # its header is whole
+    assert "truncated or corrupt image data" in _one_line_refusal(read_array, path)  # IndexError in Pillow
+
+
+def test_training_skips_and_counts_truncated_gif_and_qoi(tmp_path):
+    from painterly import dataset
+
+    gif = tmp_path / "a-cut.gif"
+    data, starts = _gif((16, 16), [(16, 16)] * 2)
+    gif.write_bytes(data[: starts[0] + 30])  # inside the first frame's pixels
+    qoi = _truncated_qoi(tmp_path / "b-cut.qoi")
+    good = _save(Image.fromarray(_random_uint8(20, 24)), tmp_path / "c-good.png")
+    files = dataset.find_photos(str(tmp_path))
+    assert files == [gif, qoi, good]
+    photos, skipped = dataset.first_readable(files, 3, str(tmp_path))
+    assert len(photos) == 1 and photos[0].shape == (20, 24, 3)
+    assert sorted(skipped) == [str(gif), str(qoi)]
+    crop, skipped = dataset.PhotoCrops(files, 16, seed=0)[(0, 0)]
+    assert crop.shape == (3, 16, 16) and sorted(skipped) == [str(gif), str(qoi)]
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_float_tiff_with_non_finite_pixels_is_refused(tmp_path, value):
+    values = np.full((16, 16), 0.5, dtype=np.float32)
+    values[3, 4] = value
+    path = _save(Image.fromarray(values), tmp_path / "f.tif")
+    assert _one_line_refusal(read_array, path) == (
+        f"{path}: float pixels include infinity or NaN; only finite values can be shown")
+    with pytest.raises(ImageError, match="infinity or NaN"):
+        read_array(path, dtype=np.uint8)
+
+
+def _damaged_lzw_tiff(path: Path) -> Path:
+    _save(Image.fromarray(_random_uint8(32, 32)), path, compression="tiff_lzw")
+    strip = Image.open(path).tag_v2[273][0]
+    data = bytearray(path.read_bytes())
+    data[strip + 500 : strip + 540] = b"\xff" * 40
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_tiff_prints_nothing_before_its_one_line_error(tmp_path, capfd):
+    path = _damaged_lzw_tiff(tmp_path / "damaged.tif")  # libtiff says "Using code not yet in table"
+    assert "truncated or corrupt image data" in _one_line_refusal(read_array, path)
+    os.write(2, b"still here\n")  # the C stderr is back in place afterwards
+    assert capfd.readouterr() == ("", "still here\n")
+
+
+def _with_tiff_tag(path: Path, tag: int, value: int) -> Path:
+    """Rewrite one SHORT/LONG entry of a little-endian TIFF's first IFD in place."""
+    data = bytearray(path.read_bytes())
+    assert data[:2] == b"II"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        offset = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", data, offset)[0] == tag:
+            struct.pack_into("<HII", data, offset + 2, 3, 1, value)  # SHORT, one value, inline
+            path.write_bytes(bytes(data))
+            return path
+    raise AssertionError(f"no tag {tag}")
+
+
+def _damaged_exif_jpeg(path: Path) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    data = _save(Image.new("RGB", (16, 16)), path, exif=exif).read_bytes()
+    start = data.index(b"Exif\x00\x00") + 6
+    path.write_bytes(data[: start + 10] + b"\xff" * 12 + data[start + 22 :])  # the IFD's entry count lies
+    return path
+
+
+def _samples_per_pixel_tiff(path: Path) -> Path:
+    return _with_tiff_tag(_save(Image.new("RGB", (16, 16)), path), 277, 65535)  # SamplesPerPixel
+
+
+def test_pillow_warnings_and_log_records_about_damaged_files_print_nothing(tmp_path):
+    """In a plain process (no warning filters, no logging set up), as the CLI reads files."""
+    exif = _damaged_exif_jpeg(tmp_path / "exif.jpg")  # Pillow warns "Truncated File Read", then reads it
+    samples = _samples_per_pixel_tiff(tmp_path / "spp.tif")  # Pillow logs an error, then refuses it
+    damaged = _damaged_lzw_tiff(tmp_path / "lzw.tif")  # libtiff writes to the C stderr
+    code = (
+        "import sys\n"
+        "from painterly.images import read_array\n"
+        "from painterly.errors import ImageError\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        print(read_array(path)[0].shape)\n"
+        "    except ImageError as error:\n"
+        "        print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(exif), str(samples), str(damaged)],
+                            capture_output=True, text=True, check=True)
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        "(16, 16, 3)",
+        f"{samples}: not an image Pillow can read",
+        f"{damaged}: truncated or corrupt image data (decoder error -2)",
+    ]
+
+
+def test_pillow_loggers_work_again_after_a_read(tmp_path, caplog):
+    with pytest.raises(ImageError):
+        read_array(_samples_per_pixel_tiff(tmp_path / "spp.tif"))
+    assert caplog.records == []
+    logging.getLogger("PIL.TiffImagePlugin").error("after")
+    assert [record.getMessage() for record in caplog.records] == ["after"]
+
+
+def test_jpeg2000_box_with_a_lying_length_is_an_image_error(tmp_path):
+    signature = struct.pack(">I4s4s", 12, b"jP  ", b"\r\n\x87\n")
+    file_type = struct.pack(">I4s4sI4s", 20, b"ftyp", b"jp2 ", 0, b"jp2 ")
+    header = struct.pack(">I4sQ", 1, b"jp2h", 1 << 62) + bytes(40)  # an extended length of 4 EiB
+    path = tmp_path / "lying.jp2"
+    path.write_bytes(signature + file_type + header)  # Pillow reads the box whole: MemoryError
+    for reader in (read_array, images.frame_count, read_settings):
+        assert _one_line_refusal(reader, path) == (
+            f"{path}: truncated or corrupt image data (it asks for more memory than there is)")
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("Failed to decode frame 0"), NotImplementedError("Unknown pixel format"), IndexError(),
+    struct.error("unpack requires 4 bytes"), KeyError("x"), AssertionError(), MemoryError(),
+    ValueError("two\nlines"),
+])
+def test_any_failure_of_any_plugin_is_one_image_error(tmp_path, monkeypatch, failure):
+    path = _save(Image.new("RGB", (16, 16)), tmp_path / "a.png")
+
+    def fail(self):
+        raise failure
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", fail)
+    message = _one_line_refusal(read_array, path)
+    assert message.startswith(f"{path}: truncated or corrupt image data (")
+    with images.open_animation(path) as animation:
+        _one_line_refusal(lambda _: next(animation.frames), path)
+
+
+def test_keyboard_interrupt_is_not_swallowed(tmp_path, monkeypatch):
+    path = _save(Image.new("RGB", (16, 16)), tmp_path / "a.png")
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", interrupted)
+    before = Image.MAX_IMAGE_PIXELS
+    with pytest.raises(KeyboardInterrupt):
+        read_array(path)
+    assert Image.MAX_IMAGE_PIXELS == before  # and Pillow's limit is put back on the way out
+
+
+def test_single_image_spider_file_reads(tmp_path):
+    # SPIDER refuses any seek in a single-image file, seek(0) included.
+    path = _save(Image.fromarray(np.full((16, 20), 0.25, dtype=np.float32)), tmp_path / "s.spi", format="SPIDER")
+    np.testing.assert_allclose(read_array(path)[0], 0.25, atol=1e-6)

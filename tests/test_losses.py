@@ -98,3 +98,16 @@ def test_gradients_match_finite_differences(normalisation):
         return total + total_variation(x, normalisation)
 
     assert torch.autograd.gradcheck(objective, (image,))
+
+
+def test_a_bad_normalisation_gets_the_one_message_the_config_gives():
+    from painterly.config import TrainConfig
+    from painterly.errors import UsageError
+
+    with pytest.raises(UsageError) as from_config:
+        TrainConfig(loss_normalisation="papers")
+    with pytest.raises(UsageError) as from_loss:
+        PerceptualLoss(_Identity(), [], {"x": 1.0}, content_weight=0, style_weight=1, tv_weight=0,
+                       normalisation="papers")
+    message = "loss_normalisation must be one of target, paper; got 'papers'"
+    assert str(from_loss.value) == str(from_config.value) == message

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
+from helpers import poison_loss_from
 from painterly import color
 from painterly.config import StylizeConfig
 from painterly.errors import NumericalError, UsageError
 from painterly.events import DoneEvent, MessageEvent, StepEvent, StopRequested
 from painterly.optimize import stylize
-
-from helpers import poison_loss_from
+from painterly.weights import RANDOM_WARNING
 
 
 def _image(seed, h=48, w=64, tint=(1.0, 1.0, 1.0)):
@@ -30,9 +30,9 @@ def _config(**changes):
     return StylizeConfig(**{**base, **changes})
 
 
-def _run(config, styles=(RED,), content=CONTENT):
+def _run(config, styles=(RED,), content=CONTENT, **options):
     events = []
-    out = stylize(content, list(styles), config, callback=events.append)
+    out = stylize(content, list(styles), config, callback=events.append, **options)
     return out, events
 
 
@@ -147,11 +147,80 @@ def test_too_small_for_the_network_is_refused():
 
 
 def test_style_init_and_path_init(tmp_path):
-    from painterly.images import save_image
+    from painterly.images import load_image, save_image
 
     start = tmp_path / "start.png"
     save_image(BLUE, start)
     from_style, _ = _run(_config(init="style", steps=1, style_weight=0, tv_weight=0, content_weight=0.0001))
-    from_path, _ = _run(_config(init=str(start), steps=1, style_weight=0, tv_weight=0, content_weight=0.0001))
+    # A path init is read by the caller (pipeline.stylize_files), and the optimiser gets the tensor.
+    from_path, _ = _run(_config(init=str(start), steps=1, style_weight=0, tv_weight=0, content_weight=0.0001),
+                        init_image=load_image(start))
     assert (from_style - RED).abs().mean() < 0.05
     assert (from_path - BLUE).abs().mean() < 0.05
+
+
+def test_stylize_files_reads_the_init_image_and_records_it(tmp_path):
+    from painterly import images
+    from painterly.pipeline import stylize_files
+
+    content, style, start, out = (tmp_path / name for name in ("content.png", "style.png", "start.png", "out.png"))
+    for image, path in ((CONTENT, content), (RED, style), (BLUE, start)):
+        images.save_image(image, path)
+    config = _config(init=str(start), steps=1, style_weight=0, tv_weight=0, content_weight=0.0001)
+    summary = stylize_files(content, [style], out, config)
+    assert (images.load_image(out) - BLUE).abs().mean() < 0.05
+    assert summary["init"]["file"] == str(start) and len(summary["init"]["sha256"]) == 64
+    assert images.read_settings(out)["init"] == summary["init"]
+
+
+def test_a_path_init_without_its_image_is_refused():
+    with pytest.raises(UsageError, match="pass it as init_image"):
+        _run(_config(init=__file__))
+
+
+def test_the_random_weights_warning_comes_once_per_run():
+    # Two scales: the encoder is built once, and so is the warning.
+    _, events = _run(_config(size=96, min_scale=48, multiscale="on", steps=1))
+    warnings = [e for e in events if isinstance(e, MessageEvent) and e.level == "warning"]
+    assert [e.text for e in warnings] == [RANDOM_WARNING]
+    assert sum(isinstance(e, StepEvent) for e in events) == 2
+
+
+@pytest.mark.parametrize("init,problem", [("noize", "no such file"), (".", "is a folder"), ("", "no such file")])
+def test_an_init_that_is_neither_a_choice_nor_a_file_is_refused_at_once(init, problem):
+    with pytest.raises(UsageError) as caught:
+        StylizeConfig(init=init)
+    message = str(caught.value)
+    assert message == f"init must be content, noise, style or an image file; got {init!r} ({problem})"
+
+
+def test_an_init_typo_on_the_command_line_is_refused_before_vgg_is_built(tmp_path):
+    from typer.testing import CliRunner
+
+    from painterly import images
+    from painterly.cli import app
+
+    content, style, out = tmp_path / "content.png", tmp_path / "style.png", tmp_path / "out.png"
+    images.save_image(CONTENT, content)
+    images.save_image(RED, style)
+    # Weights from a file that is not there: were VGG built first, that would be the error.
+    args = ["stylize", content, style, "-o", out, "--init", "noize", "--vgg-weights", tmp_path / "missing.pth",
+            "--device", "cpu", "--quiet"]
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "painterly: error: init must be content, noise, style or an image file; got 'noize' (no such file)"]
+    assert not out.exists()
+
+
+CHOICES = [("optimizer", "sgd"), ("multiscale", "maybe"), ("pooling", "min"), ("vgg", "vgg11"),
+           ("loss_normalisation", "papers"), ("precision", "fp8"), ("device", "tpu"), ("preserve_color", "sepia")]
+
+
+@pytest.mark.parametrize("name,value", CHOICES)
+def test_each_choice_is_refused_with_one_line_naming_the_option(name, value):
+    with pytest.raises(UsageError) as caught:
+        StylizeConfig(**{name: value})
+    message = str(caught.value)
+    assert message.startswith(f"{name} must be one of ") and message.endswith(f"got {value!r}")
+    assert "\n" not in message

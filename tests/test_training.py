@@ -18,7 +18,8 @@ from painterly.config import TrainConfig
 from painterly.errors import PainterlyError, UsageError
 from painterly.events import CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent
 from painterly.losses import PerceptualLoss
-from painterly.training import train
+from painterly.training import Trainer, train
+from painterly.weights import RANDOM_WARNING
 
 # Sizes include photos smaller than the 32 px crop; the smallest side stays above images.MIN_SIDE.
 PHOTO_SIZES = [(40, 56), (24, 30), (64, 48), (36, 36), (50, 70), (28, 40), (20, 44), (48, 32)]
@@ -33,6 +34,7 @@ from painterly.training import train
 torch.set_num_threads(1)
 style, output, config, resume = sys.argv[1:5]
 delay = float(os.environ.get("SLOW_STEP", "0"))
+hold = os.environ.get("HOLD_AFTER_STEP_1")  # a path: after step 1, create PATH.holding and wait for PATH
 rank = os.environ.get("RANK", "0")
 
 if os.environ.get("NAN_ON_RANK") == rank:  # this process's first loss is NaN
@@ -53,6 +55,11 @@ def callback(event):
         log.write(f"{type(event).__name__} {getattr(event, 'text', '')}\\n")
     if type(event).__name__ == "TrainStepEvent":
         time.sleep(delay)
+        if hold and event.step == 1:
+            open(hold + ".holding", "w").close()
+            deadline = time.monotonic() + 300
+            while not os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.02)
 
 train(style, TrainConfig(**json.loads(config)), output, callback=callback, resume=resume == "resume")
 """
@@ -311,8 +318,7 @@ def test_user_errors_are_named_before_training(photos, tmp_path):
         train(style, _config(photos), tmp_path / "x.pth")
     with pytest.raises(PainterlyError, match="missing.png"):
         train(tmp_path / "missing.png", _config(photos), tmp_path / "x.safetensors")
-    with pytest.raises(PainterlyError, match=r"x\.safetensors\.ckpt: no checkpoint to resume from"):
-        train(style, _config(photos), tmp_path / "x.safetensors", resume=True)
+    # (--resume without a checkpoint is no longer an error: see test_resume_before_the_first_checkpoint_...)
     with pytest.raises(PainterlyError, match="no training photos given"):
         train(style, _config(""), tmp_path / "x.safetensors")
 
@@ -337,3 +343,134 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(photos, tmp_path):
     _train(photos, output, steps=2, checkpoint_every=2)
     with pytest.raises(PainterlyError, match="different batch_size, lr; resume with the same settings"):
         _train(photos, output, resume=True, steps=4, lr=2e-3, batch_size=4)
+
+
+def _wait_for(path, process, seconds=240):
+    """Until `path` exists; the process must still be running meanwhile."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, "the run ended early"
+        assert time.monotonic() < deadline, f"no {path} after {seconds} s"
+        time.sleep(0.02)
+
+
+def _cli_train(photos, output, *args):
+    """`painterly train` in a subprocess with _config's settings."""
+    return [sys.executable, "-m", "painterly", "train", str(photos.parent / "style.png"), "--data", str(photos),
+            "-o", str(output), "--size", "32", "--batch-size", "2", "--arch", "light", "--vgg-weights", "random",
+            "--device", "cpu", "--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2", "--quiet", *args]
+
+
+def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(photos, tmp_path):
+    script, output, go = _child(tmp_path), tmp_path / "shared.safetensors", tmp_path / "go"
+    lock = tmp_path / "shared.safetensors.lock"
+    config = _config(photos, steps=4, checkpoint_every=2)
+    first = subprocess.Popen([sys.executable, *_child_args(script, photos, output, config)],
+                             env=_env(HOLD_AFTER_STEP_1=str(go)))
+    try:
+        _wait_for(tmp_path / "go.holding", first)  # the first run is training, holding the lock
+        second = subprocess.run(_cli_train(photos, output, "--steps", "2"), env=_env(), capture_output=True,
+                                text=True, timeout=240)
+    finally:
+        go.touch()
+    assert first.wait(timeout=240) == 0
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.splitlines() == [
+        f"painterly: error: {lock}: another training run (process {first.pid}) holds this lock on {output}; "
+        "wait for it to end, or train into another --output"]
+    # Everything beside the model is the first run's alone, and the lock went with it.
+    assert [r["step"] for r in _metrics(output)] == [1, 2, 3, 4]
+    assert modelfile.read_metadata(output)["steps"] == 4
+    assert not lock.exists()
+
+
+def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path):
+    """A restart loop passes --resume every time, also after a run killed before its first checkpoint."""
+    script, output, go = _child(tmp_path), tmp_path / "preempted.safetensors", tmp_path / "go"
+    config = _config(photos, steps=3, checkpoint_every=100)
+    victim = subprocess.Popen([sys.executable, *_child_args(script, photos, output, config)],
+                              env=_env(HOLD_AFTER_STEP_1=str(go)))
+    try:
+        _wait_for(tmp_path / "go.holding", victim)
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    checkpoint = tmp_path / "preempted.safetensors.ckpt"
+    assert not checkpoint.exists() and [r["step"] for r in _metrics(output)] == [1]
+    assert (tmp_path / "preempted.safetensors.lock").exists()  # left by kill -9: it must not block the resume
+
+    events = _train(photos, output, resume=True, steps=3, checkpoint_every=100)
+    messages = [(e.level, e.text) for e in events if isinstance(e, MessageEvent)]
+    assert ("warning", f"{checkpoint}: no checkpoint yet (the run before stopped ahead of its first one); "
+                       "starting from step 0") in messages
+    assert [text for _, text in messages].count(RANDOM_WARNING) == 1  # one builder, one warning
+    assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [1, 2, 3]
+    assert [r["step"] for r in _metrics(output)] == [1, 2, 3]  # the dead run's line is not kept twice
+    _train(photos, tmp_path / "straight.safetensors", steps=3, checkpoint_every=100)
+    _assert_same_weights(tmp_path / "straight.safetensors", output)
+
+
+def _file_size_limit(limit):
+    """For a child process: writes that would take a file past `limit` bytes fail with EFBIG, as on a
+    full disk (Python ignores SIGXFSZ, so the write returns the error instead of killing the process)."""
+    import resource
+
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("options,failing", [
+    # A metrics line is about 250 bytes: the third one does not fit.
+    (["--log-every", "1"], ".metrics.jsonl"),
+    (["--log-every", "100", "--checkpoint-every", "2"], ".ckpt"),
+    (["--log-every", "100", "--preview-every", "1"], ".previews/step000001_0.png"),
+])
+def test_an_output_that_cannot_be_written_stops_training_with_one_line_and_no_model(options, failing, photos,
+                                                                                   tmp_path):
+    output = tmp_path / "full.safetensors"
+    command = _cli_train(photos, output, "--steps", "6", *options)
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240,
+                          preexec_fn=_file_size_limit(600))
+    assert done.returncode == 1, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "painterly: warning:" not in line]
+    assert lines == [f"painterly: error: {output}{failing}: cannot write (File too large)"]
+    assert not output.exists()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "photos" and p.name != "style.png")
+    assert left == [] or left == ["full.safetensors.metrics.jsonl"], left  # no checkpoint, lock or temporary
+
+
+def test_channels_last_trains_the_same_network_and_compile_needs_a_gpu(photos, tmp_path):
+    plain, last = tmp_path / "plain.safetensors", tmp_path / "last.safetensors"
+    _train(photos, plain, steps=2)
+    _train(photos, last, steps=2, channels_last=True)
+    assert modelfile.read_metadata(last)["training"]["channels_last"] is True
+    assert modelfile.read_metadata(last)["training"]["compile"] is False
+    # Other kernels, the same computation: the same losses step by step.
+    for a, b in zip(_metrics(plain), _metrics(last), strict=True):
+        assert a["losses"] == pytest.approx(b["losses"], rel=1e-4)
+    if torch.cuda.is_available():
+        return
+    with pytest.raises(UsageError, match="--compile needs a CUDA GPU"):
+        _train(photos, tmp_path / "compiled.safetensors", steps=2, compile=True)
+    assert not any(p.name.startswith("compiled.") for p in tmp_path.iterdir())
+
+
+def test_the_trainer_takes_steps_on_its_own(photos):
+    style = torch.rand(1, 3, 32, 32)
+    events = []
+    trainer = Trainer(_config(photos, channels_last=True), style, callback=events.append)
+    assert [e.text for e in events] == [RANDOM_WARNING]
+    assert trainer.model.conv1.conv2d.weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.encoder.channels_last
+    batch = torch.rand(2, 3, 32, 32)
+    first = trainer.train_step(batch)
+    second = trainer.train_step(batch)
+    assert trainer.step == 2 and set(first) == {"total", "content", "style", "tv"}
+    assert second["total"] < first["total"]
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-3  # config.lr when none is given
+
+
+def test_every_network_size_the_config_offers_exists():
+    from painterly.config import NET_ARCHS
+    from painterly.transformer import ARCHITECTURES
+
+    assert tuple(ARCHITECTURES) == NET_ARCHS

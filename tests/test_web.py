@@ -6,29 +6,32 @@ fast model and low limits (1 MB uploads, 1 M pixels) so that refusals are cheap 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import http.server
 import os
 import socket
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("gradio")
-httpx = pytest.importorskip("httpx")
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from painterly import samples, web
-from painterly.errors import PainterlyError, UsageError
+from painterly import cli, samples, web
+from painterly.config import ApplyConfig
+from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
 from painterly.modelfile import save_model
 from painterly.transformer import Architecture, TransformerNet
+from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace
 
 MODEL = "tiny.safetensors"
 MAX_UPLOAD_MB = 1
@@ -186,7 +189,8 @@ def test_video_tab_returns_a_stylised_clip(client, tmp_path):
 def test_video_frames_over_the_pixel_limit_are_refused(client, tmp_path):
     clip = write_clip(tmp_path / "large.mp4", 1008, 1008, frames=1)
     assert clip.stat().st_size < MAX_UPLOAD_MB * 1024 * 1024  # a small file of large frames
-    with pytest.raises(AppError, match=r"^large.mp4: frames of 1,016,064 pixels are over the limit"):
+    # The library's own check (ApplyConfig.max_pixels, on every frame), not one of the web UI's.
+    with pytest.raises(AppError, match=r"^large.mp4: 1008x1008 = 1,016,064 pixels is over the limit of 1,000,000"):
         stylise_clip(client, clip)
 
 
@@ -197,7 +201,7 @@ def test_concurrent_requests_are_all_answered_correctly(server, client, tmp_path
     """20 requests at once through the bounded queue; each gets its own image back."""
     _, _, models = server
     photos = [write_picture(tmp_path / f"c{i}.png", 24, 32, seed=100 + i) for i in range(20)]
-    stylizer = FastStylizer(models / MODEL, device="cpu")
+    stylizer = FastStylizer(models / MODEL, ApplyConfig(device="cpu"))
 
     def timed(photo: Path) -> tuple[float, str]:
         start = time.perf_counter()
@@ -261,6 +265,163 @@ def test_no_file_outside_the_working_folder_is_served(server, client, tmp_path):
                 response = http.get(route)
                 assert response.status_code in (403, 404), route  # ...but not outside the folder
                 assert "TOP SECRET" not in response.text and "root:" not in response.text
+
+
+def uploads_folder(workdir: Path) -> Path:
+    """Gradio's upload folder of the module's server (GRADIO_TEMP_DIR in the fixture)."""
+    return workdir.parent.parent / "uploads"
+
+
+def test_a_file_hard_linked_into_a_served_folder_is_refused(server, client, tmp_path):
+    """Gradio checks paths only; painterly serves a file only if it is the very file it wrote."""
+    url, workdir, _ = server
+    secret = workdir.parent / "private.txt"
+    stylise(client, write_picture(tmp_path / "linked.png"))
+    result = next(workdir.rglob("linked.png"))
+    gradio_copy = next(uploads_folder(workdir).rglob("linked.png"))  # what the page shows
+    planted = [result.parent / "leak.png", uploads_folder(workdir) / "leak.png"]
+    for path in planted:
+        os.link(secret, path)
+    (result.parent / "link.png").symlink_to(secret)
+    with httpx.Client(base_url=url) as http:
+        assert http.get(f"/gradio_api/file={result}").status_code == 200  # painterly's own file...
+        assert http.get(f"/gradio_api/file={gradio_copy}").status_code == 200  # ...and Gradio's copy of it
+        for path in [*planted, result.parent / "link.png"]:
+            for route in (f"/gradio_api/file={path}", f"/gradio_api/file/{path}"):
+                response = http.get(route)
+                assert response.status_code == 403, route
+                assert "TOP SECRET" not in response.text and NOT_SERVED in response.text
+        result.unlink()
+        os.link(secret, result)  # the very path painterly wrote, now another file
+        response = http.get(f"/gradio_api/file={result}")
+        assert response.status_code == 403 and "TOP SECRET" not in response.text
+
+
+class RecordingServer(http.server.ThreadingHTTPServer):
+    """A web server on 127.0.0.1 that serves a picture and remembers every request it sees."""
+
+    def __init__(self, body: bytes) -> None:
+        self.seen: list[str] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+                recorder.seen.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_the_server_fetches_no_urls(server, tmp_path, monkeypatch):
+    """Neither the file route, nor the proxy route, nor a file input given as a URL makes it fetch one."""
+    import gradio.processing_utils
+    import safehttpx
+
+    url, _, _ = server
+    target = RecordingServer(write_picture(tmp_path / "remote.png").read_bytes())
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    remote = f"http://127.0.0.1:{target.server_port}/remote.png"
+
+    async def public(host: str) -> str:  # as if 127.0.0.1 were a public address: Gradio's own check lets it by
+        return "127.0.0.1"
+
+    monkeypatch.setattr(safehttpx, "async_validate_url", public)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        assert asyncio.run(gradio.processing_utils.async_ssrf_protected_get(remote)).status_code == 200
+        assert target.seen == ["/remote.png"]  # Gradio's fetcher would reach the test's server...
+        target.seen.clear()
+        fake_upload = {"path": remote, "meta": {"_type": "gradio.FileData"}}
+        with httpx.Client(base_url=url, timeout=30) as http:
+            for route in (f"/gradio_api/file={remote}", f"/gradio_api/proxy={remote}", f"/gradio_api/file/{remote}"):
+                response = http.get(route)
+                assert response.status_code == 403, route
+                assert NO_URLS in response.text
+            event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None]})
+            stream = http.get(f"/gradio_api/call/fast/{event.json()['event_id']}").text
+        assert "event: error" in stream and "fetches no URLs" in stream
+        assert target.seen == []  # ...but painterly's server never asked it for anything
+    finally:
+        target.shutdown()
+        target.server_close()
+
+
+def test_old_job_folders_are_removed_when_a_job_starts(server, client, tmp_path):
+    _, workdir, _ = server
+    old, recent = workdir / "fast-old", workdir / "fast-recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        write_picture(folder / "result.png")
+    hours_ago = time.time() - 3 * 3600  # the server keeps results for web.KEEP_RESULTS_MINUTES
+    os.utime(old, (hours_ago, hours_ago))
+    stylise(client, write_picture(tmp_path / "fresh.png"))
+    assert not old.exists()
+    assert recent.exists() and next(workdir.rglob("fresh.png")).exists()
+
+
+def test_job_folders_go_by_age_but_never_while_running(tmp_path):
+    root = tmp_path / "painterly-web-test"
+    root.mkdir()
+    workspace = Workspace(root, keep_seconds=60)
+    guard = FileGuard(None, workspace=workspace, upload_folder=tmp_path / "uploads")
+    an_hour_ago = time.time() - 3600
+    with workspace.job("fast") as finished:
+        [written] = workspace.written([write_picture(finished / "out.png")])
+    assert guard.may_serve(written)
+    with workspace.job("optimize") as running:
+        os.utime(finished, (an_hour_ago, an_hour_ago))
+        os.utime(running, (an_hour_ago, an_hour_ago))  # a long optimisation: old, but still running
+        assert workspace.remove_old_jobs() == [finished]
+        assert not finished.exists() and running.exists()
+    assert not guard.may_serve(written)
+    assert workspace.remove_old_jobs() == [running]  # finished now, and old
+    with pytest.raises(ImageError), workspace.job("video") as failed:
+        (failed / "partial.mp4").write_bytes(b"half")
+        raise ImageError("clip.mp4: damaged")
+    assert not failed.exists()  # a failed job leaves nothing behind
+    workspace.close()
+    assert not root.exists() and tmp_path.exists()
+
+
+def test_shutdown_removes_the_working_folder_but_not_the_given_workdir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAINTERLY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's own file")
+    app = web.build_app(workdir=mine, vgg_weights="random", device="cpu")
+    [workdir] = mine.glob("painterly-web-*")
+    app.launch(server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        job = workdir / "fast-x"
+        job.mkdir()
+        write_picture(job / "result.png")
+    finally:
+        app.close()
+    deadline = time.monotonic() + 60  # close() waits for the server's shutdown; this only bounds a hang
+    while workdir.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workdir.exists()
+    assert (mine / "notes.txt").read_text() == "the user's own file"
+
+
+def test_keep_results_must_be_a_minute_or_more(tmp_path):
+    with pytest.raises(UsageError, match="keep results must be at least 1 minute, got 0"):
+        web.build_app(workdir=tmp_path, keep_results_minutes=0)
+    assert list(tmp_path.iterdir()) == []  # refused before anything was made
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, ["serve", "--keep-results", "0.5", "--workdir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "keep results must be at least 1 minute, got 0.5" in result.output
 
 
 def test_an_input_naming_a_server_file_is_refused(server):
@@ -357,6 +518,8 @@ def test_a_real_browser_stylises_an_upload(server, tmp_path):
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(90_000)  # generous: the test machine may be busy
+            refused: list[str] = []  # the file guard must not get in the page's way
+            page.on("response", lambda response: refused.append(response.url) if response.status == 403 else None)
             page.goto(server[0])
             page.locator("#fast-images input[type=file]").set_input_files(str(photo))
             # Uploaded once its name shows; Gradio may show stem and extension in separate elements.
@@ -371,6 +534,7 @@ def test_a_real_browser_stylises_an_upload(server, tmp_path):
             pixels, _ = read_array(path)
             assert pixels.shape == (192, 256, 3)
             assert pixels.std() > 0.01  # a picture, not a blank
+            assert refused == []
             if os.environ.get(SCREENSHOT_ENV):
                 page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
         finally:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import io
 import os
 import pickle
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -17,8 +21,11 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import save_file
 
+from helpers import run_limited
 from painterly import weights
 from painterly.errors import WeightsError
+from painterly.events import DownloadEvent
+from painterly.progress import ProgressPrinter
 from painterly.weights import WeightsSpec, WeightsUnavailable
 
 # The first two convs of VGG-19: small files that load in milliseconds.
@@ -309,7 +316,7 @@ def test_download_with_wrong_hash_leaves_nothing(server, small_state, isolated_c
     assert not isinstance(error.value, WeightsUnavailable)
     message = str(error.value)
     assert spec.url in message and "deadbeef" in message and sha256(root / "vgg19-deadbeef.pth") in message
-    assert list(isolated_cache.iterdir()) == []
+    assert not isolated_cache.parent.parent.exists()  # $TORCH_HOME: not even the folders made for the file
 
 
 def test_download_from_a_dead_server_is_unavailable(dead_url: str, isolated_cache: Path) -> None:
@@ -368,7 +375,7 @@ def test_resolve_imagenet_downloads_from_the_mirror_and_checks_the_hash(
     with pytest.raises(WeightsError, match=r"vgg19-dcbb9e9d\.pth: downloaded file has sha256 [0-9a-f]{64}") as error:
         weights.resolve("imagenet", "vgg19", required=SMALL, progress=False)
     assert not isinstance(error.value, WeightsUnavailable)
-    assert list(isolated_cache.iterdir()) == []
+    assert not isolated_cache.parent.parent.exists()  # $TORCH_HOME: not even the folders made for the file
 
 
 def test_resolve_imagenet_uses_the_cache_without_network(
@@ -445,3 +452,123 @@ def test_import_of_the_official_file_fills_the_cache(tmp_path: Path, monkeypatch
     state, description = weights.resolve("imagenet", "vgg16", required=["features.28.bias"], download_missing=False)
     assert description == f"ImageNet (torchvision {official.filename})"
     assert torch.all(state["features.28.bias"] == 0.25)
+
+
+# --- progress as events, the explicit download, no torch for paths -----------------------------------
+
+
+def test_download_progress_is_reported_as_events_and_nothing_is_printed(server, small_state, capfd) -> None:
+    base, root = server
+    name = serve_small(root, small_state)
+    spec = WeightsSpec("vgg19", f"{base}/{name}", name[6:14])
+    seen: list[DownloadEvent] = []
+    weights.download(spec, callback=seen.append)
+    size = (root / name).stat().st_size
+    assert seen[0] == DownloadEvent(spec.url, 0, size) and seen[-1] == DownloadEvent(spec.url, size, size)
+    assert [event.done for event in seen] == sorted(event.done for event in seen)
+    assert capfd.readouterr() == ("", "")  # the library never prints
+
+    quiet: list[DownloadEvent] = []
+    weights.cached_path(spec).unlink()
+    weights.download(spec, progress=False, callback=quiet.append)
+    assert quiet == []
+
+
+def test_a_download_event_is_drawn_as_a_byte_bar() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    with ProgressPrinter(stream=stream) as progress:
+        for done in (0, 500_000, 1_000_000):
+            progress(DownloadEvent("https://example.invalid/models/vgg19-dcbb9e9d.pth", done, 1_000_000))
+    drawn = stream.getvalue()
+    assert "downloading vgg19-dcbb9e9d.pth" in drawn and "1.00M/1.00M" in drawn
+
+
+def test_an_explicit_download_that_fails_does_not_suggest_itself(dead_url: str) -> None:
+    spec = WeightsSpec("vgg19", f"{dead_url}/vgg19-deadbeef.pth", "deadbeef")
+    with pytest.raises(WeightsUnavailable) as error:
+        weights.download(spec, progress=False, timeout=5, explicit=True)
+    message = str(error.value)
+    assert "\n" not in message and spec.url in message
+    assert "painterly weights --download" not in message
+    assert "Run this again once connected" in message
+    assert "`painterly weights --import vgg19-deadbeef.pth --arch vgg19`" in message
+
+
+def _painterly_in_a_subprocess(tmp_path: Path, code: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), **env}
+    environment.pop(weights.WEIGHTS_ENV, None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300, env=environment)
+
+
+def test_painterly_weights_does_not_import_torch(tmp_path: Path, dead_url: str) -> None:
+    """Listing the paths, and a failed `--download`, in a fresh process: torch is never imported."""
+    result = _painterly_in_a_subprocess(tmp_path, """
+        import sys
+        from painterly.cli import main
+        for argv in (["weights"], ["weights", "--download", "--arch", "vgg19"]):
+            try:
+                main(argv)
+            except SystemExit as exit:
+                print("exit", exit.code)
+        print("torch imported:", "torch" in sys.modules, "torchvision imported:", "torchvision" in sys.modules)
+    """, PAINTERLY_WEIGHTS_MIRROR=dead_url)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[-1] == "torch imported: False torchvision imported: False"
+    assert f"  file: {tmp_path / 'torch' / 'hub' / 'checkpoints' / 'vgg19-dcbb9e9d.pth'}" in out
+    assert out[-2] == "exit 1" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("painterly: error: VGG-19 ImageNet weights could not be downloaded from "
+                           f"{dead_url}/vgg19-dcbb9e9d.pth")
+    assert "painterly weights --download" not in line and "painterly weights --import" in line
+
+
+@pytest.mark.parametrize("env", [{"TORCH_HOME": "{tmp}/home"}, {"XDG_CACHE_HOME": "{tmp}/xdg"}, {}])
+def test_the_cache_folder_is_torch_hubs_without_importing_torch(tmp_path: Path, env: dict[str, str]) -> None:
+    environment = {key: value.format(tmp=tmp_path) for key, value in env.items()}
+    base = {key: value for key, value in os.environ.items() if key not in ("TORCH_HOME", "XDG_CACHE_HOME")}
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        from painterly import weights
+        without = weights.cache_dir()
+        assert "torch" not in sys.modules
+        import torch.hub
+        print(without == weights.cache_dir(), without == __import__("pathlib").Path(torch.hub.get_dir(), "checkpoints"))
+    """)], capture_output=True, text=True, timeout=300, env={**base, **environment})
+    assert result.stdout == "True True\n", result.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE")
+def test_a_full_disk_during_a_download_is_one_line_and_leaves_nothing(tmp_path: Path, server, small_state) -> None:
+    base, root = server
+    name = serve_small(root, small_state)
+    result = run_limited(f"""
+        from painterly import weights
+        from painterly.errors import WeightsError
+        spec = weights.WeightsSpec("vgg19", "{base}/{name}", "{name[6:14]}")
+        try:
+            weights.download(spec, progress=False)
+        except WeightsError as error:
+            print(error)
+    """, limit=(root / name).stat().st_size // 2)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert result.stdout == f"{cached}: cannot write (File too large); set TORCH_HOME to a writable folder\n"
+    assert not (tmp_path / "torch").exists()
+
+
+def test_integer_keys_in_a_vgg_file_are_one_line(tmp_path: Path, small_state) -> None:
+    path = save_small(tmp_path, {0: small_state["features.0.weight"]}, "ints.pth")
+    with pytest.raises(WeightsError) as error:
+        weights.load_state_dict_file(path, "vgg19", required=SMALL)
+    assert str(error.value) == f"{path}: key 0 is an int, not a parameter name; not a VGG state dict"
+
+
+def test_a_wrapped_state_dict_loads(tmp_path: Path, small_state) -> None:
+    path = save_small(tmp_path, {"state_dict": {f"module.{k}": v for k, v in small_state.items()}, "epoch": 90})
+    loaded = weights.load_state_dict_file(path, "vgg19", required=SMALL)
+    assert torch.equal(loaded["features.2.weight"], small_state["features.2.weight"])

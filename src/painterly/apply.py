@@ -3,8 +3,10 @@
 Inputs are image files, folders (searched recursively; the output folder mirrors their tree)
 and `-` for stdin; the output is one file, a folder, or `-` for stdout. Images stream
 through: at most one batch of them is in memory. When several files are asked for, a bad one
-is reported and the rest carry on; a single named file fails loudly and writes nothing.
-Like the model file, every output says what made it: model, settings and input, with hashes.
+(unreadable, over the pixel limit, or an output that cannot be written) is reported and the
+rest carry on; a single named file fails loudly and writes nothing. Planning never opens a
+file in a way that can fail: a bad file is found, and reported, when its turn comes.
+Every output records `FastStylizer.describe()`: model, settings and input, with hashes.
 Needs no torch when the model is a `.onnx` file. Images are read as 8-bit RGB and stay 8-bit
 through tiling and saving (the output file is 8-bit anyway): only the tiles in flight are
 float, so a large image costs about twice its 8-bit size plus one row of tiles.
@@ -23,16 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, UsageError
-from .provenance import describe_file
+from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
+from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, save_image
+from .provenance import describe_file
 from .video import VIDEO_EXTENSIONS, is_video, stylize_video
-from .images import (WRITABLE_EXTENSIONS, check_output, image_files, read_array, resize_long_side, save_image,
-                     to_float32)
 
 STDIO = "-"
 _STDIN_NAME = "stdin"
+_SHOWN_STDIN = "<stdin>"
 
 
 @dataclass
@@ -42,22 +44,25 @@ class ApplyReport:
     written: list[Path] = field(default_factory=list)  # Path("-") for stdout
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input, one-line reason)
 
+    def summary(self, output: str) -> str:
+        """"3 file(s) were written to out/, 1 failed": what an interrupted run leaves behind."""
+        if not self.written and not self.failed:
+            return "nothing was written"
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return f"{len(self.written)} file(s) were written to {output}{failed}"
+
 
 @dataclass(frozen=True)
 class _Job:
     source: str  # the input as given; "-" is stdin
     target: Path | None  # None is stdout
-
-    @property
-    def is_video(self) -> bool:
-        """Videos and animated GIF/WebP go through `video.stylize_video`, frame by frame."""
-        return self.source != STDIO and is_video(self.source)
+    is_video: bool = False  # videos and animated GIF/WebP go through `video.stylize_video`, frame by frame
 
 
 @dataclass
 class _Loaded:
     job: _Job
-    image: np.ndarray  # HxWx3 uint8 as read, or float32 once resized
+    image: np.ndarray  # HxWx3 uint8 as read, or float32 once resized by `FastStylizer.prepare`
     input: dict  # {"file", "sha256"} for the output's metadata
 
 
@@ -66,31 +71,30 @@ def apply_files(
     inputs: Sequence[Path | str],
     output: Path | str,
     *,
-    strength: float = 1.0,
-    preserve_color: str | None = None,
-    size: int | None = None,
-    callback: Callback = ignore,
-    max_pixels: int | None = None,
     suffix: str | None = None,
-    smooth: float = 0.0,
+    callback: Callback = ignore,
 ) -> ApplyReport:
-    """Stylise image and video files with `stylizer` and write the results.
+    """Stylise image and video files with `stylizer` (and its `config`) and write the results.
 
     One input file and an output with an extension: that file. Several inputs or a folder:
     `output` is a folder, each result named like its input (same relative path below a
     folder input), extension kept when writable, else `suffix` (default .png); `suffix`
     given applies to all (videos and animations keep their own). `-` reads stdin or writes
     PNG to stdout. Inputs are never overwritten; every target is checked before any work.
-    `smooth` is the temporal smoothing of videos (see `video.stylize_video`).
+
+    A callback raising `StopRequested` ends the run with what is written so far. An interrupt
+    (KeyboardInterrupt, or the CLI's SIGTERM) propagates with a note saying what was written.
     """
-    jobs, strict = _plan([os.fspath(item) for item in inputs], os.fspath(output), _check_suffix(suffix))
-    run = _Run(stylizer, options=dict(strength=strength, preserve_color=preserve_color), size=size,
-               max_pixels=max_pixels, settings=stylizer.describe(strength=strength, preserve_color=preserve_color, size=size),
-               callback=callback, strict=strict, total=len(jobs), smooth=smooth)
+    shown_output = os.fspath(output)
+    jobs, strict = _plan([os.fspath(item) for item in inputs], shown_output, _check_suffix(suffix))
+    run = _Run(stylizer, callback=callback, strict=strict, total=len(jobs))
     try:
         run.process(jobs)
     except StopRequested:
         pass  # the caller asked to stop: what is written so far stands
+    except KeyboardInterrupt as interrupt:
+        interrupt.add_note(run.report.summary(shown_output))
+        raise
     return run.report
 
 
@@ -107,7 +111,8 @@ def _plan(inputs: list[str], output: str, suffix: str | None) -> tuple[list[_Job
             raise UsageError("-o - writes one image to stdout; give exactly one input file (or -)")
         return [_Job(inputs[0], None)], True
     if one_file and _names_a_file(output):
-        jobs = [_Job(inputs[0], Path(output))]
+        source = inputs[0]
+        jobs = [_Job(source, Path(output), source != STDIO and is_video(source))]
     else:
         jobs = list(_folder_jobs(inputs, _output_folder(output), suffix))
     _check_targets(jobs)
@@ -134,18 +139,19 @@ def _folder_jobs(inputs: list[str], folder: Path, suffix: str | None) -> Iterato
         if item == STDIO:
             yield _Job(item, folder / f"{_STDIN_NAME}{suffix or '.png'}")
         elif Path(item).is_dir():
-            yield from (_Job(os.fspath(file), folder / _output_name(file, file.relative_to(item), suffix))
-                        for file in image_files(item, also=VIDEO_EXTENSIONS))
+            for file in image_files(item, also=VIDEO_EXTENSIONS):
+                yield _named_job(os.fspath(file), folder, file.relative_to(item), suffix)
         else:
-            yield _Job(item, folder / _output_name(Path(item), Path(Path(item).name), suffix))
+            yield _named_job(item, folder, Path(Path(item).name), suffix)
 
 
-def _output_name(source: Path, relative: Path, suffix: str | None) -> Path:
+def _named_job(source: str, folder: Path, relative: Path, suffix: str | None) -> _Job:
     """The input's name with `suffix`, else its own extension if writable, else .png; videos keep theirs."""
-    if is_video(source):
-        return relative
+    video = is_video(source)  # never raises: an unreadable file is found out when it is read
+    if video:
+        return _Job(source, folder / relative, True)
     keep = relative.suffix if relative.suffix.lower() in WRITABLE_EXTENSIONS else ".png"
-    return relative.with_suffix(suffix or keep)
+    return _Job(source, folder / relative.with_suffix(suffix or keep))
 
 
 def _check_suffix(suffix: str | None) -> str | None:
@@ -159,17 +165,25 @@ def _check_suffix(suffix: str | None) -> str | None:
 
 def _check_targets(jobs: list[_Job]) -> None:
     """Before any work: writable extensions, no input overwritten, no two inputs onto one output."""
-    inputs = {Path(job.source).resolve() for job in jobs if job.source != STDIO}
+    inputs = {_resolved(job.source) for job in jobs if job.source != STDIO}
     made_from: dict[Path, str] = {}
     for job in jobs:
+        if job.target is None:
+            continue
         if not job.is_video:  # stylize_video checks its own output types
             check_output(job.target, protect=[] if job.source == STDIO else [job.source])  # hard links too
-        target = job.target.resolve()
+        target = _resolved(job.target)
         if target in inputs:
             raise ImageError(f"{job.target}: refusing to overwrite an input file")
         if target in made_from:
             raise UsageError(f"{made_from[target]} and {job.source} would both be written to {job.target}")
         made_from[target] = job.source
+
+
+def _resolved(path: str | Path) -> Path:
+    """The real path, as far as it resolves: a symlink loop (which `Path.resolve` raises on) stays as it
+    is, to be reported by name when it is read."""
+    return Path(os.path.realpath(path))
 
 
 # --- running: read, batch, stylise, write -----------------------------------------------------
@@ -180,14 +194,9 @@ class _Run:
     """One `apply_files` call: streams the jobs through the stylizer in batches of equal-sized images."""
 
     stylizer: FastStylizer
-    options: dict  # stylize_batch's keyword arguments
-    size: int | None
-    max_pixels: int | None
-    settings: dict  # the metadata every output shares
     callback: Callback
-    strict: bool  # raise a file's ImageError instead of reporting it
+    strict: bool  # raise a file's error instead of reporting it
     total: int
-    smooth: float = 0.0
     report: ApplyReport = field(default_factory=ApplyReport)
 
     def process(self, jobs: list[_Job]) -> None:
@@ -209,31 +218,33 @@ class _Run:
     def _joins(self, batch: list[_Loaded], loaded: _Loaded) -> bool:
         """Equal-sized images share a batch; a tiled image is a batch of tiles on its own."""
         height, width = loaded.image.shape[:2]
-        return (loaded.image.shape == batch[0].image.shape and len(batch) < self.stylizer.batch_size
+        return (loaded.image.shape == batch[0].image.shape and len(batch) < self.stylizer.config.batch_size
                 and not self.stylizer.is_tiled(height, width))
 
     def _load(self, job: _Job) -> _Loaded:
+        """Read, check the size `--size` makes it against the pixel limit, and resize (early: a large
+        input waiting for its batch is held small)."""
+        max_pixels = self.stylizer.config.max_pixels
         if job.source == STDIO:
-            image, description = _read_stdin(self.max_pixels)
+            image, description = _read_stdin(max_pixels)
         else:
-            image, description = _read_file(job.source, self.max_pixels)
-        if self.size is not None:  # in float, as `FastStylizer.stylize(size=...)` resizes
-            image = resize_long_side(to_float32(image), self.size)
-        return _Loaded(job, image, description)
+            image, description = _read_file(job.source, max_pixels)
+        self.stylizer.check_size(_SHOWN_STDIN if job.source == STDIO else job.source, *image.shape[:2])
+        return _Loaded(job, self.stylizer.prepare(image), description)
 
     def _stylize(self, batch: list[_Loaded]) -> None:
-        styled = self.stylizer.stylize_batch([loaded.image for loaded in batch], **self.options)
+        styled = self.stylizer.stylize_batch([loaded.image for loaded in batch])
         for loaded, image in zip(batch, styled):
             self._guarded(loaded.job, self._write, image, loaded.input)
 
     def _video(self, job: _Job) -> None:
-        stylize_video(self.stylizer, job.source, job.target, size=self.size, smooth=self.smooth,
-                      batch_size=self.stylizer.batch_size, callback=self.callback, **self.options)
+        assert job.target is not None  # stdout takes one image, never a video
+        stylize_video(self.stylizer, job.source, job.target, callback=self.callback)
         self.report.written.append(job.target)
         self._finished(job)
 
     def _write(self, job: _Job, image: np.ndarray, description: dict) -> None:
-        settings = {**self.settings, "input": description}
+        settings = self.stylizer.describe(input=description)
         if job.target is None:
             _write_stdout(image, settings)
         else:
@@ -242,10 +253,11 @@ class _Run:
         self._finished(job)
 
     def _guarded(self, job: _Job, step: Callable[..., Any], *args: Any) -> Any:
-        """`step(job, *args)`; a bad file is reported and skipped, unless it was the only one named."""
+        """`step(job, *args)`; a bad file or an output that cannot be written is reported and
+        skipped, unless it was the only one named."""
         try:
             return step(job, *args)
-        except ImageError as error:
+        except (ImageError, OutputError) as error:
             if self.strict:
                 raise
             self.report.failed.append((job.source, str(error)))
@@ -261,25 +273,34 @@ class _Run:
 def _read_file(path: str, max_pixels: int | None) -> tuple[np.ndarray, dict]:
     # min_side=1: the stylizer pads small images itself; VGG's minimum does not apply here
     image, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
-    return image, describe_file(path)
+    try:
+        return image, describe_file(path)
+    except OSError as error:  # gone or unreadable since it was decoded
+        raise ImageError(f"{path}: cannot read ({error.strerror or error})") from None
 
 
 def _read_stdin(max_pixels: int | None) -> tuple[np.ndarray, dict]:
     """Stdin through a temporary file (the image reader takes paths); errors name <stdin>."""
     data = sys.stdin.buffer.read()
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder, _STDIN_NAME)
-        path.write_bytes(data)
-        try:
-            image, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
-        except ImageError as error:
-            raise ImageError(str(error).replace(os.fspath(path), "<stdin>")) from None
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, _STDIN_NAME)
+            path.write_bytes(data)
+            try:
+                image, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
+            except ImageError as error:
+                raise ImageError(str(error).replace(os.fspath(path), _SHOWN_STDIN)) from None
+    except OSError as error:  # no room for the temporary copy
+        raise ImageError(f"{_SHOWN_STDIN}: cannot buffer the input ({error.strerror or error})") from None
     return image, {"file": STDIO, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _write_stdout(image: np.ndarray, settings: dict) -> None:
     """PNG bytes, settings included, written whole to stdout."""
-    with tempfile.TemporaryDirectory() as folder:
-        data = save_image(image, Path(folder, "stdout.png"), settings=settings).read_bytes()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            data = save_image(image, Path(folder, "stdout.png"), settings=settings).read_bytes()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except OSError as error:  # a closed pipe (`| head`), a full disk behind a redirect
+        raise OutputError(f"<stdout>: cannot write ({error.strerror or error})") from None

@@ -8,15 +8,37 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from . import web
 from .allocator import keep_freed_memory
-from .config import StylizeConfig, TrainConfig
+from .config import (
+    AUTO_TILE,
+    AUTO_TILE_ABOVE,
+    BACKENDS,
+    COLOR_MODES,
+    DEVICES,
+    INITS,
+    LOSS_NORMALISATIONS,
+    LR_SCHEDULES,
+    MULTISCALE,
+    NET_ARCHS,
+    OPTIMIZERS,
+    POOLINGS,
+    VGG_ARCHS,
+    ApplyConfig,
+    StylizeConfig,
+    TrainConfig,
+    choices_text,
+)
 from .errors import PainterlyError, UsageError
+from .export import DEFAULT_OPSET
 
 app = typer.Typer(
     add_completion=False,
@@ -27,11 +49,27 @@ app = typer.Typer(
 
 _DEFAULTS = StylizeConfig()
 _TRAIN = TrainConfig()
-_PRECISION_HELP = "auto (bf16 where the GPU or CPU computes it natively and it keeps to fp32's results), fp32, bf16 or fp16 (GPU)."
+_APPLY = ApplyConfig()
+_PRECISION_HELP = ("auto (bf16 where the GPU or CPU computes it natively and it keeps to fp32's results), "
+                   "fp32, bf16 or fp16 (GPU).")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `docker stop`), raised in the main thread like Ctrl-C's KeyboardInterrupt,
+    so that the same cleanup runs (temporaries removed by `atomic_path` and the video sink)."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the cleanup short
+    raise Terminated
 
 
 def user_errors(command):
-    """Turn PainterlyError and Ctrl-C into one line and an exit code."""
+    """Turn PainterlyError, Ctrl-C and SIGTERM into one line and an exit code (130 and 143 for the signals).
+
+    An interrupted command's library call may note what it had written (`apply_files` does);
+    otherwise nothing was.
+    """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -40,9 +78,11 @@ def user_errors(command):
         except PainterlyError as error:
             _error(str(error))
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
-            _error("interrupted; nothing was written")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as interrupt:
+            terminated = isinstance(interrupt, Terminated)
+            written = "; ".join(getattr(interrupt, "__notes__", ())) or "nothing was written"
+            _error(f"{'terminated' if terminated else 'interrupted'}; {written}")
+            raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper
 
@@ -91,7 +131,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version.")] = False,
 ) -> None:
     """Neural style transfer: Gatys optimisation and fast feed-forward networks."""
     if ctx.invoked_subcommand != "apply":  # apply decides once it knows its backend
@@ -106,32 +147,37 @@ def stylize(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif).")],
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
-    coarse_steps: Annotated[Optional[int], typer.Option(
+    coarse_steps: Annotated[int | None, typer.Option(
         help="Steps at each coarser scale of --multiscale [default: a third of --steps].")] = None,
-    optimizer: Annotated[str, typer.Option(help="lbfgs or adam.")] = _DEFAULTS.optimizer,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate [default: 1 for lbfgs, 0.02 for adam].")] = None,
+    optimizer: Annotated[str, typer.Option(help=f"{choices_text(OPTIMIZERS)}.")] = _DEFAULTS.optimizer,
+    lr: Annotated[float | None, typer.Option(help="Learning rate [default: 1 for lbfgs, 0.02 for adam].")] = None,
     content_weight: Annotated[float, typer.Option()] = _DEFAULTS.content_weight,
     style_weight: Annotated[float, typer.Option()] = _DEFAULTS.style_weight,
     tv_weight: Annotated[float, typer.Option(help="Total-variation weight (0 = off).")] = _DEFAULTS.tv_weight,
-    content_layers: Annotated[Optional[str], typer.Option(help="Comma-separated [default: relu4_2].")] = None,
-    style_layers: Annotated[Optional[str], typer.Option(
+    content_layers: Annotated[str | None, typer.Option(help="Comma-separated [default: relu4_2].")] = None,
+    style_layers: Annotated[str | None, typer.Option(
         help="Comma-separated, each with an optional weight: relu1_1:0.5,relu2_1 [default: relu1_1..relu5_1].")] = None,
-    style_blend: Annotated[Optional[str], typer.Option(help="One weight per style image: 0.7,0.3.")] = None,
-    style_scale: Annotated[float, typer.Option(help="Style image size relative to the output.")] = _DEFAULTS.style_scale,
-    init: Annotated[str, typer.Option(help="content, noise, style or an image path.")] = _DEFAULTS.init,
-    preserve_color: Annotated[Optional[str], typer.Option(help="luminance or histogram.")] = None,
-    multiscale: Annotated[str, typer.Option(help="auto (on above 512 px), on or off.")] = _DEFAULTS.multiscale,
+    style_blend: Annotated[str | None, typer.Option(help="One weight per style image: 0.7,0.3.")] = None,
+    style_scale: Annotated[float, typer.Option(
+        help="Style image size relative to the output.")] = _DEFAULTS.style_scale,
+    init: Annotated[str, typer.Option(help=f"{', '.join(INITS)} or an image path.")] = _DEFAULTS.init,
+    preserve_color: Annotated[str | None, typer.Option(help=f"{choices_text(COLOR_MODES)}.")] = None,
+    multiscale: Annotated[str, typer.Option(
+        help=f"{choices_text(MULTISCALE)}; auto: on above {_DEFAULTS.multiscale_threshold} px.",
+    )] = _DEFAULTS.multiscale,
     min_scale: Annotated[int, typer.Option(help="Long side of the coarsest scale.")] = _DEFAULTS.min_scale,
-    pooling: Annotated[str, typer.Option(help="max or avg.")] = _DEFAULTS.pooling,
-    vgg: Annotated[str, typer.Option(help="vgg19 or vgg16.")] = _DEFAULTS.vgg,
-    vgg_weights: Annotated[Optional[str], typer.Option(
+    pooling: Annotated[str, typer.Option(help=f"{choices_text(POOLINGS)}.")] = _DEFAULTS.pooling,
+    vgg: Annotated[str, typer.Option(help=f"{choices_text(VGG_ARCHS)}.")] = _DEFAULTS.vgg,
+    vgg_weights: Annotated[str | None, typer.Option(
         help="imagenet, random or a .pth/.safetensors file [default: $PAINTERLY_VGG_WEIGHTS or imagenet].")] = None,
-    loss_normalisation: Annotated[str, typer.Option(help="target or paper (exact Gatys formulas).")] = _DEFAULTS.loss_normalisation,
+    loss_normalisation: Annotated[str, typer.Option(
+        help=f"{choices_text(LOSS_NORMALISATIONS)} (paper: the exact Gatys formulas).",
+    )] = _DEFAULTS.loss_normalisation,
     seed: Annotated[int, typer.Option()] = _DEFAULTS.seed,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _DEFAULTS.device,
+    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _DEFAULTS.device,
     precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _DEFAULTS.precision,
     save_every: Annotated[int, typer.Option(help="Also write an intermediate image every N steps.")] = 0,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Largest input image accepted, in pixels.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Largest input image accepted, in pixels.")] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notices.")] = False,
 ) -> None:
@@ -151,7 +197,7 @@ def stylize(
         loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
         save_every=save_every,
     )
-    inputs = [content, *styles] + ([Path(init)] if init not in ("content", "noise", "style") else [])
+    inputs = [content, *styles] + ([Path(init)] if init not in INITS else [])
     images.check_output(output, protect=inputs)
     with ProgressPrinter(quiet=quiet) as progress:
         summary = stylize_files(content, styles, output, config, callback=progress, max_pixels=max_pixels)
@@ -162,21 +208,23 @@ def stylize(
 @app.command()
 @user_errors
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the stylised sample.")] = Path("demo.png"),
+    output: Annotated[Path, typer.Option("--output", "-o",
+                                         help="Where to write the stylised sample.")] = Path("demo.png"),
     size: Annotated[int, typer.Option(help="Long side in pixels.")] = 256,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
-    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file [default: imagenet, else random].")] = None,
+    vgg_weights: Annotated[str | None, typer.Option(
+        help="imagenet, random or a file [default: imagenet, else random].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Stylise the built-in sample photo with the built-in sample painting: a first look, offline too."""
-    from . import images, samples
+    from . import images, pixels, samples
     from .pipeline import stylize_and_save
     from .progress import ProgressPrinter
 
     images.check_output(output)
     config = StylizeConfig(size=size, steps=steps, vgg_weights=vgg_weights or _imagenet_or_random(quiet))
-    content = images.to_tensor(samples.landscape())
-    style = images.to_tensor(samples.swirl_painting())
+    content = pixels.to_tensor(samples.landscape())
+    style = pixels.to_tensor(samples.swirl_painting())
     with ProgressPrinter(quiet=quiet) as progress:
         stylize_and_save(content, [style], output, config, callback=progress,
                          sources={"content": "painterly sample landscape", "styles": ["painterly sample swirl"]})
@@ -187,12 +235,14 @@ def demo(
 def _imagenet_or_random(quiet: bool) -> str:
     """The demo always produces a picture: ImageNet weights if they can be had, else random."""
     from . import weights
+    from .progress import ProgressPrinter
 
     spec = weights.spec_for("vgg19")
     if weights.cached_path(spec).exists():
         return "imagenet"
     try:
-        weights.download(spec, progress=not quiet)
+        with ProgressPrinter(quiet=quiet) as progress:
+            weights.download(spec, callback=progress)
         return "imagenet"
     except weights.WeightsUnavailable as error:
         _warn(f"{error}")
@@ -208,25 +258,32 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file (.safetensors).")],
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT.ckpt.")] = False,
     size: Annotated[int, typer.Option(help="Side of the random square crops.")] = _TRAIN.size,
-    style_size: Annotated[Optional[int], typer.Option(help="Long side of the style image [default: as is].")] = None,
+    style_size: Annotated[int | None, typer.Option(help="Long side of the style image [default: as is].")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the photos (unless --steps).")] = _TRAIN.epochs,
-    steps: Annotated[Optional[int], typer.Option(help="Total optimiser steps (overrides --epochs).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Total optimiser steps (overrides --epochs).")] = None,
     batch_size: Annotated[int, typer.Option(help="Photos per step (per process under torchrun).")] = _TRAIN.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
-    lr_schedule: Annotated[str, typer.Option(help="constant or cosine.")] = _TRAIN.lr_schedule,
+    lr_schedule: Annotated[str, typer.Option(help=f"{choices_text(LR_SCHEDULES)}.")] = _TRAIN.lr_schedule,
     content_weight: Annotated[float, typer.Option()] = _TRAIN.content_weight,
     style_weight: Annotated[float, typer.Option()] = _TRAIN.style_weight,
     tv_weight: Annotated[float, typer.Option()] = _TRAIN.tv_weight,
-    content_layers: Annotated[Optional[str], typer.Option(help="Comma-separated [default: relu2_2].")] = None,
-    style_layers: Annotated[Optional[str], typer.Option(
+    content_layers: Annotated[str | None, typer.Option(help="Comma-separated [default: relu2_2].")] = None,
+    style_layers: Annotated[str | None, typer.Option(
         help="Comma-separated with optional weights [default: relu1_2,relu2_2,relu3_3,relu4_3].")] = None,
-    vgg: Annotated[str, typer.Option(help="vgg16 (Johnson) or vgg19.")] = _TRAIN.vgg,
-    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file.")] = None,
-    arch: Annotated[str, typer.Option(help="standard (Johnson) or light (faster, smaller).")] = _TRAIN.arch,
+    vgg: Annotated[str, typer.Option(help=f"{choices_text(VGG_ARCHS)} (Johnson: vgg16).")] = _TRAIN.vgg,
+    vgg_weights: Annotated[str | None, typer.Option(help="imagenet, random or a file.")] = None,
+    arch: Annotated[str, typer.Option(
+        help=f"{choices_text(NET_ARCHS)} (standard: Johnson's; light: faster, smaller).")] = _TRAIN.arch,
     seed: Annotated[int, typer.Option()] = _TRAIN.seed,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = _TRAIN.device,
+    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _TRAIN.device,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = _TRAIN.workers,
     precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _TRAIN.precision,
+    channels_last: Annotated[bool, typer.Option(
+        "--channels-last", help="Channels-last memory for the networks: faster on GPUs with tensor cores.",
+    )] = _TRAIN.channels_last,
+    compile_networks: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the networks (CUDA only; the first steps wait while it compiles).",
+    )] = _TRAIN.compile,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = _TRAIN.checkpoint_every,
     log_every: Annotated[int, typer.Option(help="Steps between metrics-log lines.")] = _TRAIN.log_every,
     preview_every: Annotated[int, typer.Option(help="Stylise a few photos every N steps (0 = off).")] = 0,
@@ -244,7 +301,7 @@ def train(
         tv_weight=tv_weight, content_layers=content_names, style_layers=style_names,
         style_layer_weights=layer_weights, vgg=vgg, vgg_weights=vgg_weights, arch=arch, seed=seed,
         device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
-        log_every=log_every, preview_every=preview_every,
+        log_every=log_every, preview_every=preview_every, channels_last=channels_last, compile=compile_networks,
     )
     with ProgressPrinter(quiet=quiet) as progress:
         path = train_model(style, config, output, callback=progress, resume=resume)
@@ -259,20 +316,23 @@ def apply(
                                           show_default=False)],
     inputs: Annotated[list[str], typer.Argument(help="Images, folders, videos, or - for stdin.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="A file, a folder, or - for stdout.")],
-    strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = 1.0,
-    preserve_color: Annotated[Optional[str], typer.Option(help="luminance: keep the input's colours.")] = None,
-    size: Annotated[Optional[int], typer.Option(help="Resize the long side first.")] = None,
-    tile: Annotated[Optional[int], typer.Option(
+    strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = _APPLY.strength,
+    preserve_color: Annotated[str | None, typer.Option(
+        help="luminance: keep the input's colours.")] = _APPLY.preserve_color,
+    size: Annotated[int | None, typer.Option(help="Resize the long side first.")] = _APPLY.size,
+    tile: Annotated[int | None, typer.Option(
         help="Stylise large images in N-pixel tiles (bounded memory); 0 = never "
-             "[default: 768-pixel tiles for images over 2048² pixels].")] = None,
-    tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = 4,
-    smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = 0.0,
-    backend: Annotated[str, typer.Option(help="auto, torch or onnx.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps (torch backend).")] = "auto",
-    precision: Annotated[str, typer.Option(help=_PRECISION_HELP + " The onnx backend is fp32.")] = "auto",
-    suffix: Annotated[Optional[str], typer.Option(help="Output extension for folder outputs, e.g. .jpg.")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Largest input accepted, in pixels.")] = None,
+             f"[default: {AUTO_TILE}-pixel tiles for images over {AUTO_TILE_ABOVE:,} pixels].")] = _APPLY.tile,
+    tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = _APPLY.tile_overlap,
+    batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = _APPLY.batch_size,
+    smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = _APPLY.smooth,
+    backend: Annotated[str, typer.Option(
+        help=f"{choices_text(BACKENDS)}; auto: onnx for a .onnx model.")] = _APPLY.backend,
+    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _APPLY.device,
+    precision: Annotated[str, typer.Option(help=_PRECISION_HELP + " The onnx backend is fp32.")] = _APPLY.precision,
+    suffix: Annotated[str | None, typer.Option(help="Output extension for folder outputs, e.g. .jpg.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(
+        help="Largest input (image or video frame) accepted, in pixels.")] = _APPLY.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
     """Stylise images, folders and videos with a trained fast model."""
@@ -280,13 +340,14 @@ def apply(
     from .fast import FastStylizer
     from .progress import ProgressPrinter
 
-    stylizer = FastStylizer(model, device=device, backend=backend, tile=tile, tile_overlap=tile_overlap,
-                            batch_size=batch_size, precision=precision)
+    config = ApplyConfig(strength=strength, preserve_color=preserve_color, size=size, tile=tile,
+                         tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
+                         precision=precision, smooth=smooth, max_pixels=max_pixels)
+    stylizer = FastStylizer(model, config)
     if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8
         keep_freed_memory()
     with ProgressPrinter(quiet=quiet) as progress:
-        report = apply_files(stylizer, inputs, output, strength=strength, preserve_color=preserve_color, size=size,
-                             callback=progress, max_pixels=max_pixels, suffix=suffix, smooth=smooth)
+        report = apply_files(stylizer, inputs, output, suffix=suffix, callback=progress)
     for source, reason in report.failed:
         _error(reason if source in reason else f"{source}: {reason}")
     if not quiet and output != "-":
@@ -301,7 +362,7 @@ def apply(
 def export(
     model: Annotated[Path, typer.Argument(help="A .safetensors or pytorch/examples .pth model.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
 ) -> None:
     """Export a fast model to ONNX (dynamic size), checked against PyTorch in ONNX Runtime."""
     from .export import export_onnx
@@ -326,34 +387,42 @@ def convert(
 @app.command()
 @user_errors
 def serve(
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback is reachable from the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 7860,
-    models: Annotated[Optional[Path], typer.Option(help="Folder of fast models to offer.")] = None,
-    workdir: Annotated[Optional[Path], typer.Option(help="Where uploads and results go [default: a temp folder].")] = None,
-    vgg_weights: Annotated[Optional[str], typer.Option(help="imagenet, random or a file, for the Optimize tab.")] = None,
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; anything but loopback is reachable from the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = web.PORT,
+    models: Annotated[Path | None, typer.Option(help="Folder of fast models to offer.")] = None,
+    workdir: Annotated[Path | None, typer.Option(
+        help="Where results go (the system's temp folder if not given), in a painterly-web-* folder "
+             "removed at shutdown.")] = None,
+    vgg_weights: Annotated[str | None, typer.Option(help="imagenet, random or a file, for the Optimize tab.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = 50,
-    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels.")] = 16_000_000,
-    concurrency: Annotated[int, typer.Option(help="Jobs running at once; the rest wait in the queue.")] = 1,
-    queue_size: Annotated[int, typer.Option(help="Jobs allowed to wait.")] = 32,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = web.MAX_UPLOAD_MB,
+    max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels.")] = web.MAX_PIXELS,
+    concurrency: Annotated[int, typer.Option(
+        help="Jobs running at once; the rest wait in the queue.")] = web.CONCURRENCY,
+    queue_size: Annotated[int, typer.Option(help="Jobs allowed to wait.")] = web.QUEUE_SIZE,
+    keep_results: Annotated[float, typer.Option(
+        metavar="MINUTES", help="Remove each job's results this long after they were written.",
+    )] = web.KEEP_RESULTS_MINUTES,
 ) -> None:
     """Start the web UI (Fast, Optimize and Video tabs); needs `pip install 'painterly[web]'`."""
-    from .web import serve as serve_web
-
-    serve_web(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
-              max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency, queue_size=queue_size)
+    web.serve(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
+              max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency, queue_size=queue_size,
+              keep_results_minutes=keep_results)
 
 
 @app.command("weights")
 @user_errors
 def weights_command(
     download: Annotated[bool, typer.Option("--download", help="Download the ImageNet weights into the cache.")] = False,
-    import_file: Annotated[Optional[Path], typer.Option("--import", help="Copy a local torchvision weights file into the cache.")] = None,
+    import_file: Annotated[Path | None, typer.Option(
+        "--import", help="Copy a local torchvision weights file into the cache.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check the hash of the cached files.")] = False,
     arch: Annotated[str, typer.Option(help="vgg19, vgg16 or all.")] = "all",
 ) -> None:
     """Show where the VGG weights are; download, verify or import them."""
-    from . import weights
+    from . import weights  # torch-free until a file is loaded: listing the paths takes no seconds
+    from .progress import ProgressPrinter
 
     archs = weights.ARCHS if arch == "all" else (arch,)
     for name in archs:
@@ -365,7 +434,9 @@ def weights_command(
         print(f"imported {import_file} as {weights.import_file(import_file, arch)}")
     if download:
         for name in archs:
-            print(f"{name}: {weights.download(weights.spec_for(name))}")
+            with ProgressPrinter() as progress:
+                path = weights.download(weights.spec_for(name), callback=progress, explicit=True)
+            print(f"{name}: {path}")
     for row in weights.status():
         if row["arch"] not in archs:
             continue
@@ -379,6 +450,14 @@ def weights_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
-    app(args=argv, prog_name="painterly")
+    """Console entry point: SIGTERM is handled as Ctrl-C is, for every command (from the main thread,
+    the only one that may set a signal handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        app(args=argv, prog_name="painterly")
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        app(args=argv, prog_name="painterly")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from . import images
+from . import images, pixels
 from .errors import ImageError, PainterlyError, UsageError
 
 Key = tuple[int, int]  # (epoch, index of a file)
@@ -49,7 +49,8 @@ def first_readable(files: Sequence[Path], count: int, folder: str) -> tuple[list
         if len(photos) == count:
             break
     if not photos:
-        raise PainterlyError(f"{folder}: none of its {len(files)} image files can be read, e.g. {next(iter(skipped.values()))}")
+        example = next(iter(skipped.values()))
+        raise PainterlyError(f"{folder}: none of its {len(files)} image files can be read, e.g. {example}")
     return photos, skipped
 
 
@@ -104,13 +105,13 @@ class PhotoCrops(Dataset):
         """(H, W, 3) array -> (3, size, size) tensor."""
         height, width = rgb.shape[:2]
         scale = self.size / min(height, width)
-        rgb = images.resize_to(rgb, max(self.size, round(height * scale)), max(self.size, round(width * scale)))
+        rgb = pixels.resize_to(rgb, max(self.size, round(height * scale)), max(self.size, round(width * scale)))
         top = int(rng.integers(rgb.shape[0] - self.size + 1))
         left = int(rng.integers(rgb.shape[1] - self.size + 1))
         crop = rgb[top : top + self.size, left : left + self.size]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
-        return images.to_tensor(crop)[0]
+        return pixels.to_tensor(crop)[0]
 
 
 class StepBatches(Sampler[list[Key]]):

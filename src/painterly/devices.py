@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
-from .config import PRECISIONS
+from .config import DEVICES, PRECISIONS, check_choice
 from .errors import PainterlyError, UsageError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" picks CUDA, then Apple's MPS, then the CPU; a named device must exist."""
+    check_choice("device", name, DEVICES)
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -20,8 +24,6 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise UsageError("--device cuda: no CUDA GPU is available to PyTorch here; use --device cpu or auto")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps: Apple's MPS backend is not available here; use --device cpu or auto")
-    if name not in ("cpu", "cuda", "mps"):
-        raise UsageError(f"unknown device {name!r}; choose auto, cpu, cuda or mps")
     return torch.device(name)
 
 
@@ -33,7 +35,22 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
-def out_of_memory_error(what: str, device: torch.device) -> PainterlyError:
+@contextmanager
+def out_of_memory_guard(what: str, device: torch.device, hint: str | None = None) -> Iterator[None]:
+    """Turn running out of memory inside the block into one line saying what ran out and what to try.
+
+    The one out-of-memory boundary of Gatys, training and the fast networks."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as error:
+        if isinstance(error, MemoryError) or is_out_of_memory(error):
+            raise out_of_memory_error(what, device, hint) from None
+        raise
+
+
+def out_of_memory_error(what: str, device: torch.device, hint: str | None = None) -> PainterlyError:
+    if hint is not None:
+        return PainterlyError(f"out of memory on {device.type} while {what} ({hint})")
     hint = "a smaller --size" + (" or --device cpu" if device.type != "cpu" else "")
     return PainterlyError(f"out of memory on {device.type} while {what}; try {hint}")
 
@@ -48,8 +65,7 @@ def autocast_dtype(precision: str, device: torch.device, *, auto_bf16: bool = Tr
     Gatys with Adam stays within 0.5 %, and a fast network's output within 55 dB PSNR of fp32's.
     fp16 needs loss scaling and a GPU.
     """
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
         return torch.bfloat16 if auto_bf16 and native_bf16(device) else None
     if precision == "fp16" and device.type != "cuda":

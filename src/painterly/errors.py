@@ -21,6 +21,10 @@ class ImageError(PainterlyError):
     """An image file that cannot be read or written; the message names the file."""
 
 
+class OutputError(PainterlyError):
+    """An output that cannot be written (full disk, read-only folder, a folder in the way); names the path."""
+
+
 class WeightsError(PainterlyError):
     """VGG weights that cannot be found, downloaded, verified or loaded."""
 

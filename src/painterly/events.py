@@ -104,7 +104,17 @@ class VideoProgressEvent:
     elapsed: float  # seconds since the run began
 
 
-Event = StepEvent | MessageEvent | DoneEvent | TrainStepEvent | CheckpointEvent | ApplyEvent | VideoProgressEvent
+@dataclass
+class DownloadEvent:
+    """Bytes of a download received so far (VGG weights): enough for a progress bar."""
+
+    url: str
+    done: int  # bytes received so far; 0 when the transfer starts
+    total: int | None  # from Content-Length; None when the server does not say
+
+
+Event = (StepEvent | MessageEvent | DoneEvent | TrainStepEvent | CheckpointEvent | ApplyEvent | VideoProgressEvent
+         | DownloadEvent)
 Callback = Callable[[Event], None]
 
 

@@ -3,7 +3,7 @@
 The exported graph takes what every painterly model takes: float32 RGB in
 [0, 1], shape (N, 3, H, W), input "image", output "stylized" of the same
 shape. Batch, height and width are dynamic, but H and W must be multiples of
-`transformer.SIZE_MULTIPLE` (4): the caller pads, as `FastStylizer` does. A model trained
+`config.SIZE_MULTIPLE` (4): the caller pads, as `FastStylizer` does. A model trained
 on 0–255 pixels (pytorch/examples) has its `pixel_scale` inside the graph, so
 an ONNX file never needs scaling by its user.
 
@@ -13,7 +13,8 @@ model still says what made it.
 
 `onnx` and `onnxruntime` are the optional `painterly[onnx]` extra and are
 imported only when needed; `read_onnx_metadata` needs neither torch nor the
-`onnx` package, only `onnxruntime`.
+`onnx` package, only `onnxruntime`. Every ONNX Runtime session is opened by
+`runtimes.open_onnx_session`, as the ONNX backend opens it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .atomic import atomic_path, same_file
-from .errors import ModelFileError, PainterlyError, UsageError
+from .config import SIZE_MULTIPLE
+from .errors import ModelFileError, OutputError, PainterlyError, UsageError
+from .runtimes import onnx_metadata, open_onnx_session
 
 if TYPE_CHECKING:
     from .transformer import TransformerNet
@@ -42,6 +45,7 @@ OUTPUT_NAME = "stylized"
 # Opsets the TorchScript exporter writes for this network: 9 is the first with a
 # dynamic-size Upsample, 20 the last it supports.
 OPSETS = range(9, 21)
+DEFAULT_OPSET = 17
 _DYNAMIC_AXES = {0: "batch", 2: "height", 3: "width"}
 _PARITY_SEED = 0
 _MISSING_EXTRA = "ONNX export needs the onnx extra: pip install 'painterly[onnx]'"
@@ -61,7 +65,7 @@ def export_onnx(
     model_path: str | os.PathLike,
     output: str | os.PathLike,
     *,
-    opset: int = 17,
+    opset: int = DEFAULT_OPSET,
     tolerance: float = 1e-3,
     check_sizes: Sequence[tuple[int, int, int, int]] = ((1, 3, 64, 96), (2, 3, 80, 52)),
 ) -> ExportReport:
@@ -92,8 +96,8 @@ def export_onnx(
                     f"{model_path}: ONNX Runtime output differs from PyTorch by {difference:.3g} "
                     f"(tolerance {tolerance:g}); {output} not written"
                 )
-    except OSError as error:
-        raise ModelFileError(f"{output}: cannot write ({error.strerror or error})") from error
+    except OSError as error:  # writing the temporary; atomic_path words its own failures
+        raise OutputError(f"{output}: cannot write ({error.strerror or error})") from None
     return ExportReport(path=output, max_abs_diff=difference, opset=opset, seconds=time.perf_counter() - started)
 
 
@@ -104,30 +108,14 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     install can read what an exported model was made from. Values that are
     not JSON (ONNX files from other tools) come back as text.
     """
-    onnxruntime = _require("onnxruntime")
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such ONNX model file")
-    try:
-        session = _session(onnxruntime, path)
-    except Exception as error:  # ONNX Runtime's pybind errors share no base class narrower than Exception
-        raise ModelFileError(f"{path}: not a readable ONNX model ({_first_line(error)})") from None
-    return {key: _decode(value) for key, value in session.get_modelmeta().custom_metadata_map.items()}
-
-
-def _session(onnxruntime: ModuleType, path: Path) -> Any:
-    """A CPU inference session that logs errors only: the library never prints."""
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    _require("onnxruntime")
+    return onnx_metadata(open_onnx_session(path))
 
 
 def _check_request(
     model_path: Path, output: Path, opset: int, tolerance: float, check_sizes: Sequence[tuple[int, ...]]
 ) -> None:
     """Refuse impossible requests before loading anything or writing a byte."""
-    from .transformer import SIZE_MULTIPLE
-
     if output.suffix.lower() != ".onnx":
         raise UsageError(f"{output}: the ONNX export must be written to a .onnx file")
     if same_file(model_path, output):
@@ -178,7 +166,7 @@ def _trace(model: TransformerNet, opset: int, example_size: tuple[int, int, int,
         torch.onnx.export(
             model,
             (torch.zeros(example_size),),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # torch's hints say a path; it takes any binary file
             dynamo=False,
             opset_version=opset,
             input_names=[INPUT_NAME],
@@ -190,8 +178,6 @@ def _trace(model: TransformerNet, opset: int, example_size: tuple[int, int, int,
 
 def _describe(proto: Any, metadata: dict[str, Any], opset: int) -> None:
     """Put the model file's metadata and a usage note into the ONNX model."""
-    from .transformer import SIZE_MULTIPLE
-
     props = {**metadata, "onnx_opset": opset, "exported_by": __version__}
     for key, value in props.items():
         entry = proto.metadata_props.add()
@@ -209,10 +195,9 @@ def _describe(proto: Any, metadata: dict[str, Any], opset: int) -> None:
 def _max_abs_diff(model: TransformerNet, onnx_path: Path, sizes: Sequence[tuple[int, int, int, int]]) -> float:
     """Largest |ONNX Runtime − PyTorch| over seeded random images of every size, on the written file."""
     import numpy as np
-    import onnxruntime
     import torch
 
-    session = _session(onnxruntime, onnx_path)
+    session = open_onnx_session(onnx_path)
     generator = torch.Generator().manual_seed(_PARITY_SEED)
     differences = []
     for size in sizes:
@@ -223,15 +208,3 @@ def _max_abs_diff(model: TransformerNet, onnx_path: Path, sizes: Sequence[tuple[
         # A wrong shape counts as an infinite difference (it could otherwise broadcast).
         differences.append(np.max(np.abs(actual - expected)) if actual.shape == expected.shape else np.inf)
     return float(np.max(differences))  # np.max, unlike max(), keeps a NaN
-
-
-def _decode(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__

@@ -3,6 +3,10 @@
 Layers are asked for by name (`relu4_2`, `conv3_1`, `pool2`), the network is
 built only up to the deepest one, the ImageNet normalisation happens inside
 (callers pass [0, 1] RGB), and the weights are frozen.
+
+`build_perceptual_loss` is the one place Gatys (optimize.py) and training
+(training.py) get their encoder and loss from, and the one place that warns
+about random weights.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import torch
 from torch import nn
 
 from . import weights as vgg_weights
+from .config import POOLINGS, VGG_ARCHS, StylizeConfig, TrainConfig, check_choice
 from .errors import UsageError
-
-POOLING = ("max", "avg")
+from .events import Callback, MessageEvent, ignore
+from .losses import PerceptualLoss
 
 
 def layer_names(arch: str) -> list[str]:
@@ -52,8 +57,7 @@ def check_layers(layers: Iterable[str], arch: str) -> list[str]:
 
 
 def _config(arch: str) -> list[int | str]:
-    if arch not in vgg_weights.CONFIGS:
-        raise UsageError(f"unknown VGG architecture {arch!r}; choose one of {', '.join(vgg_weights.ARCHS)}")
+    check_choice("vgg", arch, VGG_ARCHS)
     return vgg_weights.CONFIGS[arch]
 
 
@@ -87,8 +91,7 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if not layers:
             raise UsageError("VGGFeatures needs at least one layer")
-        if pooling not in POOLING:
-            raise UsageError(f"unknown pooling {pooling!r}; choose max or avg")
+        check_choice("pooling", pooling, POOLINGS)
         self.arch = arch
         self.layers = tuple(dict.fromkeys(check_layers(layers, arch)))
         names = layer_names(arch)
@@ -104,6 +107,8 @@ class VGGFeatures(nn.Module):
         else:
             self.weights_description = "given state dict"
         self.features.load_state_dict({key[len("features."):]: state_dict[key] for key in required})
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(vgg_weights.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(vgg_weights.IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.autocast: torch.dtype | None = None
@@ -115,12 +120,12 @@ class VGGFeatures(nn.Module):
         modules: list[nn.Module] = []
         in_channels = 3
         for item in _config(self.arch):
-            if item == "M":
-                pool = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
-                modules.append(pool)
-            else:
+            if isinstance(item, int):
                 modules += [nn.Conv2d(in_channels, item, 3, padding=1), nn.ReLU(inplace=False)]
                 in_channels = item
+            else:  # "M"
+                pool = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+                modules.append(pool)
             if len(modules) >= self.depth:
                 break
         return nn.Sequential(*modules[: self.depth])
@@ -166,3 +171,38 @@ class VGGFeatures(nn.Module):
                     if len(out) == len(wanted):
                         break
         return out
+
+
+def build_perceptual_loss(
+    config: StylizeConfig | TrainConfig,
+    device: torch.device,
+    *,
+    autocast: torch.dtype | None = None,
+    channels_last: bool = False,
+    callback: Callback = ignore,
+) -> PerceptualLoss:
+    """The VGG encoder and the perceptual loss over it that `config` describes, on `device`.
+
+    The encoder computes the content and style layers (it is `loss.encoder`); the content term is
+    left out when its weight is 0 (texture synthesis needs no content target). Random VGG weights
+    are reported once, through `callback`, as a warning: their results are far below ImageNet's.
+    """
+    encoder = VGGFeatures(
+        list(dict.fromkeys(config.content_layers + config.style_layers)),
+        arch=config.vgg,
+        weights=config.vgg_weights,
+        pooling=config.pooling,
+        seed=config.seed,
+    ).to(device)
+    encoder.set_speed(autocast=autocast, channels_last=channels_last)
+    if encoder.weights_description.startswith("random"):
+        callback(MessageEvent(vgg_weights.RANDOM_WARNING, "warning"))
+    return PerceptualLoss(
+        encoder,
+        config.content_layers if config.content_weight > 0 else (),
+        config.layer_weights(),
+        content_weight=config.content_weight,
+        style_weight=config.style_weight,
+        tv_weight=config.tv_weight,
+        normalisation=config.loss_normalisation,
+    )

@@ -1,16 +1,18 @@
-"""Image files in and out: the only module that touches Pillow.
+"""Image files in and out: the only module that reads or writes image files (through Pillow).
 
 Pixels leave here as float32 RGB in [0, 1] (or, asked for, as the decoded 8-bit values) and
-come back either way. The core works on numpy arrays (HxWx3) so that the ONNX Runtime path
-runs without torch; torch is imported only inside the functions that take or return tensors.
+come back either way; the arithmetic on them (8-bit <-> float, layouts, resizing) is in
+`pixels.py`. The core works on numpy arrays (HxWx3) so that the ONNX Runtime path runs
+without torch; torch is imported only inside the functions that take or return tensors.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import stat
-import struct
 import sys
 import threading
 import warnings
@@ -25,10 +27,11 @@ from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, ImageSequence, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from painterly.atomic import atomic_path, same_file
-from painterly.errors import ImageError, UsageError
+from painterly.errors import ImageError, PainterlyError, UsageError
+from painterly.pixels import over_white, over_white_uint8, to_array, to_float32, to_numpy, to_tensor, to_uint8
 
 if TYPE_CHECKING:
     import torch
@@ -46,12 +49,8 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
 _KEEPS_ALPHA = frozenset({"PNG", "WEBP", "TIFF"})
 _TIFF_IMAGE_DESCRIPTION = 270
 _XMP_NAMESPACE = "urn:painterly:xmp/"
-# What Pillow raises on damaged data varies by plugin; these are the ones it uses.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
-_PILLOW_LIMIT_LOCK = threading.Lock()
-# Rows converted at a time between uint8 and float: a full-size float temporary of an 8192²
-# image is 805 MB, a chunk of 256 rows 25 MB.
-_CHUNK_ROWS = 256
+# Pillow's decompression-bomb limit is a module global: set under this lock, for one decode at a time.
+_PILLOW_LIMIT_LOCK = threading.RLock()
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -76,8 +75,10 @@ def read_array(
     limit = _max_pixels(max_pixels)
     with _open(path, shown) as img:
         _check_size(img.size, shown, limit, min_side)
-        _decode(img, shown, limit)
-        return _to_uint8_rgb(img) if dtype == np.uint8 else _to_float_rgb(img)
+        with _decoding(shown, limit, quiet_c=img.format == "TIFF"):
+            _decode(img)
+            _check_size(img.size, shown, limit, min_side)  # the size decoding found, if it differs
+            return _to_uint8_rgb(img) if dtype == np.uint8 else _to_float_rgb(img)
 
 
 def load_image(path: StrPath, *, max_pixels: int | None = None, min_side: int = MIN_SIDE) -> torch.Tensor:
@@ -99,11 +100,17 @@ def load_image_with_alpha(
 def read_settings(path: StrPath) -> dict | None:
     """The settings dict `save_image` stored in the file, or None when there is none."""
     shown = os.fspath(path)
-    with _open(path, shown) as img:
+    with _open(path, shown) as img, _decoding(shown):
         if img.format == "PNG":
             return parse_settings(img.info.get(SETTINGS_KEY))
         envelope = parse_settings(_envelope_text(img))
     return None if envelope is None else parse_settings(envelope.get(SETTINGS_KEY))
+
+
+def check_pixels(shown: str, width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse `width`x`height` over the pixel limit: the one check every kind of input goes through
+    (still images, each frame of an animation or video, and any size an input is resized to)."""
+    _check_size((width, height), shown, _max_pixels(max_pixels), 1)
 
 
 def _max_pixels(given: int | None) -> int:
@@ -121,14 +128,42 @@ def _max_pixels(given: int | None) -> int:
 def _open(path: StrPath, shown: str) -> Image.Image:
     """Open the file reading only its header, so that the size can be checked before decoding."""
     _check_is_file(path, shown)
+    with _decoding(shown):  # no pixel limit here: _check_size does that check with a clearer message
+        return Image.open(path)
+
+
+class _Refused(Exception):
+    """Decoded data painterly will not pass on; the message lacks only the file's name."""
+
+
+@contextmanager
+def _decoding(shown: str, limit: int | None = None, *, quiet_c: bool = False) -> Iterator[None]:
+    """The one boundary between Pillow's format plugins and painterly.
+
+    Every failure inside it, whatever a plugin raises (OSError, SyntaxError, struct.error,
+    IndexError, RuntimeError, NotImplementedError, its own format errors, MemoryError from a
+    lying length field, ...), leaves as one ImageError line naming the file, and nothing is
+    printed meanwhile: Pillow's warnings are silenced and, with `quiet_c`, so is the C stderr
+    libtiff writes its warnings to. `limit` is the pixel limit Pillow enforces while decoding
+    (frames and tiles can be larger than the header said); None switches its check off.
+    """
     try:
-        with _pillow_pixel_limit(None):  # _check_size does this check with a clearer message
-            return Image.open(path)
+        with _pillow_pixel_limit(limit), _c_stderr_silenced(quiet_c):
+            yield
+    except PainterlyError:
+        raise
+    except _Refused as exc:
+        raise ImageError(f"{shown}: {exc}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        message = f"{shown}: image data is over the limit of {limit or 0:,} pixels; {_RAISE_THE_LIMIT}"
+        raise ImageError(message) from None
     except UnidentifiedImageError:
         raise ImageError(f"{shown}: not an image Pillow can read") from None
     except OSError as exc:
         raise _read_error(shown, exc) from exc
-    except _DECODE_ERRORS as exc:
+    except MemoryError:
+        raise ImageError(f"{shown}: truncated or corrupt image data (it asks for more memory than there is)") from None
+    except Exception as exc:  # noqa: BLE001 - any plugin's failure on damaged data, by design
         raise _corrupt(shown, exc) from exc
 
 
@@ -155,7 +190,8 @@ def _read_error(shown: str, exc: OSError) -> ImageError:
 
 
 def _corrupt(shown: str, exc: Exception) -> ImageError:
-    return ImageError(f"{shown}: truncated or corrupt image data ({exc})")
+    reason = " ".join(str(exc).split()) or type(exc).__name__  # one line, never empty
+    return ImageError(f"{shown}: truncated or corrupt image data ({reason})")
 
 
 def _check_size(size: tuple[int, int], shown: str, limit: int, min_side: int) -> None:
@@ -176,9 +212,12 @@ def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
     """Have Pillow's decompression-bomb check enforce `limit` exactly, then put its setting back.
 
     Pillow reads a module global and only warns between it and twice it, so the global is set
-    under a lock (and restored, never leaked) and that warning is made an error.
+    under a lock (and restored, never leaked) and that warning is made an error. Pillow's other
+    warnings (corrupt EXIF, truncated TIFF tags, ...) and its log records are silenced: the
+    library never prints, and a damaged file is reported once, by the ImageError.
     """
-    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings(), _pillow_logs_silenced():
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, limit
         try:
@@ -187,18 +226,71 @@ def _pillow_pixel_limit(limit: int | None) -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(img: Image.Image, shown: str, limit: int) -> None:
-    """Decode the first frame fully and turn it upright, so damaged data fails here, by name."""
+@contextmanager
+def _pillow_logs_silenced() -> Iterator[None]:
+    """Disable Pillow's loggers ("PIL" and its plugins' children), then restore them.
+
+    TiffImagePlugin logs errors about damaged files before raising; with no logging set up,
+    Python's last-resort handler prints them on stderr. Every plugin is imported first, so
+    that each one's logger exists to be disabled.
+    """
+    Image.init()
+    names = [name for name in list(logging.root.manager.loggerDict) if name == "PIL" or name.startswith("PIL.")]
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
     try:
-        with _pillow_pixel_limit(limit):  # frames and tiles can be larger than the header said
-            img.seek(0)
-            img.load()
-            ImageOps.exif_transpose(img, in_place=True)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        message = f"{shown}: image data is over the limit of {limit:,} pixels; {_RAISE_THE_LIMIT}"
-        raise ImageError(message) from None
-    except _DECODE_ERRORS as exc:
-        raise _corrupt(shown, exc) from exc
+        yield
+    finally:
+        for logger, disabled in zip(loggers, saved):
+            logger.disabled = disabled
+
+
+@contextmanager
+def _c_stderr_silenced(active: bool) -> Iterator[None]:
+    """Point file descriptor 2 at the null device while libtiff decodes, then put it back.
+
+    libtiff's default handlers write warnings about damaged files ("Using code not yet in
+    table", ...) straight to the C stderr, which Python's warnings filters cannot reach.
+    Callers hold _PILLOW_LIMIT_LOCK, so two decodes never swap the descriptor at once; what
+    another thread writes to fd 2 during a TIFF decode is lost with libtiff's messages.
+    """
+    saved = _duplicate_stderr() if active else None
+    if saved is None:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _duplicate_stderr() -> int | None:
+    """A copy of file descriptor 2 with Python's own pending output flushed first; None without one."""
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        return os.dup(2)
+    except OSError:
+        return None
+
+
+def _decode(img: Image.Image) -> None:
+    """Decode the current frame fully and turn it upright, so damaged data fails here, by name.
+
+    Called inside `_decoding`. A still read is of the first frame; a file opened at frame 0
+    is not sought again (some plugins, SPIDER's, refuse any seek in a single-image file).
+    """
+    if img.tell() != 0:
+        img.seek(0)
+    img.load()
+    ImageOps.exif_transpose(img, in_place=True)
 
 
 def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -210,14 +302,13 @@ def _to_float_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if alpha is None:
         return to_float32(rgb), None
     alpha = to_float32(alpha)
-    return _over_white(to_float32(rgb), alpha), alpha
+    return over_white(to_float32(rgb), alpha), alpha
 
 
 def _to_uint8_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Any Pillow mode -> (uint8 RGB composited over white, uint8 alpha or None).
 
-    The composite is computed in float a chunk of rows at a time and rounded like
-    `to_uint8`, so it equals the float path's result rounded, without its full-size floats.
+    The composite equals the float path's result rounded (see `pixels.over_white_uint8`).
     """
     if _is_high_depth(img):
         rgb, alpha = _to_float_rgb(img)
@@ -225,11 +316,7 @@ def _to_uint8_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     rgb, alpha = _decoded_rgb(img)
     if alpha is None:
         return rgb, None
-    composited = np.empty_like(rgb)
-    for start in range(0, len(rgb), _CHUNK_ROWS):
-        rows = slice(start, start + _CHUNK_ROWS)
-        composited[rows] = to_uint8(_over_white(to_float32(rgb[rows]), to_float32(alpha[rows])))
-    return composited, alpha
+    return over_white_uint8(rgb, alpha), alpha
 
 
 def _is_high_depth(img: Image.Image) -> bool:
@@ -251,13 +338,6 @@ def _decoded_rgb(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.array(_to_srgb(img, icc)), alpha
 
 
-def _over_white(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Float RGB composited over white by float alpha, in place (no full-size temporaries)."""
-    rgb *= alpha[..., None]
-    rgb += 1 - alpha[..., None]
-    return rgb
-
-
 def _scaled_gray(img: Image.Image) -> np.ndarray:
     """16/32-bit integer or float gray scaled by its real range.
 
@@ -265,7 +345,9 @@ def _scaled_gray(img: Image.Image) -> np.ndarray:
     fit 16 bits are read as 16-bit (mode "I" is often 16-bit data widened); floats already in
     [0, 1] are kept; anything else is stretched from its minimum to its maximum.
     """
-    values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+    values = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise _Refused("float pixels include infinity or NaN; only finite values can be shown")
     low, high = float(values.min()), float(values.max())
     if img.mode.startswith("I") and low >= 0 and high <= 65535:
         low, high = 0.0, 65535.0
@@ -282,7 +364,9 @@ def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
     if icc and img.mode in ("RGB", "CMYK"):
         try:
             embedded = ImageCms.ImageCmsProfile(BytesIO(icc))
-            return ImageCms.profileToProfile(img, embedded, _srgb(), outputMode="RGB")
+            converted = ImageCms.profileToProfile(img, embedded, _srgb(), outputMode="RGB")
+            if converted is not None:  # None only when converting in place, which this is not
+                return converted
         except (ImageCms.PyCMSError, OSError):
             pass  # a broken or mismatched profile: show the pixels untagged, as viewers do
     return img.convert("RGB")
@@ -299,7 +383,7 @@ def _envelope_text(img: Image.Image) -> str | bytes | None:
         return img.info.get("comment")
     if img.format == "WEBP":
         return _from_xmp(img.info.get("xmp"))
-    if img.format == "TIFF":
+    if isinstance(img, TiffImagePlugin.TiffImageFile):
         return img.tag_v2.get(_TIFF_IMAGE_DESCRIPTION)
     return None
 
@@ -338,14 +422,10 @@ def save_image(
     created. Returns the path written.
     """
     path = Path(path)
-    shown = os.fspath(path)
     image_format = check_output(path, protect=protect)
     picture = _to_pil(image, alpha if image_format in _KEEPS_ALPHA else None)
     options = _save_options(image_format, settings, quality)
-    try:
-        _write_atomically(picture, path, image_format, options)
-    except OSError as exc:
-        raise ImageError(f"{shown}: cannot write ({exc.strerror or exc})") from exc
+    _write_atomically(picture, path, image_format, options)  # a failed write: atomic_path's OutputError line
     return path
 
 
@@ -385,35 +465,9 @@ def _rgb_array(image: Any) -> np.ndarray:
     return image if is_plain and image.dtype in (np.uint8, np.float32) else to_array(image)
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """Values in [0, 1] -> uint8 (clipped, then rounded to the nearest of 0..255); uint8 is kept.
-
-    Converts `_CHUNK_ROWS` rows at a time: clipping, scaling and rounding a whole 8192²
-    image at once would make several 805 MB float temporaries.
-    """
-    if values.dtype == np.uint8:
-        return values
-    result = np.empty(values.shape, dtype=np.uint8)
-    for start in range(0, len(values), _CHUNK_ROWS):
-        rows = slice(start, start + _CHUNK_ROWS)
-        chunk = np.clip(values[rows], 0, 1)
-        chunk *= 255
-        result[rows] = np.rint(chunk, out=chunk)
-    return result
-
-
-def to_float32(values: np.ndarray) -> np.ndarray:
-    """uint8 -> a new float32 array in [0, 1]; float arrays come back as float32, uncopied if already."""
-    if values.dtype != np.uint8:
-        return values.astype(np.float32, copy=False)
-    floats = values.astype(np.float32)
-    floats /= 255
-    return floats
-
-
 def _alpha_array(alpha: Any, size: tuple[int, int]) -> np.ndarray:
     height, width = size
-    array = alpha if isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8 else _as_numpy(alpha)
+    array = alpha if isinstance(alpha, np.ndarray) and alpha.dtype == np.uint8 else to_numpy(alpha)
     if array.shape not in {(height, width), (1, height, width), (1, 1, height, width), (height, width, 1)}:
         raise ValueError(f"alpha has shape {array.shape}; expected {height}x{width} to match the image")
     return array.reshape(height, width)
@@ -474,28 +528,54 @@ class Animation:
 
 
 def frame_count(path: StrPath) -> int:
-    """How many frames the image file has (1 for a still image)."""
+    """How many frames the image file has (1 for a still image).
+
+    Counting reads frame headers only, so no pixel limit applies here: each frame's size is
+    checked when it is decoded. A damaged file raises ImageError naming it.
+    """
     shown = os.fspath(path)
-    with _open(path, shown) as img:
-        return getattr(img, "n_frames", 1)
+    with _open(path, shown) as img, _decoding(shown):
+        return _frames_in(img)
+
+
+def _frames_in(img: Image.Image) -> int:
+    count = getattr(img, "n_frames", 1)
+    if not isinstance(count, int) or count < 1:
+        raise _Refused(f"truncated or corrupt image data ({count!r} frames)")
+    return count
 
 
 @contextmanager
 def open_animation(path: StrPath, *, max_pixels: int | None = None) -> Iterator[Animation]:
-    """Open an animated GIF or WebP; its frames keep their own durations."""
+    """Open an animated GIF or WebP; its frames keep their own durations.
+
+    Every frame's real size (a GIF frame may be larger than its declared screen) is checked
+    against the pixel limit before that frame is decoded.
+    """
     shown = os.fspath(path)
+    limit = _max_pixels(max_pixels)
     with _open(path, shown) as img:
-        _check_size(img.size, shown, _max_pixels(max_pixels), MIN_SIDE)
-        yield Animation(_animation_frames(img, shown), getattr(img, "n_frames", 1), img.info.get("loop"))
+        _check_size(img.size, shown, limit, MIN_SIDE)
+        with _decoding(shown):
+            count, loop = _frames_in(img), img.info.get("loop")
+        yield Animation(_animation_frames(img, shown, limit), count, loop)
 
 
-def _animation_frames(img: Image.Image, shown: str) -> Iterator[tuple[np.ndarray, int]]:
-    try:
-        for frame in ImageSequence.Iterator(img):
-            rgb, _ = _to_float_rgb(frame)  # loading the frame also sets WebP's duration
-            yield rgb, int(frame.info.get("duration", 0))
-    except _DECODE_ERRORS as exc:
-        raise _corrupt(shown, exc) from exc
+def _animation_frames(img: Image.Image, shown: str, limit: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Each frame decoded inside the boundary (never holding its lock across a yield)."""
+    for index in itertools.count():
+        with _decoding(shown, limit, quiet_c=img.format == "TIFF"):
+            if index > 0:
+                try:
+                    img.seek(index)  # reads the frame's header: its box may grow the canvas
+                except EOFError:
+                    return  # no more frames
+            check_pixels(shown, *img.size, max_pixels=limit)
+            img.load()
+            check_pixels(shown, *img.size, max_pixels=limit)
+            rgb, _ = _to_float_rgb(img)  # loading the frame also sets WebP's duration
+            duration = int(img.info.get("duration", 0))
+        yield rgb, duration
 
 
 def save_animation(frames: Sequence[np.ndarray], durations: Sequence[int], path: StrPath, *,
@@ -514,108 +594,10 @@ def save_animation(frames: Sequence[np.ndarray], durations: Sequence[int], path:
     options = _save_options(image_format, settings, quality=90)
     if loop is not None:
         options["loop"] = loop
-    try:
-        with atomic_path(path) as temporary:
-            first.save(temporary, format=image_format, save_all=True, append_images=rest,
-                       duration=list(durations), **options)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    with atomic_path(path) as temporary:  # a failed write: atomic_path's OutputError line
+        first.save(temporary, format=image_format, save_all=True, append_images=rest,
+                   duration=list(durations), **options)
     return path
-
-
-# --- arrays, tensors, resizing ---------------------------------------------------------------
-
-
-def to_array(image: Any) -> np.ndarray:
-    """Tensor (1,3,H,W)/(3,H,W) or array (1,3,H,W)/HxWx3 -> a new HxWx3 float32 array.
-
-    A 3-axis tensor is read as channels-first, a 3-axis array as channels-last (Pillow's
-    layout); tensors are detached and moved to the CPU.
-    """
-    array = _as_numpy(image)
-    if array.ndim == 4 and array.shape[:2] == (1, 3):
-        array = array[0].transpose(1, 2, 0)
-    elif array.ndim == 3 and _is_tensor(image) and array.shape[0] == 3:
-        array = array.transpose(1, 2, 0)
-    elif not (array.ndim == 3 and array.shape[2] == 3):
-        raise ValueError(f"expected an image of shape (1,3,H,W), (3,H,W) or HxWx3, got {tuple(array.shape)}")
-    return np.array(array, dtype=np.float32, order="C")  # a copy: never a view of the caller's data
-
-
-def to_tensor(array: np.ndarray) -> torch.Tensor:
-    """HxWx3 array -> a new (1, 3, H, W) float32 tensor."""
-    import torch
-
-    array = np.asarray(array, dtype=np.float32)
-    if not (array.ndim == 3 and array.shape[2] == 3):
-        raise ValueError(f"expected an HxWx3 array, got {array.shape}")
-    return torch.from_numpy(array.transpose(2, 0, 1)[None].copy())
-
-
-def resize_long_side(image: Any, size: int) -> Any:
-    """Scale so the longer side is `size` pixels, keeping the aspect ratio."""
-    _check_positive(size=size)
-    height, width = _height_width(image)
-    scale = size / max(height, width)
-    return resize_to(image, max(1, round(height * scale)), max(1, round(width * scale)))
-
-
-def resize_to(image: Any, height: int, width: int) -> Any:
-    """Antialiased bicubic resize, clamped to [0, 1] (bicubic overshoots at edges).
-
-    Takes a (N,3,H,W)/(3,H,W) tensor or an HxWx3 array and returns the same kind; an image
-    already that size is returned as is.
-    """
-    _check_positive(height=height, width=width)
-    if _height_width(image) == (height, width):
-        return image
-    if _is_tensor(image):
-        return _resize_tensor(image, height, width)
-    return _resize_array(np.asarray(image, dtype=np.float32), height, width)
-
-
-def _resize_tensor(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """torch's antialiased bicubic is Pillow's bicubic, so both kinds of input agree."""
-    import torch.nn.functional as F
-
-    batch = image if image.ndim == 4 else image[None]
-    resized = F.interpolate(batch, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-    resized = resized.clamp(0, 1)
-    return resized if image.ndim == 4 else resized[0]
-
-
-def _resize_array(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    channels = [
-        Image.fromarray(np.ascontiguousarray(array[..., c])).resize((width, height), Image.Resampling.BICUBIC)
-        for c in range(array.shape[2])
-    ]
-    return np.clip(np.stack([np.asarray(c) for c in channels], axis=2), 0, 1)
-
-
-def _height_width(image: Any) -> tuple[int, int]:
-    """(H, W) of a channels-first tensor or a channels-last array."""
-    shape = tuple(image.shape)
-    return (shape[-2], shape[-1]) if _is_tensor(image) else (shape[0], shape[1])
-
-
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if value < 1:
-            raise UsageError(f"{name} must be at least 1 pixel, got {value}")
-
-
-def _is_tensor(value: Any) -> bool:
-    """True for a torch.Tensor, without importing torch: if it is not loaded, no tensor exists."""
-    torch = sys.modules.get("torch")
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    if _is_tensor(value):
-        import torch
-
-        return value.detach().to("cpu", torch.float32).numpy()
-    return np.asarray(value, dtype=np.float32)
 
 
 # --- folders ---------------------------------------------------------------------------------

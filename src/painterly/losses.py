@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import LOSS_NORMALISATIONS, check_choice
 from .errors import UsageError
 
-NORMALISATIONS = ("target", "paper")
 _EPS = 1e-8
 
 
@@ -96,8 +96,7 @@ class PerceptualLoss(nn.Module):
         normalisation: str = "target",
     ) -> None:
         super().__init__()
-        if normalisation not in NORMALISATIONS:
-            raise UsageError(f"unknown loss normalisation {normalisation!r}; choose {' or '.join(NORMALISATIONS)}")
+        check_choice("loss_normalisation", normalisation, LOSS_NORMALISATIONS)
         missing = set(content_layers) | set(style_layers)
         missing -= set(getattr(encoder, "layers", missing))
         if missing:
@@ -136,6 +135,8 @@ class PerceptualLoss(nn.Module):
 
     def content_features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Content targets for a batch of photos (Johnson), without gradient."""
+        if not self.content_layers:  # content weight 0: nothing to run the encoder for
+            return {}
         with torch.no_grad():
             feats = self.encoder(image, self.content_layers)
         return {layer: feats[layer].float() for layer in self.content_layers}
@@ -148,7 +149,8 @@ class PerceptualLoss(nn.Module):
         content = self.content_targets if content is None else content
         norm = self.normalisation
         zero = image.new_zeros(())
-        content_term = sum((content_loss(feats[l].float(), content[l], norm) for l in self.content_layers), zero)
+        content_term = sum((content_loss(feats[layer].float(), content[layer], norm) for layer in self.content_layers),
+                           zero)
         style_term = zero
         for layer, weight in self.style_layers.items():
             f = feats[layer].float()

@@ -2,40 +2,62 @@
 
 A painterly model is a `.safetensors` file whose metadata (JSON strings, as
 safetensors requires) records the format version, the architecture, the
-style image, the full training settings and the steps trained. Loading
-never unpickles code: safetensors has no code, and `.pth` files from
-pytorch/examples' fast_neural_style are read with `weights_only=True`.
+style image, the full training settings, the steps trained and a SHA-256 of
+the tensors. Loading never unpickles code: safetensors has no code, and
+`.pth` files from pytorch/examples' fast_neural_style are read with
+`weights_only=True` (`torchfiles`).
+
+Model files come from strangers, so nothing in one is trusted: every
+metadata field is checked against the limits in `transformer.py` before
+anything is allocated, the tensors' names and shapes against the
+architecture before a network is built, and their values for NaN and
+infinity; the checksum, where the file has one, must match.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import __version__
 from .atomic import atomic_path
 from .errors import ModelFileError
-from .transformer import Architecture, TransformerNet
+from .torchfiles import load_torch_file, state_dict_of, tensors_sha256
+from .transformer import MAX_PIXEL_SCALE, Architecture, TransformerNet
 
+# 1 is still written: the checksum is an optional field that older painterly versions read as extra metadata.
 FORMAT_VERSION = 1
 FORMAT_NAME = "painterly-transformer"
+CHECKSUM_FIELD = "tensors_sha256"
 TORCH_SUFFIXES = (".pth", ".pt", ".model")
+# Metadata fields stored as plain text; every other field is JSON.
+_TEXT_FIELDS = ("format", "format_version", "painterly_version")
 # Old PyTorch versions saved InstanceNorm running statistics that current ones neither use nor accept.
 _STALE_KEY = re.compile(r"(^|\.)in\d+\.running_(mean|var)$|(^|\.)in\d+\.num_batches_tracked$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | None = None,
                training: dict | None = None, steps: int = 0, extra: dict | None = None) -> Path:
-    """Write `model` atomically (temp file, then rename): never a half-written model file."""
-    from safetensors.torch import save_file
+    """Write `model` atomically (temp file, then rename): never a half-written model file.
+
+    The file is serialised in memory and written by painterly itself, so a full
+    disk is an `OSError` that `atomic_path` turns into one `OutputError` line
+    (safetensors' own writer reports it as a `SafetensorError`, and creates its
+    files with mode 0600 whatever the umask).
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ModelFileError(f"{path}: model files are written as .safetensors")
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     metadata = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
@@ -46,10 +68,11 @@ def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | 
         "steps": str(steps),
         "painterly_version": __version__,
         **{key: json.dumps(value) for key, value in (extra or {}).items()},
+        CHECKSUM_FIELD: json.dumps(tensors_sha256(tensors)),
     }
-    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    data = save(tensors, metadata=metadata)
     with atomic_path(path) as temporary:
-        save_file(tensors, temporary, metadata=metadata)
+        temporary.write_bytes(data)
     return path
 
 
@@ -58,24 +81,29 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     path = Path(path)
     _check_file(path)
     if path.suffix == ".safetensors":
-        tensors, metadata = _read_safetensors(path)
+        tensors, metadata = _read_safetensors(path)  # shapes checked already if the architecture is recorded
     elif path.suffix in TORCH_SUFFIXES:
         tensors, metadata = _read_torch(path), {"format": "pytorch-examples", "pixel_scale": 255.0}
     else:
         raise ModelFileError(f"{path}: unknown model file type; expected .safetensors or {', '.join(TORCH_SUFFIXES)}")
-    architecture = Architecture(**metadata["architecture"]) if "architecture" in metadata else _infer(tensors, path)
+    if "architecture" in metadata:
+        architecture = Architecture(**metadata["architecture"])
+    else:
+        architecture = _infer(tensors, path)
+        _check_shapes({key: tuple(value.shape) for key, value in tensors.items()}, architecture, path)
+    _check_values(tensors, path)
     metadata["architecture"] = architecture.to_dict()
     model = TransformerNet(architecture, pixel_scale=float(metadata.get("pixel_scale", 1.0)))
     try:
         model.load_state_dict(tensors)
-    except RuntimeError as error:
+    except RuntimeError as error:  # not expected after the shape check; kept as the last line of defence
         first = str(error).strip().splitlines()[-1].strip()
         raise ModelFileError(f"{path}: not a TransformerNet state dict ({first[:200]})") from None
     return model.to(device).eval(), metadata
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a painterly model file, without loading its tensors."""
+    """The metadata of a painterly model file, checked, without loading its tensors."""
     path = Path(path)
     _check_file(path)
     return _open_safetensors(path, with_tensors=False)[1]
@@ -97,77 +125,152 @@ def _check_file(path: Path) -> None:
 
 
 def _open_safetensors(path: Path, *, with_tensors: bool) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors (if asked) and decoded metadata; any unreadable file becomes one ModelFileError line.
+    """Tensors (if asked) and checked metadata; any unreadable file becomes one ModelFileError line.
 
-    SafetensorError (a bad or oversized header, e.g. a text file) derives from
-    neither OSError nor ValueError, so it is named here.
+    The metadata, then the tensors' names and shapes (from the header) are
+    checked before a single tensor is read. SafetensorError (a bad or oversized
+    header, e.g. a text file) derives from neither OSError nor ValueError, so it
+    is named here.
     """
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(path, "pt") as handle:
             metadata = _decode(handle.metadata() or {}, path)
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()} if with_tensors else {}
+            if not with_tensors:
+                return {}, metadata
+            if "architecture" in metadata:
+                shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+                _check_shapes(shapes, Architecture(**metadata["architecture"]), path)
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(f"{path}: not a readable safetensors model ({error})") from None
+        raise ModelFileError(f"{path}: not a readable safetensors model ({_one_line(error)})") from None
+    expected = metadata.get(CHECKSUM_FIELD)
+    if expected is not None and tensors_sha256(tensors) != expected:
+        raise ModelFileError(f"{path}: the tensors do not match the checksum stored in the file; "
+                             "the file is damaged (copy it again)")
     return tensors, metadata
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    tensors, metadata = _open_safetensors(path, with_tensors=True)
-    if metadata.get("format") not in (None, FORMAT_NAME):
-        raise ModelFileError(f"{path}: a {metadata['format']!r} file, not a painterly model")
-    version = int(metadata.get("format_version", FORMAT_VERSION))
-    if version > FORMAT_VERSION:
-        raise ModelFileError(f"{path}: model format {version} is newer than this painterly reads; upgrade painterly")
-    return tensors, metadata
+    return _open_safetensors(path, with_tensors=True)
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
-    import pickle
-
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelFileError(
-            f"{path}: refusing to load: the file contains Python objects other than tensors (weights_only)"
-        ) from None
-    except Exception as error:  # on arbitrary bytes the unpickler trips on anything: KeyError, IndexError, EOFError…
-        raise ModelFileError(f"{path}: not a readable PyTorch state dict ({type(error).__name__})") from None
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]
-    if not isinstance(raw, dict) or not all(isinstance(v, torch.Tensor) for v in raw.values()):
-        raise ModelFileError(f"{path}: not a state dict of tensors")
-    return {_strip_prefix(key): value for key, value in raw.items() if not _STALE_KEY.search(key)}
-
-
-def _strip_prefix(key: str) -> str:
-    for prefix in ("module.", "_orig_mod."):
-        key = key.removeprefix(prefix)
-    return key
+    raw = load_torch_file(path, "model", error=ModelFileError)
+    state = state_dict_of(raw, path, "TransformerNet", error=ModelFileError)
+    return {key: value for key, value in state.items() if not _STALE_KEY.search(key)}
 
 
 def _infer(tensors: dict[str, torch.Tensor], path: Path) -> Architecture:
-    """Widths and depth from the tensor shapes of a file that does not record them."""
+    """Widths and depth from the tensor shapes of a file that does not record them (within the limits)."""
     try:
-        channels = tuple(int(tensors[f"conv{i}.conv2d.weight"].shape[0]) for i in (1, 2, 3))
+        convs = [tensors[f"conv{i}.conv2d.weight"] for i in (1, 2, 3)]
     except KeyError:
         raise ModelFileError(f"{path}: not a TransformerNet state dict (no conv1/conv2/conv3 weights)") from None
+    if any(conv.dim() != 4 for conv in convs):
+        raise ModelFileError(f"{path}: not a TransformerNet state dict (conv weights that are not 4-D)")
     blocks = len({key.split(".")[0] for key in tensors if re.match(r"res\d+\.", key)})
-    return Architecture(channels=channels, residual_blocks=blocks,
-                        edge_kernel=int(tensors["conv1.conv2d.weight"].shape[-1]))
+    try:
+        return Architecture(channels=(int(convs[0].shape[0]), int(convs[1].shape[0]), int(convs[2].shape[0])),
+                            residual_blocks=blocks, edge_kernel=int(convs[0].shape[-1]))
+    except ValueError as error:
+        raise ModelFileError(f"{path}: not a TransformerNet state dict ({error})") from None
+
+
+def _check_shapes(shapes: dict[str, tuple[int, ...]], architecture: Architecture, path: Path) -> None:
+    """The tensors' names and shapes are exactly the architecture's; measured on a network of no memory."""
+    with torch.device("meta"):
+        expected = {key: tuple(value.shape) for key, value in TransformerNet(architecture).state_dict().items()}
+    missing = [key for key in expected if key not in shapes]
+    unexpected = [key for key in shapes if key not in expected]
+    if missing or unexpected:
+        problem = (f"missing {_names(missing)}" if missing else "") + ("; " if missing and unexpected else "") + (
+            f"unexpected {_names(unexpected)}" if unexpected else "")
+        raise ModelFileError(f"{path}: not a TransformerNet state dict for {_arch(architecture)}: {problem}")
+    for key, shape in expected.items():
+        if shapes[key] != shape:
+            raise ModelFileError(f"{path}: {key} has shape {shapes[key]}, expected {shape} for {_arch(architecture)}")
+
+
+def _check_values(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """Floating-point and finite: a NaN or an infinity in any weight makes every output black."""
+    for key, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise ModelFileError(f"{path}: {key} holds {str(tensor.dtype).removeprefix('torch.')} values, "
+                                 "not floating-point weights")
+        if not bool(torch.isfinite(tensor).all()):
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+            raise ModelFileError(f"{path}: {key} has {kind} weights; the model is broken "
+                                 "(was its training diverging?) and would paint every image black")
 
 
 def _decode(metadata: dict[str, str], path: Path) -> dict:
-    decoded: dict = {}
+    """Every known field checked and decoded; unknown fields (e.g. `converted_from`) kept as JSON."""
+    decoded: dict[str, Any] = {}
     for key, value in metadata.items():
-        if key in ("format", "painterly_version"):
+        if key in _TEXT_FIELDS:
             decoded[key] = value
             continue
         try:
             decoded[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise ModelFileError(f"{path}: metadata field {key!r} is not valid JSON") from None
+    if decoded.get("format") not in (None, FORMAT_NAME):
+        raise ModelFileError(f"{path}: a {_short(decoded['format'])} file, not a painterly model")
+    if "format_version" in decoded:
+        text = decoded["format_version"]
+        if not re.fullmatch(r"[0-9]{1,9}", text):
+            raise ModelFileError(f"{path}: metadata format_version must be a whole number, not {_short(text)}")
+        decoded["format_version"] = int(text)
+        if decoded["format_version"] > FORMAT_VERSION:
+            raise ModelFileError(f"{path}: model format {decoded['format_version']} is newer than this painterly "
+                                 "reads; upgrade painterly")
     if "architecture" in decoded:
-        decoded["architecture"]["channels"] = tuple(decoded["architecture"]["channels"])
+        try:
+            decoded["architecture"] = Architecture.from_dict(decoded["architecture"]).to_dict()
+        except (TypeError, ValueError) as error:
+            raise ModelFileError(f"{path}: metadata {error}") from None
+    _check_field(decoded, "pixel_scale", path, f"a number above 0, at most {MAX_PIXEL_SCALE:g}",
+                 lambda v: _is_number(v) and 0 < v <= MAX_PIXEL_SCALE)
+    _check_field(decoded, "steps", path, "a whole number, 0 or more", lambda v: _is_int(v) and v >= 0)
+    for key in ("style", "training"):
+        _check_field(decoded, key, path, "an object", lambda v: isinstance(v, dict))
+    _check_field(decoded, CHECKSUM_FIELD, path, "64 hex digits",
+                 lambda v: isinstance(v, str) and _SHA256.fullmatch(v) is not None)
     return decoded
+
+
+def _check_field(decoded: dict, key: str, path: Path, wanted: str, valid) -> None:
+    if key in decoded and not valid(decoded[key]):
+        raise ModelFileError(f"{path}: metadata {key} must be {wanted}, not {_short(decoded[key])}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool, which Python counts as an int)."""
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _short(value: object) -> str:
+    """A value from a hostile file, for a message: cut short."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _names(keys: list[str]) -> str:
+    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+    return ", ".join(_short(key) for key in keys[:3]) + more
+
+
+def _arch(architecture: Architecture) -> str:
+    return (f"channels {architecture.channels}, {architecture.residual_blocks} residual blocks, "
+            f"{architecture.edge_kernel}×{architecture.edge_kernel} edges")
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text[:200] or type(error).__name__

@@ -10,18 +10,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
-from . import color, images
-from .config import StylizeConfig
-from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, precision_name, resolve_device
+from . import color, pixels
+from .config import INITS, StylizeConfig
+from .devices import autocast_dtype, out_of_memory_guard, precision_name, resolve_device
 from .errors import NumericalError, UsageError
-from .events import Callback, DoneEvent, MessageEvent, StepEvent, StopRequested, ignore
-from .features import VGGFeatures
-from .losses import PerceptualLoss, normalised_blend
-from .weights import RANDOM_WARNING
+from .events import Callback, DoneEvent, StepEvent, StopRequested, ignore
+from .features import VGGFeatures, build_perceptual_loss
+from .losses import LossTerms, normalised_blend
 
 
 def stylize(
@@ -29,81 +27,71 @@ def stylize(
     styles: Sequence[torch.Tensor],
     config: StylizeConfig | None = None,
     *,
+    init_image: torch.Tensor | None = None,
     callback: Callback = ignore,
 ) -> torch.Tensor:
     """Paint `content` (1, 3, H, W) in the style of `styles`; returns (1, 3, h, w) in [0, 1] on the CPU.
 
-    The output's long side is `config.size`. Progress goes to `callback`,
-    which may raise `StopRequested` to keep the image reached so far.
-    Raises `NumericalError` (carrying the last good image) if the loss stops
-    being finite, and `PainterlyError` on running out of memory.
+    The output's long side is `config.size`. The optimisation starts from `init_image` (1, 3, H', W'),
+    resized to the content's size, when one is given, else from what `config.init` names ("content",
+    "noise" or "style"); a `config.init` that is an image path is read by the caller (`stylize_files`
+    does), since tensors, not files, come in here. Progress goes to `callback`, which may raise
+    `StopRequested` to keep the image reached so far. Raises `NumericalError` (carrying the last good
+    image) if the loss stops being finite, and `PainterlyError` on running out of memory.
     """
     config = config or StylizeConfig()
     normalised_blend(config.style_blend, len(styles))  # a count mismatch is refused before any work
+    if init_image is None and config.init not in INITS:
+        raise UsageError(f"init {config.init!r} is an image file: load it and pass it as init_image "
+                         "(stylize_files does)")
     device = resolve_device(config.device)
-    try:
-        return _Run(content, list(styles), config, device, callback).run()
-    except RuntimeError as error:
-        if is_out_of_memory(error):
-            raise out_of_memory_error(f"stylizing at --size {config.size}", device) from None
-        raise
+    with out_of_memory_guard(f"stylizing at --size {config.size}", device):
+        return _Run(content, list(styles), config, device, callback, init_image).run()
 
 
 class _Run:
     """One stylisation: the encoder, the loss and the image being optimised."""
 
-    def __init__(self, content, styles, config: StylizeConfig, device, callback: Callback) -> None:
+    def __init__(self, content: torch.Tensor, styles: list[torch.Tensor], config: StylizeConfig,
+                 device: torch.device, callback: Callback, init_image: torch.Tensor | None) -> None:
         self.config, self.device, self.callback = config, device, callback
         self.content = content.detach().float().to(device)
         if config.preserve_color == "histogram":
             styles = [color.match_color(style, content) for style in styles]
         self.styles = [style.detach().float().to(device) for style in styles]
+        self.init_image = None if init_image is None else init_image.detach().float().to(device)
         self.generator = torch.Generator().manual_seed(config.seed)
         torch.manual_seed(config.seed)
-        self.encoder = VGGFeatures(
-            list(dict.fromkeys(config.content_layers + config.style_layers)),
-            arch=config.vgg,
-            weights=config.vgg_weights,
-            pooling=config.pooling,
-            seed=config.seed,
-        ).to(device)
         # "auto" keeps L-BFGS in fp32: in bf16 its loss curve left fp32's by far more than 2 % in the
         # first steps (gatys-precision in docs/benchmarks.md); Adam's stays within 0.5 % at every step.
         autocast = autocast_dtype(config.precision, device, auto_bf16=config.optimizer == "adam")
-        self.encoder.set_speed(autocast=autocast, channels_last=True)
-        if self.encoder.weights_description.startswith("random"):
-            callback(MessageEvent(RANDOM_WARNING, "warning"))
-        self.loss = PerceptualLoss(
-            self.encoder,
-            config.content_layers if config.content_weight > 0 else (),
-            config.layer_weights(),
-            content_weight=config.content_weight,
-            style_weight=config.style_weight,
-            tv_weight=config.tv_weight,
-            normalisation=config.loss_normalisation,
-        )
+        self.loss = build_perceptual_loss(config, device, autocast=autocast, channels_last=True, callback=callback)
+        encoder = self.loss.encoder
+        assert isinstance(encoder, VGGFeatures)
+        self.encoder = encoder
         self.start = time.perf_counter()
         self.steps_done = 0
         self.last_losses: dict[str, float] = {}
 
     def run(self) -> torch.Tensor:
         scales = self.config.scales()
-        image = None
+        image: torch.Tensor | None = None
         stopped = False
         for index, long_side in enumerate(scales, start=1):
-            content = self._fit(images.resize_long_side(self.content, long_side))
-            image = self._initial(content) if image is None else images.resize_to(image, *content.shape[-2:])
+            content = self._fit(pixels.resize_long_side(self.content, long_side))
+            image = self._initial(content) if image is None else pixels.resize_to(image, *content.shape[-2:])
             style_side = max(1, round(long_side * self.config.style_scale))
-            self.loss.set_style([self._fit(images.resize_long_side(s, style_side), "style") for s in self.styles],
+            self.loss.set_style([self._fit(pixels.resize_long_side(s, style_side), "style") for s in self.styles],
                                 self.config.style_blend)
             if self.loss.content_layers:
                 self.loss.set_content(content)
             image, stopped = self._optimise(image, index, len(scales))
             if stopped:
                 break
+        assert image is not None  # scales() is never empty
         out = image.clamp(0, 1)
         if self.config.preserve_color == "luminance":
-            out = color.transfer_luminance(out, images.resize_to(self.content, *out.shape[-2:]))
+            out = color.transfer_luminance(out, pixels.resize_to(self.content, *out.shape[-2:]))
         self.callback(DoneEvent(self.steps_done, time.perf_counter() - self.start, self.last_losses,
                                 self.encoder.weights_description, stopped, precision_name(self.encoder.autocast)))
         return out.detach().cpu()
@@ -121,18 +109,19 @@ class _Run:
 
     def _initial(self, content: torch.Tensor) -> torch.Tensor:
         init = self.config.init
+        if self.init_image is not None:
+            return pixels.resize_to(self.init_image, *content.shape[-2:])
         if init == "content":
             return content.clone()
         if init == "noise":
             noise = torch.rand(content.shape, generator=self.generator)
             return noise.to(self.device)
-        if init == "style":
-            return images.resize_to(self.styles[0], *content.shape[-2:])
-        return images.resize_to(images.load_image(Path(init)).to(self.device), *content.shape[-2:])
+        return pixels.resize_to(self.styles[0], *content.shape[-2:])  # "style"
 
     def _optimise(self, image: torch.Tensor, scale: int, num_scales: int) -> tuple[torch.Tensor, bool]:
         config = self.config
         x = image.detach().clone().requires_grad_(True)
+        optimizer: torch.optim.Optimizer
         if config.optimizer == "lbfgs":
             # One iteration per step() call so that progress, NaN checks and stopping
             # happen between iterations; the curvature history persists in the state.
@@ -142,9 +131,9 @@ class _Run:
         else:
             optimizer = torch.optim.Adam([x], lr=config.learning_rate)
         last_good = x.detach().clone()
-        terms = {}
+        terms: dict[str, LossTerms] = {}
 
-        def closure():
+        def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(x)
             loss.total.backward()
@@ -153,8 +142,7 @@ class _Run:
 
         steps = config.steps_at(scale, num_scales)
         for step in range(1, steps + 1):
-            loss = optimizer.step(closure)
-            loss = float(loss.detach())
+            loss = float(optimizer.step(closure).detach())
             if not math.isfinite(loss) or not torch.isfinite(x).all():
                 raise NumericalError(
                     f"the loss became {loss} at step {step}; kept the image from the step before "
@@ -168,7 +156,8 @@ class _Run:
             self.steps_done += 1
             self.last_losses = terms["losses"].as_floats()
             want_image = config.save_every and step % config.save_every == 0
-            event = StepEvent(step, steps, scale, num_scales, tuple(x.shape[-2:]), self.last_losses,
+            height, width = x.shape[-2:]
+            event = StepEvent(step, steps, scale, num_scales, (height, width), self.last_losses,
                               time.perf_counter() - self.start, last_good.clamp(0, 1) if want_image else None)
             try:
                 self.callback(event)

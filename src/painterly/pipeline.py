@@ -1,8 +1,9 @@
 """Files in, file out: the Gatys run as the CLI and the web UI use it.
 
-Loads the inputs, stylises, and writes the result with the full settings in
-its metadata. Nothing is written unless the run produced an image; a run
-whose loss diverged writes its last good image and then re-raises.
+Loads the inputs (the content, the styles and an init image, when `config.init`
+names a file), stylises, and writes the result with the full settings in its
+metadata. Nothing is written unless the run produced an image; a run whose loss
+diverged writes its last good image and then re-raises.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, images
-from .config import StylizeConfig
+from .config import INITS, StylizeConfig
 from .errors import NumericalError
 from .events import Callback, DoneEvent, Event, StepEvent, ignore
 from .optimize import stylize
@@ -33,8 +34,15 @@ def stylize_files(
     content_image = images.load_image(content, max_pixels=max_pixels)
     style_images = [images.load_image(path, max_pixels=max_pixels) for path in styles]
     sources = {"content": describe_file(content), "styles": [describe_file(path) for path in styles]}
+    inputs = [content, *styles]
+    init_image = None
+    if config.init not in INITS:  # StylizeConfig has checked that it is a file
+        init = Path(config.init)
+        init_image = images.load_image(init, max_pixels=max_pixels)
+        sources["init"] = describe_file(init)
+        inputs.append(init)
     return stylize_and_save(content_image, style_images, output, config, callback=callback, sources=sources,
-                            protect=[content, *styles])
+                            protect=inputs, init_image=init_image)
 
 
 def stylize_and_save(
@@ -46,8 +54,9 @@ def stylize_and_save(
     callback: Callback = ignore,
     sources: dict | None = None,
     protect: Sequence[Path] = (),
+    init_image: torch.Tensor | None = None,
 ) -> dict:
-    """Stylise tensors and write the result atomically, settings included."""
+    """Stylise tensors and write the result atomically, settings included; `init_image` as for `stylize`."""
     done: dict = {}
 
     def relay(event: Event) -> None:
@@ -61,7 +70,7 @@ def stylize_and_save(
 
     summary = _settings(config, sources)
     try:
-        result = stylize(content, styles, config, callback=relay)
+        result = stylize(content, styles, config, init_image=init_image, callback=relay)
     except NumericalError as error:
         if error.image is not None:
             images.save_image(error.image, output, settings={**summary, "status": f"diverged at step {error.step}"},

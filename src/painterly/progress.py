@@ -55,16 +55,22 @@ class ProgressPrinter:
             self._advance("apply", "stylizing", event.total, event.done, "file")
         elif isinstance(event, events.VideoProgressEvent):
             self._advance("video", "frames", event.total_frames, event.frames_done, "frame")
+        elif isinstance(event, events.DownloadEvent):
+            name = event.url.rstrip("/").rsplit("/", 1)[-1]
+            self._advance(("download", event.url), f"downloading {name}", event.total, event.done, "B",
+                          unit_scale=True)
 
-    def _advance(self, phase: object, desc: str, total: int | None, position: int, unit: str, **postfix) -> None:
-        if self._phase != phase:
+    def _advance(self, phase: object, desc: str, total: int | None, position: int, unit: str, *,
+                 unit_scale: bool = False, **postfix) -> None:
+        if self._phase != phase or self.bar is None:
             self.close()
             self._phase = phase
-            self.bar = tqdm(total=total, desc=desc, file=self.stream, unit=unit, leave=True)
-        self.bar.set_description(desc, refresh=False)
+            self.bar = tqdm(total=total, desc=desc, file=self.stream, unit=unit, unit_scale=unit_scale, leave=True)
+        bar = self.bar
+        bar.set_description(desc, refresh=False)
         if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
-        self.bar.update(position - self.bar.n)
+            bar.set_postfix(postfix, refresh=False)
+        bar.update(position - bar.n)
 
     def _write(self, text: str) -> None:
         if self.bar is not None:

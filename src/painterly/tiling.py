@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .images import to_uint8
+from .pixels import to_uint8
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,13 @@ exactly the weights of an uninterrupted run with the same seed. That holds
 because
 * the batch of step s depends only on (seed, s) (see dataset.py);
 * everything else a step changes (model, optimiser, learning-rate scale, step,
-  every RNG state) is captured by `_Trainer.state()` and written atomically;
+  every RNG state) is captured by `Trainer.state()` and written atomically;
 * a NaN rollback restores the same state a resume does.
+
+One run at a time per model: `train()` holds an exclusive lock on `OUTPUT.lock`
+for the whole run, so a second run with the same output is refused instead of
+mixing its files with the first one's. `Trainer` is the step on its own, for
+measuring it (benchmarks/gpu.py).
 
 Departures from the paper: an optional cosine learning-rate schedule; [0, 1]
 pixels with the "target" loss normalisation (losses.py); upsampling+conv
@@ -16,12 +21,13 @@ instead of fractionally strided convs (transformer.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,21 +39,27 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from . import images
+from . import images, pixels
+from .atomic import atomic_path, cannot_write
+from .checkpoint import (
+    check_resumable,
+    check_state,
+    cpu_copy,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    seed_everything,
+    set_rng_states,
+)
 from .config import TrainConfig
 from .dataset import PhotoCrops, Skipped, StepBatches, collate, find_photos, first_readable, steps_per_epoch
-from .atomic import atomic_path
-from .checkpoint import (check_resumable, cpu_copy, load_checkpoint, rng_states, save_checkpoint, seed_everything,
-                         set_rng_states)
-from .devices import autocast_dtype, is_out_of_memory, out_of_memory_error, precision_name, resolve_device
-from .errors import PainterlyError, UsageError
+from .devices import autocast_dtype, out_of_memory_guard, precision_name, resolve_device
+from .errors import OutputError, PainterlyError, UsageError
 from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent, ignore
-from .features import VGGFeatures
-from .losses import PerceptualLoss
+from .features import VGGFeatures, build_perceptual_loss
 from .modelfile import save_model
 from .provenance import describe_file
 from .transformer import SIZE_MULTIPLE, TransformerNet
-from .weights import RANDOM_WARNING
 
 # Settings a resumed run may change. Steps and epochs reshape a cosine schedule, but nothing else.
 MAX_ROLLBACKS = 5  # non-finite losses in a row before giving up
@@ -60,21 +72,19 @@ def train(style: Path | str, config: TrainConfig, output: Path | str, *, callbac
     """Train a TransformerNet to paint `style` on the photos in `config.data`; returns the model path.
 
     Beside `output` (NAME.safetensors) go `NAME.safetensors.ckpt` (every `checkpoint_every` steps and
-    at the end), `.metrics.jsonl` and `.previews/`. `resume=True` continues from the checkpoint.
-    Under torchrun every process trains on its share of each batch; only rank 0 writes files and
-    reports events. A callback may raise `StopRequested` to end early with a model and a checkpoint.
-    Like any training script, it seeds the global torch/numpy/random generators (a resume restores them).
+    at the end), `.metrics.jsonl`, `.previews/` and, while the run lasts, `.lock`. `resume=True`
+    continues from the checkpoint, or starts from step 0 (and says so) when the run before stopped
+    ahead of its first checkpoint. Under torchrun every process trains on its share of each batch;
+    only rank 0 writes files, holds the lock and reports events. A callback may raise `StopRequested`
+    to end early with a model and a checkpoint. Like any training script, it seeds the global
+    torch/numpy/random generators (a resume restores them).
     """
     paths = _Paths(_checked_output(Path(output)))
     inputs = _Inputs.read(Path(style), config)
-    with _processes(config.device) as procs:
-        try:
+    with _processes(config.device) as procs, _locked(paths, procs.is_main):
+        what = f"training at --size {config.size} with --batch-size {config.batch_size}"
+        with out_of_memory_guard(what, procs.device):
             return _Run(config, inputs, paths, procs, callback if procs.is_main else ignore).run(resume)
-        except RuntimeError as error:
-            if is_out_of_memory(error):
-                what = f"training at --size {config.size} with --batch-size {config.batch_size}"
-                raise out_of_memory_error(what, procs.device) from None
-            raise
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -134,37 +144,58 @@ def _processes(device_name: str) -> Iterator[_Processes]:
 # --- the model and its optimiser ------------------------------------------------------------
 
 
-class _Trainer:
-    """The network, its optimiser and the perceptual loss; `state()`/`restore()` capture all that changes."""
+class Trainer:
+    """The network, its optimiser and the perceptual loss, and one training step on a batch.
 
-    def __init__(self, config: TrainConfig, style_image: torch.Tensor, procs: _Processes) -> None:
-        self.procs, self.device = procs, procs.device
+    What `train()` runs between its checkpoints, usable on its own to measure a step (benchmarks/gpu.py
+    times `train_step` on photos already on the device). `state()`/`restore()` capture all that a step
+    changes. `config.channels_last` and `config.compile` apply here; the random-weights warning goes to
+    `callback`. `processes` is the torchrun job `train()` joined; None: this process alone, on
+    `config.device`.
+    """
+
+    def __init__(self, config: TrainConfig, style_image: torch.Tensor, *, callback: Callback = ignore,
+                 processes: _Processes | None = None) -> None:
+        procs = processes or _Processes(resolve_device(config.device))
+        self.procs, self.device, self.lr = procs, procs.device, config.lr
+        if config.compile and self.device.type != "cuda":
+            raise UsageError(f"--compile needs a CUDA GPU: torch.compile on {self.device.type} compiles for minutes "
+                             "and needs a C++ toolchain; train without --compile there")
         # "auto" is bf16 on CUDA only: on CPUs a bf16 run's loss left fp32's by more than fp32's own
         # spread when its learning rate moves by 1e-6 (docs/benchmarks.md), so there it is asked for.
         self.autocast = autocast_dtype(config.precision, self.device, auto_bf16=self.device.type == "cuda")
         seed_everything(config.seed)  # a resume then restores the generators' later states
+        self.channels_last = config.channels_last
         self.model = TransformerNet(config.arch).to(self.device)
-        self.net = self.model
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.net: Callable[[torch.Tensor], torch.Tensor] = self.model
         if procs.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         # fp16 needs loss scaling against underflowing gradients; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast == torch.float16 else None
-        self.encoder = VGGFeatures(list(dict.fromkeys(config.content_layers + config.style_layers)),
-                                   arch=config.vgg, weights=config.vgg_weights, pooling=config.pooling,
-                                   seed=config.seed).to(self.device)
-        self.encoder.set_speed(autocast=self.autocast)
-        self.loss = PerceptualLoss(self.encoder, config.content_layers, config.layer_weights(),
-                                   content_weight=config.content_weight, style_weight=config.style_weight,
-                                   tv_weight=config.tv_weight, normalisation=config.loss_normalisation)
+        self.loss = build_perceptual_loss(config, self.device, autocast=self.autocast,
+                                          channels_last=self.channels_last, callback=callback)
+        encoder = self.loss.encoder
+        assert isinstance(encoder, VGGFeatures)
+        self.encoder = encoder
         self.loss.set_style([style_image.to(self.device)])  # once: the style target never changes
+        if config.compile:
+            # Static shapes: a run keeps one batch size and crop size. The loss calls `loss.encoder`.
+            self.net = torch.compile(self.net, dynamic=False)
+            self.loss.encoder = torch.compile(self.encoder, dynamic=False)  # type: ignore[assignment]
         self.step = 0
         self.lr_scale = 1.0  # halved by each NaN rollback
 
-    def train_step(self, photos: torch.Tensor, lr: float) -> dict[str, float] | None:
-        """One Adam step on a batch; None, and no step, when the loss is not finite on some process."""
+    def train_step(self, photos: torch.Tensor, lr: float | None = None) -> dict[str, float] | None:
+        """One Adam step on a batch at `lr` (None: `config.lr`), counted in `step`; its losses, or None,
+        and no step, when the loss is not finite on some process."""
+        lr = self.lr if lr is None else lr
         photos = photos.to(self.device, non_blocking=True)
+        if self.channels_last:
+            photos = photos.contiguous(memory_format=torch.channels_last)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -180,6 +211,7 @@ class _Trainer:
             self.scaler.scale(terms.total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        self.step += 1
         return dict(zip(LOSS_NAMES, losses.tolist()))
 
     def weights_finite(self) -> bool:
@@ -234,20 +266,80 @@ class _Paths:
     def tensorboard(self) -> Path:
         return self._beside(".tensorboard")
 
+    @property
+    def lock(self) -> Path:
+        return self._beside(".lock")
+
 
 def _checked_output(output: Path) -> Path:
     """Refuse a model path that cannot be written now rather than after hours of training."""
     if output.suffix != ".safetensors":
         raise UsageError(f"{output}: name the model NAME.safetensors, the format it is written in")
     if output.is_dir():
-        raise PainterlyError(f"{output}: is a folder; give a file name for the model")
+        raise OutputError(f"{output}: is a folder; give a file name for the model")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=output.parent):
             pass
     except OSError as error:
-        raise PainterlyError(f"{output}: cannot write in {output.parent} ({error.strerror or error})") from None
+        raise OutputError(f"{output}: cannot write in {output.parent} ({error.strerror or error})") from None
     return output
+
+
+@contextmanager
+def _locked(paths: _Paths, take: bool) -> Iterator[None]:
+    """Hold an exclusive lock on `OUTPUT.lock` for the run (when `take`: rank 0), refusing a second run.
+
+    Two runs into one output would interleave their metrics logs and checkpoints and leave a model
+    from one beside the log of the other. flock's lock dies with its process, so one left by a
+    `kill -9` never blocks the resume; the file is removed at the end, while still locked.
+    """
+    if not take:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock to take
+        yield
+        return
+    path = paths.lock
+    handle = _lock_file(path, paths.model, fcntl)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while locked: a run that opened it meanwhile sees a removed file and retries
+        handle.close()  # releases the lock
+
+
+def _lock_file(path: Path, model: Path, fcntl: Any) -> IO[str]:
+    """`path` opened and locked, and still the file at `path` (a run ending removes it)."""
+    for _ in range(10):
+        try:
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        except OSError as error:
+            raise cannot_write(path, error) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise OutputError(f"{path}: another training run{by} holds this lock on {model}; "
+                              "wait for it to end, or train into another --output") from None
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        if current is not None and os.path.samestat(os.fstat(handle.fileno()), current):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            return handle
+        handle.close()  # locked a file the run before removed: take the one there now
+    raise OutputError(f"{path}: cannot take the lock (the file keeps being replaced)")
 
 
 @dataclass
@@ -266,7 +358,7 @@ class _Inputs:
         previews, skipped = first_readable(files, PREVIEW_PHOTOS, config.data)
         image = images.load_image(style)
         if config.style_size is not None:
-            image = images.resize_long_side(image, config.style_size)
+            image = pixels.resize_long_side(image, config.style_size)
         info = {**describe_file(style), "file": style.name}
         return cls(PhotoCrops(files, config.size, config.seed), [_preview_tensor(p) for p in previews],
                    skipped, image, info)
@@ -274,9 +366,9 @@ class _Inputs:
 
 def _preview_tensor(photo: np.ndarray) -> torch.Tensor:
     """A preview photo at PREVIEW_SIDE on its long side, cropped to the multiple of 4 the network needs."""
-    small = images.resize_long_side(photo, PREVIEW_SIDE)
+    small = pixels.resize_long_side(photo, PREVIEW_SIDE)
     height, width = (side - side % SIZE_MULTIPLE for side in small.shape[:2])
-    return images.to_tensor(small[:height, :width])
+    return pixels.to_tensor(small[:height, :width])
 
 
 def _tensorboard(folder: Path, start_step: int) -> Any:
@@ -314,18 +406,29 @@ class _Outputs:
     def rewind(self, step: int) -> None:
         """Forget what was logged after `step` (all of it for a fresh run): a resume or rollback redoes it."""
         self.close()
-        kept = "".join(f"{line}\n" for line in _metrics_lines(self.paths.metrics, step))
-        with atomic_path(self.paths.metrics) as temporary:
+        path = self.paths.metrics
+        kept = "".join(f"{line}\n" for line in _metrics_lines(path, step))
+        with atomic_path(path) as temporary:
             temporary.write_text(kept)
-        self.metrics = open(self.paths.metrics, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        try:
+            self.metrics = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        except OSError as error:
+            raise cannot_write(path, error) from None
         self.tensorboard = _tensorboard(self.paths.tensorboard, step)
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         save_checkpoint(self.paths.checkpoint, state)
 
     def log(self, record: dict[str, Any]) -> None:
-        self.metrics.write(json.dumps(record) + "\n")
-        self.metrics.flush()
+        assert self.metrics is not None, "rewind() opens the log"
+        try:
+            self.metrics.write(json.dumps(record) + "\n")
+            self.metrics.flush()
+        except OSError as error:  # a full disk: the run stops here, its last checkpoint intact
+            metrics, self.metrics = self.metrics, None
+            with contextlib.suppress(OSError):
+                metrics.close()  # its unwritten buffer would fail again
+            raise cannot_write(self.paths.metrics, error) from None
         if self.tensorboard is not None:
             for name, value in record["losses"].items():
                 self.tensorboard.add_scalar(f"loss/{name}", value, record["step"])
@@ -340,10 +443,15 @@ class _Outputs:
             images.save_image(out, self.paths.previews / f"step{step:06d}_{index}.png", settings={"step": step})
 
     def close(self) -> None:
-        if self.metrics is not None:
-            self.metrics.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        metrics, self.metrics = self.metrics, None
+        if metrics is not None:
+            try:
+                metrics.close()
+            except OSError as error:
+                raise cannot_write(self.paths.metrics, error) from None
+        tensorboard, self.tensorboard = self.tensorboard, None
+        if tensorboard is not None:
+            tensorboard.close()
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -365,9 +473,7 @@ class _Run:
         self.losses: dict[str, float] = {}
 
     def run(self, resume: bool) -> Path:
-        self.trainer = _Trainer(self.config, self.inputs.style_image, self.procs)
-        if self.trainer.encoder.weights_description.startswith("random"):
-            self.report(MessageEvent(RANDOM_WARNING, "warning"))
+        self.trainer = Trainer(self.config, self.inputs.style_image, callback=self.report, processes=self.procs)
         if resume:
             self._resume()
         self._announce()
@@ -389,12 +495,12 @@ class _Run:
             photos, skipped = next(batches)
             self._note_skipped(skipped)
             lr = self._lr()
+            failing = self.trainer.step + 1
             losses = self.trainer.train_step(photos, lr)
             if losses is None or not self.trainer.weights_finite():
-                self._roll_back()
+                self._roll_back(failing)
                 batches, tick = self._batches(), time.perf_counter()
                 continue
-            self.trainer.step += 1
             self.losses = losses
             now = time.perf_counter()
             stop = self._after_step(lr, now - tick)
@@ -426,9 +532,9 @@ class _Run:
         """Log, preview, report and checkpoint the step just taken; True when asked to stop."""
         config, step = self.config, self.trainer.step
         epoch = (step - 1) // self.per_epoch + 1
-        record = {"step": step, "epoch": epoch, "losses": self.losses, "lr": lr,
-                  "images_per_s": config.batch_size * self.procs.world_size / max(seconds, 1e-9),
-                  "elapsed": self._elapsed()}
+        images_per_s, elapsed = config.batch_size * self.procs.world_size / max(seconds, 1e-9), self._elapsed()
+        record = {"step": step, "epoch": epoch, "losses": self.losses, "lr": lr, "images_per_s": images_per_s,
+                  "elapsed": elapsed}
         if self.outputs is not None:
             if step % config.log_every == 0:
                 self.outputs.log(record)
@@ -436,7 +542,7 @@ class _Run:
                 self.outputs.write_previews(self.trainer.model, step)
         try:
             self.report(TrainStepEvent(step, self.total, epoch, math.ceil(self.total / self.per_epoch),
-                                       self.losses, lr, record["images_per_s"], record["elapsed"]))
+                                       self.losses, lr, images_per_s, elapsed))
             stop = False
         except StopRequested:
             stop = True
@@ -469,9 +575,8 @@ class _Run:
             self.report(CheckpointEvent(self.trainer.step, self.paths.checkpoint))
         self.procs.barrier()  # no process runs ahead of a checkpoint being written
 
-    def _roll_back(self) -> None:
-        """Return to the last good state and retry its steps at half the learning rate."""
-        failed = self.trainer.step + 1
+    def _roll_back(self, failed: int) -> None:
+        """Step `failed` went wrong: return to the last good state and retry its steps at half the learning rate."""
         self.rollbacks += 1
         if self.rollbacks > MAX_ROLLBACKS:
             raise PainterlyError(f"the loss was not finite at step {failed} even after {MAX_ROLLBACKS} rollbacks "
@@ -485,8 +590,13 @@ class _Run:
 
     def _resume(self) -> None:
         path = self.paths.checkpoint
+        if not path.exists():  # a restart loop passes --resume whether or not the run got that far
+            self.report(MessageEvent(f"{path}: no checkpoint yet (the run before stopped ahead of its first "
+                                     "one); starting from step 0", "warning"))
+            return
         saved = load_checkpoint(path)
         check_resumable(saved, self.config, self.inputs.style_info["sha256"], path)
+        check_state(saved, self.trainer.model, path, self.trainer.optimizer)
         self.trainer.restore(saved)
         self.skipped.update(saved["skipped"])
         self.elapsed_before = saved["elapsed"]

@@ -15,17 +15,72 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .config import SIZE_MULTIPLE  # noqa: F401 - defined torch-free, for the ONNX path; re-exported here
+
+# Limits on what an architecture may declare. Model files come from strangers and their metadata is
+# read before any tensor: these bounds are checked first, so a file cannot make painterly allocate
+# without bound (10⁹ residual blocks asked for 21.6 GB). They sit far above any published fast-style
+# network (Johnson et al.: 32/64/128 channels, 5 blocks, 9×9 edges) and far below what exhausts memory:
+# at the limits a network has about 1.2·10⁹ parameters, and a file that big really holds 4.8 GB of tensors.
+MAX_CHANNELS = 1024  # each of the three widths
+MAX_RESIDUAL_BLOCKS = 64  # 0 is allowed: a plain encoder–decoder
+MAX_EDGE_KERNEL = 15  # odd, 1 to 15: reflection padding of kernel // 2 keeps the size
+MAX_PIXEL_SCALE = 65535.0  # pixel_scale: 1 for [0, 1] pixels, 255 for pytorch/examples' 0–255; 16-bit at most
+_FIELDS = ("channels", "residual_blocks", "edge_kernel")
+_REQUIRED = ("channels", "residual_blocks")  # files from before edge kernels were recorded have 9×9 edges
+
 
 @dataclass(frozen=True)
 class Architecture:
-    """Widths and depth of a TransformerNet; stored in every model file."""
+    """Widths and depth of a TransformerNet; stored in every model file; checked against the limits above."""
 
     channels: tuple[int, int, int] = (32, 64, 128)  # after the first conv and the two stride-2 convs
     residual_blocks: int = 5
     edge_kernel: int = 9  # kernel of the first and the last conv, at full resolution (Johnson: 9)
 
+    def __post_init__(self) -> None:
+        channels = self.channels
+        if not (isinstance(channels, (tuple, list)) and len(channels) == 3
+                and all(_is_int(c) and 1 <= c <= MAX_CHANNELS for c in channels)):
+            raise ValueError(f"architecture channels must be three whole numbers from 1 to {MAX_CHANNELS}, "
+                             f"not {_shown(channels)}")
+        if not (_is_int(self.residual_blocks) and 0 <= self.residual_blocks <= MAX_RESIDUAL_BLOCKS):
+            raise ValueError(f"architecture residual_blocks must be a whole number from 0 to {MAX_RESIDUAL_BLOCKS}, "
+                             f"not {_shown(self.residual_blocks)}")
+        if not (_is_int(self.edge_kernel) and 1 <= self.edge_kernel <= MAX_EDGE_KERNEL and self.edge_kernel % 2):
+            raise ValueError(f"architecture edge_kernel must be an odd whole number from 1 to {MAX_EDGE_KERNEL}, "
+                             f"not {_shown(self.edge_kernel)}")
+        object.__setattr__(self, "channels", tuple(channels))
+
+    @classmethod
+    def from_dict(cls, data: object) -> Architecture:
+        """From a model file's metadata: exactly the known keys (edge_kernel optional), every value in its limits.
+
+        Raises ValueError with a one-line reason.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"architecture must be an object with {', '.join(_FIELDS)}, not {_shown(data)}")
+        unknown = [key for key in data if key not in _FIELDS]
+        if unknown:
+            raise ValueError(f"architecture has unknown key{'s' * (len(unknown) > 1)} "
+                             f"{', '.join(repr(key) for key in unknown)}; known: {', '.join(_FIELDS)}")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise ValueError(f"architecture is missing {', '.join(repr(key) for key in missing)}")
+        return cls(**data)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A value for a message, cut short: it may come from a hostile file."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 ARCHITECTURES = {
@@ -35,8 +90,6 @@ ARCHITECTURES = {
     "light": Architecture(channels=(16, 32, 64), residual_blocks=2, edge_kernel=5),
 }
 
-# The image must be a multiple of this so the two stride-2 convs and the two ×2 upsamplings round-trip.
-SIZE_MULTIPLE = 4
 
 
 class ConvLayer(nn.Module):

@@ -1,9 +1,11 @@
 """`painterly serve`: a local web UI over the public API (fast models, Gatys optimisation, video).
 
 Safe by default: it listens on 127.0.0.1, refuses uploads over a size and images over a pixel
-limit, writes only inside its working folder and serves no file outside that folder and
-Gradio's upload folder. Heavy jobs share one bounded pool of workers behind Gradio's queue.
-This module lays out the page; `web_handlers.py` does the work behind each button.
+limit, writes only inside its working folder, serves from it only the files it wrote there
+(besides Gradio's uploads), removes results after `keep_results_minutes` and the working folder
+at shutdown, and fetches no URL for anyone. Heavy jobs share one bounded pool of workers behind
+Gradio's queue. This module lays out the page; `web_handlers.py` does the work behind each
+button and `web_files.py` keeps the working folder and guards what is served.
 
 Gradio is an optional extra, imported only when an app is built. It must be recent
 (gradio>=5.31, see pyproject.toml): older releases had path-traversal and file-access
@@ -12,28 +14,40 @@ advisories (the `/file=` route, uploads outside the upload folder).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
+import inspect
 import ipaddress
 import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import StylizeConfig
-from .errors import PainterlyError
+from .config import COLOR_MODES, FAST_COLOR_MODES, ApplyConfig, StylizeConfig
+from .errors import PainterlyError, UsageError
 
 if TYPE_CHECKING:
     import gradio
 
+    from .web_files import Workspace
     from .web_handlers import Handlers
 
 LOOPBACK_NAMES = ("localhost",)
+# What `painterly serve` and `build_app` run with unless told otherwise.
+PORT = 7860
+MAX_UPLOAD_MB = 50
+MAX_PIXELS = 16_000_000  # a 4000x4000 photo; bounds input images, video frames and the resize choices
+CONCURRENCY = 1  # jobs at once: a fast model or Gatys already uses every core
+QUEUE_SIZE = 32
+KEEP_RESULTS_MINUTES = 60  # long enough to download a result, short enough that a long-running server stays small
 # Gatys at 2048 px takes about a minute per step on a CPU and over 10 GiB; larger belongs to the CLI.
 MAX_OPTIMIZE_SIDE = 2048
 _DEFAULTS = StylizeConfig()
+_FAST_DEFAULTS = ApplyConfig()
 _INTRO = (
     "# painterly\nNeural style transfer on this machine: **Fast** applies a trained model in a moment, "
     "**Optimize** paints a photo in the style of paintings step by step (Gatys et al.), "
@@ -42,7 +56,10 @@ _INTRO = (
 
 
 def default_model_dir() -> Path:
-    """Where trained models live unless `--models` says otherwise: $PAINTERLY_HOME/models or ~/.cache/painterly/models."""
+    """Where trained models live unless `--models` says otherwise.
+
+    $PAINTERLY_HOME/models, else ~/.cache/painterly/models.
+    """
     home = os.environ.get("PAINTERLY_HOME")
     return Path(home) / "models" if home else Path.home() / ".cache" / "painterly" / "models"
 
@@ -53,30 +70,38 @@ def build_app(
     workdir: Path | None = None,
     vgg_weights: str | None = None,
     device: str = "auto",
-    max_upload_mb: int = 50,
-    max_pixels: int = 16_000_000,
-    concurrency: int = 1,
-    queue_size: int = 32,
+    max_upload_mb: int = MAX_UPLOAD_MB,
+    max_pixels: int = MAX_PIXELS,
+    concurrency: int = CONCURRENCY,
+    queue_size: int = QUEUE_SIZE,
+    keep_results_minutes: float = KEEP_RESULTS_MINUTES,
 ) -> gradio.Blocks:
     """The web UI as a Gradio app, not yet launched.
 
     Models are listed from `models` and `default_model_dir()`. Results go into a new
-    `painterly-web-*` folder inside `workdir` (default: the system's temporary folder).
+    `painterly-web-*` folder inside `workdir` (default: the system's temporary folder); each job's
+    folder is removed `keep_results_minutes` after it was written, and the `painterly-web-*`
+    folder when the server shuts down (or the process exits); `workdir` itself is kept.
     `max_pixels` bounds input images, video frames and the resize choices; `concurrency` jobs
     run at once and `queue_size` more may wait. Its `launch()` already carries the safe settings
-    (loopback address, upload limit, served paths), so whoever launches it, `serve()`, a test
-    or a script, gets them; a caller may still override one explicitly.
+    (loopback address, upload limit, the guard on what is served, no URL fetching), so whoever
+    launches it, `serve()`, a test or a script, gets them; a caller may still override one explicitly.
     """
     _require_gradio()
     import gradio as gr
 
-    from .web_handlers import Handlers, ModelCatalog, Workspace
+    from .web_files import CLEANUP_EVERY_S, Workspace
+    from .web_handlers import Handlers, ModelCatalog
 
-    workdir = _working_folder(workdir)
+    if not (isinstance(keep_results_minutes, (int, float)) and keep_results_minutes >= 1):
+        raise UsageError(f"keep results must be at least 1 minute, got {keep_results_minutes!r}")
+    keep_seconds = keep_results_minutes * 60
+    workspace = Workspace(_working_folder(workdir), keep_seconds=keep_seconds)
+    atexit.register(workspace.close)  # also when the server thread cannot finish its own shutdown
     folders = [Path(models)] if models is not None else []
     handlers = Handlers(
         catalog=ModelCatalog([*folders, default_model_dir()], device=device),
-        workspace=Workspace(workdir),
+        workspace=workspace,
         vgg_weights=vgg_weights,
         device=device,
         max_pixels=max_pixels,
@@ -84,7 +109,9 @@ def build_app(
     max_side = math.isqrt(max_pixels)  # a long side that keeps even a square output within the limit
     # One pool for every heavy job, whichever tab it comes from: `concurrency` of them at a time.
     heavy = {"concurrency_limit": concurrency, "concurrency_id": "painterly-jobs"}
-    with gr.Blocks(title="painterly", analytics_enabled=False) as app:
+    # delete_cache: Gradio's own copies of uploads and results age out with the job folders.
+    with gr.Blocks(title="painterly", analytics_enabled=False,
+                   delete_cache=(CLEANUP_EVERY_S, int(keep_seconds))) as app:
         gr.Markdown(_INTRO)
         with gr.Tab("Fast"):
             _fast_tab(handlers, heavy, max_side=max_side)
@@ -93,11 +120,12 @@ def build_app(
         with gr.Tab("Video"):
             _video_tab(handlers, heavy, max_side=max_side)
     app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
-    app.launch = functools.partial(app.launch, **_launch_settings(workdir, max_upload_mb))
+    _fetch_no_urls(app)
+    app.launch = functools.partial(_launch, app.launch, workspace, max_upload_mb)
     return app
 
 
-def serve(*, host: str = "127.0.0.1", port: int = 7860, models: Path | None = None, **build_options: Any) -> None:
+def serve(*, host: str = "127.0.0.1", port: int = PORT, models: Path | None = None, **build_options: Any) -> None:
     """Build the app and serve it until interrupted; warns when it is reachable from other machines."""
     app = build_app(models=models, **build_options)
     if not is_loopback(host):
@@ -139,22 +167,74 @@ def _uses_random_weights(vgg_weights: str | None) -> bool:
     return (vgg_weights or os.environ.get("PAINTERLY_VGG_WEIGHTS")) == "random"
 
 
-def _launch_settings(workdir: Path, max_upload_mb: int) -> dict[str, Any]:
-    """What makes a launched app safe: loopback only, bounded uploads, nothing served outside workdir.
+def _launch(launch: Callable[..., Any], workspace: Workspace, max_upload_mb: int, **options: Any) -> Any:
+    """Gradio's `launch` with painterly's safe settings; built afresh for each launch (Gradio changes them)."""
+    return launch(**{**_launch_settings(workspace, max_upload_mb), **options})
 
-    `allowed_paths` adds only the working folder to what Gradio serves (its own upload folder);
-    the monitoring page, the run history, the MCP server and server-side rendering stay off.
+
+def _launch_settings(workspace: Workspace, max_upload_mb: int) -> dict[str, Any]:
+    """What makes a launched app safe: loopback only, bounded uploads, only painterly's files served.
+
+    `allowed_paths` adds the working folder to what Gradio serves (its own upload folder), and
+    `web_files.FileGuard` in front of Gradio narrows that to the files painterly wrote there and
+    refuses the routes that fetch a URL; its lifespan removes old jobs on a timer and the working
+    folder at shutdown. The monitoring page, the run history, the MCP server and server-side
+    rendering stay off.
     """
+    from gradio.utils import get_upload_folder
+    from starlette.middleware import Middleware
+
+    from .web_files import FileGuard, lifespan
+
+    guard = Middleware(FileGuard, workspace=workspace, upload_folder=Path(get_upload_folder()))
     return {
         "server_name": "127.0.0.1",
         "max_file_size": max_upload_mb * 1024 * 1024,
-        "allowed_paths": [str(workdir)],
+        "allowed_paths": [str(workspace.root)],
+        "app_kwargs": {"middleware": [guard], "lifespan": lifespan(workspace)},
         "show_error": False,  # a bug's traceback stays in the server log; gr.Error messages still show
         "enable_monitoring": False,
         "run_history": False,  # its page can connect a Hugging Face bucket: nothing of that for a local tool
         "mcp_server": False,
         "ssr_mode": False,
     }
+
+
+def _fetch_no_urls(app: gradio.Blocks) -> None:
+    """Make every component refuse a file given as a URL instead of downloading it.
+
+    Gradio downloads a file input whose path is an http(s) URL (its own check only keeps out
+    private addresses); painterly takes uploads only. Gradio has no setting for it, so each
+    component's own copy-to-cache step, through which every input and output file passes, refuses URLs.
+    """
+    for block in app.blocks.values():
+        for name in ("move_resource_to_block_cache", "async_move_resource_to_block_cache"):
+            move = getattr(block, name, None)
+            if move is not None:
+                setattr(block, name, _refusing_urls(move))
+
+
+def _refusing_urls(move: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    import gradio as gr
+
+    from .web_files import NO_URLS, is_url
+
+    def check(path: Any) -> None:
+        if isinstance(path, str) and is_url(path):
+            raise gr.Error(NO_URLS, print_exception=False)
+
+    if inspect.iscoroutinefunction(move):
+        async def moved_async(path: Any) -> Any:
+            check(path)
+            return await move(path)
+
+        return moved_async
+
+    def moved(path: Any) -> Any:
+        check(path)
+        return move(path)
+
+    return moved
 
 
 # --- layout ----------------------------------------------------------------------------------
@@ -173,10 +253,10 @@ def _model_picker(handlers: Handlers, tab: str) -> gradio.Dropdown:
     return model
 
 
-def _colour_choice(choices: tuple[str, ...]) -> gradio.Radio:
+def _colour_choice(choices: tuple[str, ...], default: str | None) -> gradio.Radio:
     import gradio as gr
 
-    return gr.Radio(["none", *choices], value="none", label="Preserve colour",
+    return gr.Radio(["none", *choices], value=default or "none", label="Preserve colour",
                     info="luminance keeps the photo's colours and takes the style's light and texture")
 
 
@@ -184,7 +264,8 @@ def _long_side(max_side: int) -> gradio.Number:
     """An optional resize; its maximum keeps the output within the pixel limit whatever the input."""
     import gradio as gr
 
-    return gr.Number(0, label="Long side in pixels (0 = as uploaded)", precision=0, minimum=0, maximum=max_side)
+    return gr.Number(_FAST_DEFAULTS.size or 0, label="Long side in pixels (0 = as uploaded)", precision=0,
+                     minimum=0, maximum=max_side)
 
 
 def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
@@ -195,8 +276,9 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
         with gr.Column():
             model = _model_picker(handlers, "fast")
             uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="fast-images")
-            strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength", info="0 = the original, 1 = fully styled")
-            colour = _colour_choice(("luminance",))
+            strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength",
+                                 info="0 = the original, 1 = fully styled")
+            colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
             size = _long_side(max_side)
             run = gr.Button("Stylise", variant="primary", elem_id="fast-run")
         with gr.Column():
@@ -225,7 +307,7 @@ def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weig
             with gr.Row():
                 style_weight = gr.Number(_DEFAULTS.style_weight, label="Style weight", minimum=0)
                 content_weight = gr.Number(_DEFAULTS.content_weight, label="Content weight", minimum=0)
-            colour = _colour_choice(("luminance", "histogram"))
+            colour = _colour_choice(COLOR_MODES, _DEFAULTS.preserve_color)
             with gr.Row():
                 run = gr.Button("Paint", variant="primary", elem_id="optimize-run")
                 stop = gr.Button("Stop (keep the current image)", variant="stop")
@@ -247,9 +329,9 @@ def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
         with gr.Column():
             model = _model_picker(handlers, "video")
             clip = gr.Video(label="Clip", sources=["upload"])
-            strength = gr.Slider(0, 1, value=1, step=0.05, label="Strength")
-            colour = _colour_choice(("luminance",))
-            smooth = gr.Slider(0, 0.9, value=0, step=0.05, label="Smoothing",
+            strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength")
+            colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
+            smooth = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.smooth, step=0.05, label="Smoothing",
                                info="blends each frame with the one before it against flicker")
             size = _long_side(max_side)
             run = gr.Button("Stylise the clip", variant="primary")

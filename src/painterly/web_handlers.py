@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import queue
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -19,10 +18,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import images, samples
+from . import pixels
 from .apply import apply_files
-from .config import StylizeConfig
-from .errors import ImageError, PainterlyError, UsageError
+from .config import ApplyConfig, StylizeConfig
+from .errors import PainterlyError, UsageError
 from .events import (
     DoneEvent,
     Event,
@@ -33,6 +32,7 @@ from .events import (
 )
 from .fast import FastStylizer
 from .pipeline import stylize_files
+from .web_files import Workspace
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
 LIVE_UPDATES = 20  # about this many intermediate images per optimisation, whatever its length
@@ -60,7 +60,7 @@ def _as_uploaded(message: str, uploads: Iterable[str]) -> str:
 
 
 class ModelCatalog:
-    """The model files the UI offers, and one loaded `FastStylizer` per file, shared by all requests.
+    """The model files the UI offers, and one loaded network per file, shared by all requests.
 
     A request names a model by file name, and only names in the current listing are accepted:
     no request can make the server open a path of its choosing.
@@ -75,14 +75,15 @@ class ModelCatalog:
     def names(self) -> list[str]:
         return sorted(self._listing())
 
-    def stylizer(self, name: str | None) -> FastStylizer:
-        """The loaded model; loaded again only when its file has changed."""
+    def stylizer(self, name: str | None, config: ApplyConfig | None = None) -> FastStylizer:
+        """The loaded model, with `config`'s settings when given; loaded again only when its file has changed."""
         path = self._path(name)
         key = (path, path.stat().st_mtime_ns)
         with self._lock:  # two first requests for one model load it once
             if key not in self._loaded:
-                self._loaded[key] = FastStylizer(path, device=self.device)
-            return self._loaded[key]
+                self._loaded[key] = FastStylizer(path, ApplyConfig(device=self.device))
+            loaded = self._loaded[key]
+        return loaded if config is None else loaded.with_config(config)
 
     def _path(self, name: str | None) -> Path:
         listing = self._listing()
@@ -101,25 +102,6 @@ class ModelCatalog:
                     if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
                         found.setdefault(path.name, path)
         return found
-
-
-class Workspace:
-    """The working folder: every file the server writes goes into a fresh job folder in here."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._lock = threading.Lock()
-
-    def new_job(self, kind: str) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=self.root))
-
-    def sample_painting(self) -> Path:
-        """The built-in painting as a file, so that it takes the same path as an uploaded one."""
-        path = self.root / "sample-swirl.png"
-        with self._lock:
-            if not path.exists():
-                images.save_image(samples.swirl_painting(), path, settings={"source": "painterly sample swirl"})
-        return path
 
 
 class StopSignals:
@@ -194,7 +176,7 @@ class LiveRun:
             if self._stop.is_set():  # only a step may stop the run: it then keeps its image
                 raise StopRequested
             if event.image is not None:  # the run changes its image in place: keep a copy
-                event = dataclasses.replace(event, image=images.to_array(event.image))
+                event = dataclasses.replace(event, image=pixels.to_array(event.image))
         self._events.put(event)
 
 
@@ -220,15 +202,15 @@ class Handlers:
         if not uploads:
             raise _page_error("upload one or more images first")
         with shown_in_page(*uploads):
-            report = apply_files(self.catalog.stylizer(model), uploads, self.workspace.new_job("fast"),
-                                 strength=strength, preserve_color=_colour(colour), size=_size(size),
-                                 max_pixels=self.max_pixels, suffix=".png")
-        reasons = [_as_uploaded(reason, uploads) for _, reason in report.failed]
-        if not report.written:
-            raise _page_error("; ".join(reasons))
+            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size))
+            with self.workspace.job("fast") as folder:
+                report = apply_files(stylizer, uploads, folder, suffix=".png", callback=_show_warning)
+                reasons = [_as_uploaded(reason, uploads) for _, reason in report.failed]
+                if not report.written:
+                    raise _page_error("; ".join(reasons))
+                results = self.workspace.written(report.written)
         for reason in reasons:
             gr.Warning(reason)
-        results = [str(path) for path in report.written]
         return results, results
 
     def optimize(self, photo: str | None, paintings: list[str] | None, sample: bool, size: float, steps: float,
@@ -245,10 +227,11 @@ class Handlers:
                                    content_weight=content_weight, preserve_color=_colour(colour),
                                    vgg_weights=self.vgg_weights, device=self.device,
                                    save_every=max(1, int(steps) // LIVE_UPDATES))
-            output = self.workspace.new_job("optimize") / "result.png"
-            work = functools.partial(stylize_files, Path(photo), styles, output, config, max_pixels=self.max_pixels)
-            with self.stops.watch(request.session_hash or "") as stop:
-                yield from _shown(LiveRun(work, stop).events(), output)
+            with self.workspace.job("optimize") as folder, self.stops.watch(request.session_hash or "") as stop:
+                output = folder / "result.png"
+                work = functools.partial(stylize_files, Path(photo), styles, output, config,
+                                         max_pixels=self.max_pixels)
+                yield from _shown(LiveRun(work, stop).events(), output, self.workspace)
 
     def stop(self, request: gr.Request) -> None:
         """Stop this session's optimisation; it keeps and shows the image it has reached."""
@@ -256,55 +239,57 @@ class Handlers:
 
     def video(self, clip: str | None, model: str | None, strength: float, colour: str, size: float | None,
               smooth: float, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - how Gradio injects a progress bar
-        """Stylise every frame of a clip, as `painterly apply` does for videos; the sound is kept."""
+        """Stylise every frame of a clip, as `painterly apply` does for videos; the sound is kept.
+
+        The pixel limit is the library's: `max_pixels` in the config is checked on every frame.
+        """
         if not clip:
             raise _page_error("upload a clip first")
         with shown_in_page(clip):
             from .video import stylize_video  # PyAV is an optional extra of its own
 
-            pixels = _frame_pixels(clip)
-            if pixels > self.max_pixels:
-                raise ImageError(f"{clip}: frames of {pixels:,} pixels are over the limit of {self.max_pixels:,}")
-            output = self.workspace.new_job("video") / f"{Path(clip).stem}.mp4"
-            stylize_video(self.catalog.stylizer(model), Path(clip), output, strength=strength,
-                          preserve_color=_colour(colour), size=_size(size), smooth=smooth,
-                          callback=functools.partial(_show_video_progress, progress))
-        return str(output)
+            config = self._apply_config(strength, colour, size).replace(smooth=smooth)
+            stylizer = self.catalog.stylizer(model, config)
+            with self.workspace.job("video") as folder:
+                output = folder / f"{Path(clip).stem}.mp4"
+                stylize_video(stylizer, Path(clip), output, callback=functools.partial(_show_video_progress, progress))
+                [result] = self.workspace.written([output])
+        return result
+
+    def _apply_config(self, strength: float, colour: str, size: float | None) -> ApplyConfig:
+        """The page's choices and the server's limits as the one config the fast path takes."""
+        return ApplyConfig(strength=strength, preserve_color=_colour(colour), size=_size(size),
+                           device=self.device, max_pixels=self.max_pixels)
 
 
-def _frame_pixels(clip: str) -> int:
-    """Pixels in each frame, from the clip's header; 0 when PyAV cannot tell (`stylize_video` then says why)."""
-    try:
-        import av
-    except ImportError:
-        return 0
-    try:
-        with av.open(clip) as container:
-            streams = container.streams.video
-            return streams[0].codec_context.width * streams[0].codec_context.height if streams else 0
-    except av.FFmpegError:
-        return 0
+def _show_warning(event: Event) -> None:
+    """A library warning (a clipped pixel, a skipped stream…) as a notice in the page."""
+    if isinstance(event, MessageEvent) and event.level == "warning":
+        gr.Warning(event.text)
 
 
 def _show_video_progress(progress: gr.Progress, event: Event) -> None:
     if isinstance(event, VideoProgressEvent) and event.total_frames:
         progress((event.frames_done, event.total_frames), desc="stylising frames", unit="frames")
-    elif isinstance(event, MessageEvent) and event.level == "warning":
-        gr.Warning(event.text)
+    else:
+        _show_warning(event)
 
 
-def _shown(events: Iterator[Event], output: Path) -> Iterator[tuple]:
+def _shown(events: Iterator[Event], output: Path, workspace: Workspace) -> Iterator[tuple]:
     """What the page shows as a run goes: (image, status line, download), the written result last."""
-    done = None
+    done: DoneEvent | None = None
     for event in events:
         if isinstance(event, StepEvent) and event.image is not None:
             yield event.image, _progress(event), None
-        elif isinstance(event, MessageEvent) and event.level == "warning":
-            gr.Warning(event.text)
+        elif isinstance(event, MessageEvent):
+            _show_warning(event)
         elif isinstance(event, DoneEvent):
             done = event  # the result is written after this event, so it is shown once the events end
+    if done is None:  # a run that ends without raising always reports its end
+        raise RuntimeError("the optimisation ended without a DoneEvent")
     ending = "stopped early, kept the image" if done.stopped_early else "finished"
-    yield str(output), f"{ending}: {done.steps} steps in {done.seconds:.1f} s", str(output)
+    [result] = workspace.written([output])
+    yield result, f"{ending}: {done.steps} steps in {done.seconds:.1f} s", result
 
 
 def _progress(event: StepEvent) -> str:

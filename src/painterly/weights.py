@@ -5,38 +5,43 @@ Every source yields the same thing: a plain state dict of `features.N.weight` /
 `features.py` can load it into its own `nn.Sequential`. ImageNet files are
 downloaded once into torch.hub's cache (as torchvision does), checked against the
 sha256 prefix in their name, and trusted by name afterwards. Files are loaded
-without running pickled code (`weights_only=True`, or safetensors).
+without running pickled code (`torchfiles`: `weights_only=True`; or safetensors).
+
+Where the files are, whether they are there, and fetching them need no torch:
+`painterly weights` only prints paths, and importing torch takes seconds. torch
+is imported by the functions that load or make tensors. A download reports its
+progress as `DownloadEvent`s; the library never draws a bar itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import math
 import os
-import pickle
 import re
 import shutil
 import ssl
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from http.client import HTTPException
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import Request, urlopen
 
-import safetensors.torch
-import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError
-from torchvision.models import VGG16_Weights, VGG19_Weights
-from tqdm import tqdm
-
 from .atomic import atomic_path
-from .errors import WeightsError
+from .config import VGG_ARCHS
+from .errors import OutputError, WeightsError
+from .events import Callback, DownloadEvent, ignore
 from .provenance import file_sha256
 
-ARCHS = ("vgg16", "vgg19")
+if TYPE_CHECKING:
+    import torch
+
+ARCHS = VGG_ARCHS  # the list config.py owns
 
 # torchvision's `cfgs`: an int is a 3x3 conv (followed by a ReLU) with that many
 # output channels, "M" a 2x2 max-pool. Copied, not imported: `cfgs` is private.
@@ -63,12 +68,24 @@ OFFLINE_MESSAGE = (
     "pass a local file with --vgg-weights PATH (or " + WEIGHTS_ENV + "), "
     "or use --vgg-weights random (runs offline, much lower quality)."
 )
+# For `painterly weights --download` itself: telling it to run itself would be no help.
+DOWNLOAD_FAILED_MESSAGE = (
+    "{label} ImageNet weights could not be downloaded from {url} ({reason}). "
+    "Run this again once connected (or with " + MIRROR_ENV + " set to a mirror you can reach), "
+    "or copy the file from a machine that has it: `painterly weights --import {filename} --arch {arch}`."
+)
 
-# Wrappers that prefix every key: DataParallel/DDP, torch.compile, a module holding the VGG.
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+# torchvision's ImageNet files (VGG16_Weights/VGG19_Weights.IMAGENET1K_V1.url), written out so that
+# nothing here needs torchvision; tests/test_weights.py checks them against torchvision's.
+IMAGENET_URLS = {
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+}
+
+# A module holding the VGG prefixes its keys with "model."; DataParallel's and torch.compile's
+# prefixes are the ones `torchfiles.clean_key` removes from every file.
+_VGG_PREFIXES = ("module.", "_orig_mod.", "model.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin")
-# A torch.save file is a zip archive; the legacy format and plain pickles start with PROTO.
-_TORCH_MAGICS = (b"PK\x03\x04", b"\x80")
 # torch.hub's naming rule: the hex digits after the last "-" are the start of the sha256.
 _HASH_IN_NAME = re.compile(r".*-([0-9a-f]{8,})\.[^.]+")
 _CHUNK = 1 << 20
@@ -94,7 +111,7 @@ class WeightsSpec:
         return Path(urlparse(self.url).path).name
 
 
-def _spec_from_torchvision(arch: str, url: str) -> WeightsSpec:
+def _spec_from_url(arch: str, url: str) -> WeightsSpec:
     """Build a spec from torchvision's URL, reading the hash prefix from the file name."""
     match = _HASH_IN_NAME.fullmatch(Path(urlparse(url).path).name)
     if match is None:
@@ -102,10 +119,7 @@ def _spec_from_torchvision(arch: str, url: str) -> WeightsSpec:
     return WeightsSpec(arch, url, match.group(1))
 
 
-IMAGENET: dict[str, WeightsSpec] = {
-    "vgg16": _spec_from_torchvision("vgg16", VGG16_Weights.IMAGENET1K_V1.url),
-    "vgg19": _spec_from_torchvision("vgg19", VGG19_Weights.IMAGENET1K_V1.url),
-}
+IMAGENET: dict[str, WeightsSpec] = {arch: _spec_from_url(arch, url) for arch, url in IMAGENET_URLS.items()}
 
 
 # --- architecture -------------------------------------------------------------
@@ -124,9 +138,10 @@ def _checked(arch: str) -> str:
 
 def _convs(arch: str) -> list[tuple[int, int, int]]:
     """(index in `features`, in channels, out channels) of each conv: conv at i, ReLU at i+1, a pool takes one index."""
-    convs, index, channels = [], 0, 3
+    convs: list[tuple[int, int, int]] = []
+    index, channels = 0, 3
     for item in CONFIGS[_checked(arch)]:
-        if item == "M":
+        if isinstance(item, str):  # "M"
             index += 1
         else:
             convs.append((index, channels, item))
@@ -143,10 +158,11 @@ def expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _clean_key(key: str) -> str:
-    """'module._orig_mod.features.0.weight' or a bare features key '0.weight' -> 'features.0.weight'."""
-    while key.startswith(_WRAPPER_PREFIXES):
-        key = key.split(".", 1)[1]
+def _vgg_key(key: str) -> str:
+    """'module._orig_mod.features.0.weight', 'model.features.0.weight' or a bare '0.weight' -> 'features.0.weight'."""
+    from .torchfiles import clean_key
+
+    key = clean_key(key, _VGG_PREFIXES)
     return f"features.{key}" if key[:1].isdigit() else key
 
 
@@ -155,7 +171,7 @@ def _required_keys(arch: str, required: Iterable[str] | None) -> list[str]:
     shapes = expected_shapes(arch)
     if required is None:
         return list(shapes)
-    keys = [_clean_key(key) for key in required]
+    keys = [_vgg_key(key) for key in required]
     unknown = [key for key in keys if key not in shapes]
     if unknown:
         raise ValueError(f"not {arch} parameters: {', '.join(unknown[:3])}")
@@ -166,8 +182,16 @@ def _required_keys(arch: str, required: Iterable[str] | None) -> list[str]:
 
 
 def cache_dir() -> Path:
-    """torch.hub's checkpoint folder (honours TORCH_HOME), shared with torchvision so nothing is fetched twice."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch.hub's checkpoint folder (honours TORCH_HOME), shared with torchvision so nothing is fetched twice.
+
+    Worked out as torch.hub does (TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch) without
+    importing torch; once torch is loaded anyway, torch.hub is asked, which also honours `set_dir`.
+    """
+    if "torch" in sys.modules:
+        return Path(importlib.import_module("torch.hub").get_dir()) / "checkpoints"
+    xdg_cache = os.environ.get("XDG_CACHE_HOME", "~/.cache")
+    torch_home = os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(xdg_cache, "torch")))
+    return Path(torch_home) / "hub" / "checkpoints"
 
 
 def cached_path(spec: WeightsSpec) -> Path:
@@ -199,16 +223,23 @@ def verify(path: Path, spec: WeightsSpec) -> bool:
     return _sha256(path).startswith(spec.sha256_prefix)
 
 
-def _fetch(url: str, dst: Path, *, timeout: float, progress: bool) -> str:
-    """Stream `url` into `dst` (progress bar on stderr) and return its sha256."""
+def _fetch(url: str, dst: Path, *, timeout: float, callback: Callback) -> str:
+    """Stream `url` into `dst`, reporting each chunk as a DownloadEvent, and return its sha256.
+
+    A network failure is raised as `WeightsUnavailable`-to-be (one of `_NETWORK_ERRORS`); a failure
+    to write `dst` stays an OSError, for `atomic_path` to word as the disk's.
+    """
     digest = hashlib.sha256()
     with urlopen(Request(url, headers={"User-Agent": "painterly"}), timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        with open(dst, "wb") as out, tqdm(total=total, disable=not progress, unit="B", unit_scale=True) as bar:
+        done = 0
+        callback(DownloadEvent(url, done, total))
+        with open(dst, "wb") as out:
             for chunk in iter(lambda: response.read(_CHUNK), b""):
                 out.write(chunk)
                 digest.update(chunk)
-                bar.update(len(chunk))
+                done += len(chunk)
+                callback(DownloadEvent(url, done, total))
     return digest.hexdigest()
 
 
@@ -221,69 +252,63 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
-def _offline(spec: WeightsSpec, reason: str) -> WeightsUnavailable:
+def _offline(spec: WeightsSpec, reason: str, *, explicit: bool = False) -> WeightsUnavailable:
     reason = " ".join(reason.split())  # one line, whatever the network layer said
-    return WeightsUnavailable(
-        OFFLINE_MESSAGE.format(label=_label(spec.arch), path=cached_path(spec), url=spec.url, reason=reason)
-    )
+    template = DOWNLOAD_FAILED_MESSAGE if explicit else OFFLINE_MESSAGE
+    return WeightsUnavailable(template.format(label=_label(spec.arch), path=cached_path(spec), url=spec.url,
+                                              reason=reason, filename=spec.filename, arch=spec.arch))
 
 
-def _unwritable(path: Path, error: OSError) -> WeightsError:
-    return WeightsError(f"cannot write {path} ({error.strerror or error}); set TORCH_HOME to a writable folder")
+def _unwritable(error: OutputError) -> WeightsError:
+    """The cache could not be written: the output boundary's line, and the way out."""
+    return WeightsError(f"{error}; set TORCH_HOME to a writable folder")
 
 
-def download(spec: WeightsSpec, *, progress: bool = True, timeout: float = 30) -> Path:
+def download(spec: WeightsSpec, *, progress: bool = True, timeout: float = 30, callback: Callback = ignore,
+             explicit: bool = False) -> Path:
     """Fetch `spec` into the cache and check its hash; written atomically, so a failure leaves nothing behind.
 
+    Progress goes to `callback` as DownloadEvents (none when `progress` is false). `explicit`: the user
+    asked for this download (`painterly weights --download`), so a failure does not suggest running it.
     Our own copy of torch.hub.download_url_to_file, because that one has no timeout
     and reports a bad hash as a bare RuntimeError.
     """
     dst = cached_path(spec)
     try:
         with atomic_path(dst) as tmp:
-            digest = _fetch(spec.url, tmp, timeout=timeout, progress=progress)
+            try:
+                digest = _fetch(spec.url, tmp, timeout=timeout, callback=callback if progress else ignore)
+            except _NETWORK_ERRORS as error:  # OSErrors too, but the network's, not the disk's
+                raise _offline(spec, _reason(error), explicit=explicit) from error
             if not digest.startswith(spec.sha256_prefix):
                 raise WeightsError(
                     f"{spec.url}: downloaded file has sha256 {digest}, expected one starting with "
                     f"{spec.sha256_prefix}; nothing was saved (a broken mirror or proxy?)"
                 )
-    except _NETWORK_ERRORS as error:
-        raise _offline(spec, _reason(error)) from error
-    except OSError as error:
-        raise _unwritable(dst, error) from error
+    except OutputError as error:
+        raise _unwritable(error) from error
     return dst
 
 
 # --- loading ------------------------------------------------------------------
 
 
-def _read_torch(path: Path) -> object:
-    """torch.load without running pickled code: anything beyond tensors and containers is refused."""
-    with open(path, "rb") as file:
-        head = file.read(4)
-    if not head:
-        raise WeightsError(f"{path}: empty file")
-    if not head.startswith(_TORCH_MAGICS):
-        raise WeightsError(f"{path}: not a PyTorch weights file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise WeightsError(
-            f"{path}: refusing to load: the file contains Python objects other than tensors (weights_only)"
-        ) from error
-    except (RuntimeError, EOFError) as error:
-        raise WeightsError(f"{path}: truncated or corrupt PyTorch file") from error
-
-
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
     try:
         return safetensors.torch.load_file(path, device="cpu")
     except SafetensorError as error:
         raise WeightsError(f"{path}: not a valid safetensors file ({error})") from error
+    except OSError as error:
+        raise _unreadable(path, error) from error
 
 
-def _read(path: Path) -> Mapping:
-    """The raw mapping stored in a .pth/.pt/.bin or .safetensors file."""
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors stored in a .pth/.pt/.bin or .safetensors file, by name, wrapper prefixes removed."""
+    from .torchfiles import load_torch_file, state_dict_of
+
     if not path.is_file():
         raise WeightsError(
             f"{path}: no such file (VGG weights are 'imagenet', 'random' or a .pth/.safetensors file)"
@@ -291,25 +316,18 @@ def _read(path: Path) -> Mapping:
     suffix = path.suffix.lower()
     if suffix != ".safetensors" and suffix not in _TORCH_SUFFIXES:
         raise WeightsError(f"{path}: unknown weights file type {suffix!r}; expected .pth, .pt, .bin or .safetensors")
-    try:
-        content = _read_safetensors(path) if suffix == ".safetensors" else _read_torch(path)
-    except OSError as error:
-        raise _unreadable(path, error) from error
-    if not isinstance(content, Mapping):
-        raise WeightsError(f"{path}: holds a {type(content).__name__}, not a state dict")
-    return content
+    content = _read_safetensors(path) if suffix == ".safetensors" else load_torch_file(path, "weights",
+                                                                                        error=WeightsError)
+    return state_dict_of(content, path, "VGG", error=WeightsError)
 
 
-def _features(raw: Mapping, path: Path) -> dict[str, torch.Tensor]:
-    """Clean the keys and keep the `features.*` entries (the classifier is not needed), which must be tensors."""
+def _features(raw: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The `features.*` entries in torchvision's naming (the classifier is not needed)."""
     features: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
-        name = _clean_key(str(key))
-        if not name.startswith("features."):
-            continue
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{path}: {key!r} is a {type(value).__name__}, not a tensor")
-        features[name] = value
+        name = _vgg_key(key)
+        if name.startswith("features."):
+            features[name] = value
     return features
 
 
@@ -339,7 +357,7 @@ def load_state_dict_file(
     """
     path = Path(path)
     keys = _required_keys(arch, required)
-    features = _features(_read(path), path)
+    features = _features(_read(path))
     _check(features, arch, keys, path)
     return {key: features[key] for key in keys}
 
@@ -349,6 +367,9 @@ def load_state_dict_file(
 
 def _probe_images(generator: torch.Generator) -> torch.Tensor:
     """Four smooth 64x64 pseudo-photos, ImageNet-normalised: upsampled coarse colour noise plus a finer octave."""
+    import torch
+    import torch.nn.functional as F
+
     coarse = F.interpolate(torch.rand(4, 3, 8, 8, generator=generator), size=64, mode="bilinear")
     fine = F.interpolate(torch.rand(4, 3, 32, 32, generator=generator), size=64, mode="bilinear")
     image = 0.75 * coarse + 0.25 * fine
@@ -357,7 +378,6 @@ def _probe_images(generator: torch.Generator) -> torch.Tensor:
     return (image - mean) / std
 
 
-@torch.no_grad()
 def random_state_dict(arch: str, *, seed: int = 0, upto: int | None = None) -> dict[str, torch.Tensor]:
     """Seeded random VGG weights for offline use and tests, scaled so activations stay O(1) at every depth.
 
@@ -367,38 +387,43 @@ def random_state_dict(arch: str, *, seed: int = 0, upto: int | None = None) -> d
     output proportional to the weight scale. `upto` limits the number of convs; the
     result is a prefix of the full network for the same seed.
     """
-    convs = _convs(arch)
-    upto = len(convs) if upto is None else upto
-    if not 0 <= upto <= len(convs):
-        raise ValueError(f"upto must be between 0 and {len(convs)} for {arch}, got {upto}")
-    generator = torch.Generator().manual_seed(seed)
-    x = _probe_images(generator)
-    state: dict[str, torch.Tensor] = {}
-    next_index = 0
-    for index, c_in, c_out in convs[:upto]:
-        if index != next_index:  # a max-pool sits between the previous conv's ReLU and this conv
-            x = F.max_pool2d(x, 2)
-        weight = torch.randn(c_out, c_in, 3, 3, generator=generator) * math.sqrt(2 / (c_in * 9))
-        x = F.relu(F.conv2d(x, weight, padding=1))
-        scale = x.pow(2).mean().rsqrt()
-        state[f"features.{index}.weight"] = weight * scale
-        state[f"features.{index}.bias"] = torch.zeros(c_out)
-        x = x * scale
-        next_index = index + 2
-    return state
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():  # no autograd graph: these are constants
+        convs = _convs(arch)
+        upto = len(convs) if upto is None else upto
+        if not 0 <= upto <= len(convs):
+            raise ValueError(f"upto must be between 0 and {len(convs)} for {arch}, got {upto}")
+        generator = torch.Generator().manual_seed(seed)
+        x = _probe_images(generator)
+        state: dict[str, torch.Tensor] = {}
+        next_index = 0
+        for index, c_in, c_out in convs[:upto]:
+            if index != next_index:  # a max-pool sits between the previous conv's ReLU and this conv
+                x = F.max_pool2d(x, 2)
+            weight = torch.randn(c_out, c_in, 3, 3, generator=generator) * math.sqrt(2 / (c_in * 9))
+            x = F.relu(F.conv2d(x, weight, padding=1))
+            scale = x.pow(2).mean().rsqrt()
+            state[f"features.{index}.weight"] = weight * scale
+            state[f"features.{index}.bias"] = torch.zeros(c_out)
+            x = x * scale
+            next_index = index + 2
+        return state
 
 
 # --- choosing a source ------------------------------------------------------------
 
 
-def _imagenet(arch: str, keys: list[str], *, download_missing: bool, progress: bool) -> dict[str, torch.Tensor]:
+def _imagenet(arch: str, keys: list[str], *, download_missing: bool, progress: bool,
+              callback: Callback) -> dict[str, torch.Tensor]:
     """The cached ImageNet file, downloaded (and hash-checked) only if absent; a cached file is trusted by name."""
     spec = spec_for(arch)
     path = cached_path(spec)
     if not path.is_file():
         if not download_missing:
             raise _offline(spec, "downloads disabled")
-        download(spec, progress=progress)
+        download(spec, progress=progress, callback=callback)
     return load_state_dict_file(path, arch, required=keys)
 
 
@@ -416,16 +441,18 @@ def resolve(
     required: Iterable[str] | None = None,
     download_missing: bool = True,
     progress: bool = True,
+    callback: Callback = ignore,
 ) -> tuple[dict[str, torch.Tensor], str]:
     """Weights from 'imagenet', 'random' or a file path (None: $PAINTERLY_VGG_WEIGHTS, else 'imagenet').
 
     Returns the `required` keys (default: all) and a short description for output metadata.
+    A download's progress goes to `callback` (DownloadEvents), unless `progress` is false.
     """
     keys = _required_keys(arch, required)
     if source is None:
         source = os.environ.get(WEIGHTS_ENV) or "imagenet"
     if isinstance(source, str) and source.lower() == "imagenet":
-        state = _imagenet(arch, keys, download_missing=download_missing, progress=progress)
+        state = _imagenet(arch, keys, download_missing=download_missing, progress=progress, callback=callback)
         return state, f"ImageNet (torchvision {spec_for(arch).filename})"
     if isinstance(source, str) and source.lower() == "random":
         state = random_state_dict(arch, seed=seed, upto=_conv_count(arch, keys))
@@ -451,8 +478,8 @@ def import_file(path: Path, arch: str) -> Path:
     try:
         with atomic_path(dst) as tmp:
             shutil.copyfile(path, tmp)
-    except OSError as error:
-        raise _unwritable(dst, error) from error
+    except OutputError as error:
+        raise _unwritable(error) from error
     return dst
 
 

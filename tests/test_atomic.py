@@ -1,0 +1,237 @@
+"""The output boundary: every way a write fails is one OutputError line, and nothing is left behind.
+
+The failures are real: a file limit (RLIMIT_FSIZE, so writes fail with EFBIG exactly as a full disk
+fails with ENOSPC) in a subprocess, /dev/full, files and folders in the way, and a folder nothing can
+be created in (chmod 0o500 for a normal user; root ignores that, so as root the folder is made
+immutable with `chattr +i`, which stops root too).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from helpers import run_limited, unwritable_folder
+from painterly.atomic import atomic_path, cannot_write
+from painterly.errors import OutputError
+
+POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes, rlimits and devices")
+
+
+def one_line(error: pytest.ExceptionInfo, path: Path, reason: str) -> None:
+    assert str(error.value) == f"{path}: cannot write ({reason})"
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --- success ------------------------------------------------------------------------------------------
+
+
+def test_writes_and_leaves_only_the_file(tmp_path):
+    target = tmp_path / "out.bin"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.suffix == ".bin" and temporary != target
+        temporary.write_bytes(b"new")
+        assert not target.exists()
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_creates_missing_parent_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "out.bin"
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(b"x")
+    assert target.read_bytes() == b"x"
+
+
+@POSIX
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_a_new_file_gets_the_mode_open_would_give_it(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        with atomic_path(tmp_path / "out.bin") as temporary:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT, 0o600)  # as safetensors' writer did: 0600 always
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o666 & ~mask
+
+
+@POSIX
+def test_overwriting_keeps_the_existing_mode(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(b"new")
+    assert target.read_bytes() == b"new"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd to see what is flushed")
+def test_the_file_and_then_its_folder_are_flushed(tmp_path, monkeypatch):
+    """A spy on the real os.fsync (it still runs): the data, then the folder entry, reach the disk."""
+    flushed: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with atomic_path(tmp_path / "out.bin") as temporary:
+        temporary.write_bytes(b"x")
+    assert len(flushed) == 2
+    assert Path(flushed[0]).name.startswith(".out.bin.") and flushed[1] == str(tmp_path)
+
+
+# --- failures -----------------------------------------------------------------------------------------
+
+
+def test_an_exception_in_the_block_keeps_the_old_file_and_removes_what_it_made(tmp_path):
+    old = tmp_path / "old.bin"
+    old.write_bytes(b"old")
+    with pytest.raises(ValueError, match="boom"), atomic_path(old) as temporary:
+        temporary.write_bytes(b"half")
+        raise ValueError("boom")
+    assert old.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["old.bin"]
+
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "new" / "deeper" / "out.bin") as temporary:
+        temporary.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert [p.name for p in tmp_path.iterdir()] == ["old.bin"]  # the two folders it created are gone
+
+
+def test_an_oserror_in_the_block_is_one_line(tmp_path):
+    target = tmp_path / "made" / "out.bin"
+    with pytest.raises(OutputError) as error, atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+    one_line(error, target, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_real_enospc_in_the_block_is_one_line(tmp_path):
+    """/dev/full fails every write with ENOSPC: the kernel's own full-disk error, through the boundary."""
+    target = tmp_path / "out.bin"
+    with pytest.raises(OutputError) as error, atomic_path(target) as temporary:
+        temporary.write_bytes(b"part")
+        with open("/dev/full", "wb") as full:
+            full.write(b"x" * 65536)
+            full.flush()
+    one_line(error, target, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writers_own_errors_are_translated_when_named(tmp_path):
+    class WriterError(Exception):
+        pass
+
+    target = tmp_path / "out.bin"
+    with pytest.raises(OutputError) as error, atomic_path(target, write_errors=(WriterError,)) as temporary:
+        temporary.write_bytes(b"half")
+        raise WriterError("I/O error: disk full (os error 28)\nmore detail")
+    one_line(error, target, "I/O error: disk full (os error 28)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_in_place_of_the_file(tmp_path):
+    target = tmp_path / "out.png"
+    (target / "inside").mkdir(parents=True)
+    ran = False
+    with pytest.raises(OutputError) as error, atomic_path(target):
+        ran = True
+    one_line(error, target, "a folder is in the way")
+    assert not ran  # refused before any work
+    assert [p.name for p in target.iterdir()] == ["inside"] and [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("below", ["out.png", "sub/deeper/out.png"])
+def test_a_file_in_place_of_a_parent_folder(tmp_path, below):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file, not a folder")
+    target = blocker / below
+    with pytest.raises(OutputError) as error, atomic_path(target):
+        pytest.fail("the block must not run")
+    one_line(error, target, f"{blocker} is a file, not a folder")
+    assert [p.name for p in tmp_path.iterdir()] == ["results"] and blocker.read_text() == "a file, not a folder"
+
+
+@POSIX
+@pytest.mark.parametrize("below", ["out.png", "new/out.png"])
+def test_a_folder_nothing_can_be_created_in(tmp_path, below):
+    with unwritable_folder(tmp_path / "locked") as locked:
+        target = locked / below
+        with pytest.raises(OutputError) as error, atomic_path(target) as temporary:
+            temporary.write_bytes(b"x")
+        assert str(error.value).startswith(f"{target}: cannot write (")
+        assert str(error.value).endswith(("(Permission denied)", "(Operation not permitted)"))
+        assert list(locked.iterdir()) == []
+
+
+@POSIX
+def test_a_full_disk_removes_the_folders_it_created(tmp_path):
+    """A real failing write (RLIMIT_FSIZE) three folders down: one line, and no empty folders left."""
+    target = tmp_path / "a" / "b" / "c" / "out.bin"
+    result = run_limited(f"""
+        from painterly.atomic import atomic_path
+        from painterly.errors import OutputError
+        try:
+            with atomic_path({str(target)!r}) as temporary:
+                temporary.write_bytes(b"x" * 100_000)
+        except OutputError as error:
+            print(error)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{target}: cannot write (File too large)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@POSIX
+def test_a_failed_mkdir_is_one_line_and_leaves_nothing(tmp_path):
+    with unwritable_folder(tmp_path / "locked") as locked:
+        target = locked / "a" / "b" / "out.png"
+        with pytest.raises(OutputError) as error, atomic_path(target):
+            pytest.fail("the block must not run")
+        assert str(error.value).startswith(f"{target}: cannot write (") and "\n" not in str(error.value)
+        assert list(locked.iterdir()) == []
+
+
+def test_cannot_write_words_any_error_on_one_line(tmp_path):
+    assert str(cannot_write(tmp_path / "x", OSError(30, "Read-only file system"))) == (
+        f"{tmp_path / 'x'}: cannot write (Read-only file system)")
+    message = str(cannot_write("x", RuntimeError("[enforce fail]  first\n  second")))
+    assert message == "x: cannot write ([enforce fail] first)"
+    assert str(cannot_write("x", RuntimeError())) == "x: cannot write (RuntimeError)"
+
+
+# --- the writers that go through the boundary ----------------------------------------------------------
+
+
+@POSIX
+@pytest.mark.parametrize("writer", ["save_image", "save_animation"])
+def test_images_on_a_full_disk_are_one_output_error_line(tmp_path, writer):
+    target = tmp_path / "out" / ("still.png" if writer == "save_image" else "moving.gif")
+    result = run_limited(f"""
+        import numpy as np
+        from painterly import images
+        from painterly.errors import OutputError
+        frame = np.random.default_rng(0).random((64, 64, 3)).astype("float32")
+        try:
+            if {writer!r} == "save_image":
+                images.save_image(frame, {str(target)!r})
+            else:
+                images.save_animation([frame, frame[::-1]], [100, 100], {str(target)!r})
+        except OutputError as error:
+            print(error)
+    """, limit=2048)
+    assert result.stdout == f"{target}: cannot write (File too large)\n", result.stderr
+    assert list(tmp_path.iterdir()) == []
