@@ -19,6 +19,7 @@ VARIANTS = ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
 GATYS = [("lbfgs", "fp32"), ("lbfgs", "bf16"), ("adam", "fp32"), ("adam", "bf16")]
 
 
+@pytest.mark.slow
 def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(

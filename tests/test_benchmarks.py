@@ -29,6 +29,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_command_writes_times_speedup_share_and_memory(tmp_path):
     out = tmp_path / "results.json"
     done = subprocess.run(

@@ -98,9 +98,10 @@ def test_a_checkpoint_from_before_checksums_still_loads(tmp_path, saved):
 
 
 def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(tmp_path, run, saved):
-    """Settings added later (channels_last, compile) were their defaults in the older run: not a change."""
+    """Settings added later (channels_last, compile, checkpoint_minutes) were their defaults in the older
+    run: not a change."""
     style, _ = run
-    for name in ("channels_last", "compile"):
+    for name in ("channels_last", "compile", "checkpoint_minutes"):
         del saved["config"][name]
     del saved[checkpoint.CHECKSUM_FIELD]  # as a checkpoint of that time had none
     torch.save(saved, tmp_path / "model.safetensors.ckpt")
@@ -110,6 +111,16 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_default(tmp_p
     with pytest.raises(PainterlyError, match="different channels_last"):
         checkpoint.check_resumable(saved, _config(style.parent / "photos", channels_last=True),
                                    saved["style_sha256"], tmp_path / "model.safetensors.ckpt")
+
+
+def test_bookkeeping_settings_may_change_on_resume_and_nothing_else(run, saved):
+    """How often checkpoints come (by steps or by minutes) changes nothing a step computes."""
+    path = run[1]
+    config = _config(run[0].parent / "photos")
+    checkpoint.check_resumable(saved, config.replace(checkpoint_every=7, checkpoint_minutes=0.5, steps=9),
+                               saved["style_sha256"], path)
+    with pytest.raises(PainterlyError, match="different seed; resume with the same settings"):
+        checkpoint.check_resumable(saved, config.replace(seed=1), saved["style_sha256"], path)
 
 
 # --- damage --------------------------------------------------------------------------------------------

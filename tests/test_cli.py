@@ -76,7 +76,9 @@ def test_stylize_writes_an_image_with_its_settings(pictures, tmp_path):
     stored = images.read_settings(out)
     assert stored["config"]["size"] == 32 and stored["config"]["vgg_weights"] == "random"
     assert stored["content"]["file"] == str(content) and len(stored["content"]["sha256"]) == 64
-    assert "random" in result.stderr  # the random-weights warning is shown even with --quiet
+    # --vgg-weights random asked for explicitly is consent: no warning, and --quiet prints nothing else
+    # (test_random_weights_warn_unless_the_user_consented: an implicit choice still warns, even with --quiet).
+    assert result.stderr == ""
     # "auto" with L-BFGS (the default optimiser) is fp32; what it resolved to is recorded.
     assert summary["precision"] == stored["precision"] == "fp32" and stored["config"]["precision"] == "auto"
 
@@ -158,7 +160,7 @@ def test_never_overwrites_an_input(pictures, tmp_path):
     (["--style-blend", "1,2,3"], "3 weights for 1 style images"),
     (["--optimizer", "sgd"], "optimizer"),
     (["--size", "0"], "size"),
-    (["--preserve-color", "sepia"], "preserve_color"),
+    (["--preserve-color", "sepia"], "--preserve-color must be one of luminance, histogram"),
 ])
 def test_bad_settings_are_usage_errors(args, fragment, pictures, tmp_path):
     content, style, _ = pictures
@@ -272,7 +274,7 @@ def test_unavailable_device_is_a_usage_error(pictures, tmp_path):
     assert_clean_failure(invoke("stylize", content, style, "-o", out, *args), out, "--device cuda", code=2)
 
 
-def test_progress_bar_on_a_terminal_shows_step_scale_and_loss(pictures, tmp_path):
+def test_progress_bar_on_a_terminal_shows_step_scale_and_loss(pictures, tmp_path, monkeypatch):
     import io
 
     from painterly.config import StylizeConfig
@@ -285,12 +287,14 @@ def test_progress_bar_on_a_terminal_shows_step_scale_and_loss(pictures, tmp_path
 
     content, style, _ = pictures
     screen = Terminal()
+    monkeypatch.setenv("PAINTERLY_VGG_WEIGHTS", "random")  # random weights nobody asked for here: they warn
     with ProgressPrinter(stream=screen) as progress:
         stylize(images.load_image(content), [images.load_image(style)],
-                StylizeConfig(size=32, steps=3, vgg_weights="random", device="cpu"), callback=progress)
+                StylizeConfig(size=32, steps=3, device="cpu"), callback=progress)
     text = screen.getvalue()
     assert "scale 1/1 32x27" in text and "loss=" in text and "3/3" in text
     assert "warning" in text and "random" in text
+    assert "painterly: step" not in text  # a terminal gets the bar, not the plain lines
 
 
 # --- apply and export: one line for what cannot be done, and signals -------------------------------
@@ -425,3 +429,291 @@ def test_apply_to_a_closed_stdout_is_one_line(fast_model, pictures):
         os.close(write_end)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["painterly: error: <stdout>: cannot write (Broken pipe)"]
+
+
+# --- messages that tell the truth (issue 14) -------------------------------------------------------
+
+
+FAST_IMPLICIT = [a for a in FAST if a not in ("--vgg-weights", "random")]
+
+
+@pytest.mark.parametrize("env,args,warned", [
+    ({"PAINTERLY_VGG_WEIGHTS": "random"}, [], True),  # random nobody chose on this run: warned, even --quiet
+    ({"PAINTERLY_VGG_WEIGHTS": "random", "PAINTERLY_RANDOM_WEIGHTS_OK": "1"}, [], False),  # read and consented
+    ({}, ["--vgg-weights", "random"], False),  # asked for explicitly: consent
+])
+def test_random_weights_warn_unless_the_user_consented(env, args, warned, pictures, tmp_path, monkeypatch):
+    from painterly.weights import RANDOM_WARNING
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    result = invoke("stylize", content, style, "-o", out, *FAST_IMPLICIT, *args)
+    assert result.exit_code == 0, result.output
+    assert images.read_settings(out)["weights"].startswith("random")
+    assert result.stderr == (f"painterly: warning: {RANDOM_WARNING}\n" if warned else "")
+
+
+def test_demo_follows_the_environment_and_warns_of_random_weights(tmp_path, monkeypatch):
+    """$PAINTERLY_VGG_WEIGHTS=random: no download is tried, and the weights nobody asked for on the
+    command line are warned about."""
+    monkeypatch.setenv("PAINTERLY_VGG_WEIGHTS", "random")
+    monkeypatch.setenv("PAINTERLY_WEIGHTS_MIRROR", f"http://127.0.0.1:{_closed_port()}/")
+    out = tmp_path / "demo.png"
+    result = invoke("demo", "-o", out, "--size", "48", "--steps", "2", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "could not be downloaded" not in result.stderr
+    assert result.stderr.count("painterly: warning: random VGG weights") == 1
+    assert images.read_settings(out)["weights"].startswith("random")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_without_native_hardware_is_warned_of(native, pictures, tmp_path, monkeypatch):
+    from painterly import devices
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)  # the hardware probe, nothing else
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    result = invoke("stylize", content, style, "-o", out, *FAST, "--optimizer", "adam", "--precision", "bf16")
+    assert result.exit_code == 0, result.output
+    assert images.read_settings(out)["precision"] == "bf16"  # honoured: the user asked for it
+    warning = "painterly: warning: --precision bf16: this CPU does not compute bf16 natively"
+    assert (warning in result.stderr) is not native and result.stderr.count("warning") == int(not native)
+
+
+def test_bf16_warning_reaches_apply_and_auto_never_warns(fast_model, pictures, tmp_path, monkeypatch):
+    from painterly import devices
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
+    content, _, _ = pictures
+    result = invoke("apply", fast_model, content, "-o", tmp_path / "bf16.png", "--device", "cpu",
+                    "--precision", "bf16", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("painterly: warning: --precision bf16: this CPU does not compute bf16 natively")
+    result = invoke("apply", fast_model, content, "-o", tmp_path / "auto.png", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert images.read_settings(tmp_path / "auto.png")["config"]["precision"] == "fp32"
+
+
+def test_bf16_warning_is_one_event_from_where_precision_is_resolved(monkeypatch):
+    import torch
+
+    from painterly import devices, events
+
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
+    heard: list = []
+    assert devices.autocast_dtype("bf16", torch.device("cpu"), callback=heard.append) is torch.bfloat16
+    assert devices.autocast_dtype("auto", torch.device("cpu"), callback=heard.append) is None
+    assert devices.autocast_dtype("fp32", torch.device("cpu"), callback=heard.append) is None
+    [event] = heard
+    assert isinstance(event, events.MessageEvent) and event.level == "warning" and "fp32" in event.text
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("stylize", ["--preserve-color", "sepia"], "--preserve-color must be one of luminance, histogram; got 'sepia'"),
+    ("stylize", ["--content-layers", ","],
+     "--content-layers is empty; set --content-weight 0 for pure texture synthesis"),
+    ("stylize", ["--optimizer", "sgd"], "--optimizer must be one of lbfgs, adam; got 'sgd'"),
+    ("stylize", ["--loss-normalisation", "papers"], "--loss-normalisation must be one of target, paper"),
+    ("stylize", ["--init", "noize"], "--init must be content, noise, style or an image file; got 'noize'"),
+])
+def test_errors_name_the_flag(command, args, message, pictures, tmp_path):
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    result = invoke(command, content, style, "-o", out, *FAST, *args)
+    assert_clean_failure(result, out, message, code=2)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine; got 'step'"),
+    (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
+    (["--size", "30"], "--size must be a multiple of 4"),
+])
+def test_train_errors_name_the_flag(args, message, tmp_path):
+    out = tmp_path / "m.safetensors"
+    result = invoke("train", tmp_path / "style.png", "--data", tmp_path, "-o", out, *args)
+    assert_clean_failure(result, out, message, code=2)
+
+
+def test_apply_errors_name_the_flag(fast_model, pictures, tmp_path):
+    content, _, _ = pictures
+    out = tmp_path / "out.png"
+    assert_clean_failure(invoke("apply", fast_model, content, "-o", out, "--tile", "5"), out,
+                         "--tile must be 0 (never tile) or at least", code=2)
+    assert_clean_failure(invoke("apply", fast_model, content, "-o", out, "--preserve-color", "histogram"), out,
+                         "--preserve-color 'histogram' recolours the style image", code=2)
+
+
+def test_flag_names_leave_quoted_values_paths_and_prose_alone():
+    from painterly.cli import with_flag_names
+
+    flags = {"style_layers": "--style-layers", "tile": "--tile", "tile_overlap": "--tile-overlap",
+             "init": "--init", "size": "--size"}
+    assert with_flag_names("style_layers must name a layer; got 'style_layers'", flags) == \
+        "--style-layers must name a layer; got 'style_layers'"
+    assert with_flag_names("tile overlap must be less than the tile (768)", flags) == \
+        "tile overlap must be less than the tile (768)"
+    assert with_flag_names("/data/style_layers/a.png: no such file", flags) == "/data/style_layers/a.png: no such file"
+    assert with_flag_names("init 'a_b.png' is an image file", flags) == "--init 'a_b.png' is an image file"
+    assert with_flag_names("the output size must be even", flags) == "the output size must be even"
+
+
+def test_apply_names_every_model_type_it_takes(pictures, tmp_path):
+    content, _, _ = pictures
+    model = tmp_path / "model.ckpt"
+    model.write_bytes(b"not a model")
+    out = tmp_path / "out.png"
+    assert_clean_failure(invoke("apply", model, content, "-o", out, "--device", "cpu"), out,
+                         f"{model}: unknown model file type", ".safetensors", ".onnx", ".pth")
+
+
+def test_a_bad_file_in_a_batch_is_reported_once(fast_model, pictures, tmp_path):
+    content, _, _ = pictures
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(content, folder / "a.png")
+    (folder / "b.png").write_bytes(b"not a picture")
+    out = tmp_path / "out"
+    result = invoke("apply", fast_model, folder, "-o", out, "--device", "cpu", "--quiet")
+    assert result.exit_code == 1
+    assert (out / "a.png").is_file() and not (out / "b.png").exists()
+    assert result.stderr.count("b.png") == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith(f"painterly: warning: {folder / 'b.png'}")
+    assert lines[-1] == "painterly: error: 1 of 2 input(s) failed (see above); 1 file(s) written"
+
+
+# --- progress off a terminal -------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _step(step, total=10):
+    from painterly.events import StepEvent
+
+    return StepEvent(step=step, total_steps=total, scale=1, num_scales=1, size=(48, 64),
+                     losses={"total": 1.5}, elapsed=0.0)
+
+
+def test_plain_progress_lines_every_interval_with_pace_and_eta():
+    import io
+
+    from painterly.progress import ProgressPrinter
+
+    log, clock = io.StringIO(), FakeClock()
+    printer = ProgressPrinter(stream=log, interval=30, clock=clock)
+    for step in range(1, 11):  # one step every 10 s
+        printer(_step(step))
+        clock.now += 10
+    assert log.getvalue().splitlines() == [
+        "painterly: step 4/10 (scale 1/1 64x48), loss 1.5, 10.00 s/step, ETA 1m00s",
+        "painterly: step 7/10 (scale 1/1 64x48), loss 1.5, 10.00 s/step, ETA 30s",
+        "painterly: step 10/10 (scale 1/1 64x48), loss 1.5, 10.00 s/step",  # the end of the phase
+    ]
+
+
+def test_plain_progress_lines_for_training_apply_and_downloads():
+    import io
+
+    from painterly import events
+    from painterly.progress import ProgressPrinter
+
+    log, clock = io.StringIO(), FakeClock()
+    printer = ProgressPrinter(stream=log, interval=0, clock=clock)
+    for step in (501, 502):  # a resumed run counts on
+        printer(events.TrainStepEvent(step=step, total_steps=1000, epoch=1, epochs=2, losses={"total": 3.25},
+                                      lr=1e-3, images_per_s=2.0, elapsed=0.0))
+        clock.now += 2
+    printer(events.ApplyEvent(done=1, total=4, path="a.png"))
+    clock.now += 4
+    printer(events.ApplyEvent(done=2, total=4, path="b.png"))
+    printer(events.DownloadEvent(url="http://x/vgg19-dcbb9e9d.pth", done=0, total=2_000_000))
+    clock.now += 1
+    printer(events.DownloadEvent(url="http://x/vgg19-dcbb9e9d.pth", done=1_000_000, total=2_000_000))
+    assert log.getvalue().splitlines() == [
+        "painterly: step 501/1000 (epoch 1/2), loss 3.25, img/s 2.0",
+        "painterly: step 502/1000 (epoch 1/2), loss 3.25, img/s 2.0, 2.00 s/step, ETA 16m36s",
+        "painterly: file 1/4",
+        "painterly: file 2/4, 4.00 s/file, ETA 8s",
+        "painterly: downloading vgg19-dcbb9e9d.pth: 0.0/2.0 MB",
+        "painterly: downloading vgg19-dcbb9e9d.pth: 1.0/2.0 MB, 1.0 MB/s, ETA 1s",
+    ]
+
+
+def test_no_plain_lines_when_quiet_or_on_a_terminal():
+    import io
+
+    from painterly.events import MessageEvent
+    from painterly.progress import ProgressPrinter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log, screen = io.StringIO(), Terminal()
+    for printer in (ProgressPrinter(stream=log, quiet=True, interval=0), ProgressPrinter(stream=screen, interval=0)):
+        printer(_step(1, total=2))
+        printer(_step(2, total=2))
+        printer(MessageEvent("kept", "warning"))
+        printer.close()
+    assert log.getvalue() == "painterly: warning: kept\n"
+    assert "painterly: step" not in screen.getvalue() and "2/2" in screen.getvalue()
+
+
+def test_a_bad_progress_interval_is_one_line(pictures, tmp_path, monkeypatch):
+    monkeypatch.setenv("PAINTERLY_PROGRESS_SECONDS", "soon")
+    content, style, _ = pictures
+    out = tmp_path / "out.png"
+    assert_clean_failure(invoke("stylize", content, style, "-o", out, *FAST), out,
+                         "PAINTERLY_PROGRESS_SECONDS must be a number of seconds", code=2)
+
+
+def _painterly(*args, interval="0"):
+    """`painterly ARGS` in a real process, its stderr a pipe (as in CI or a log file)."""
+    return subprocess.run([sys.executable, "-m", "painterly", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PAINTERLY_PROGRESS_SECONDS": interval})
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_stylize_prints_plain_progress_lines_off_a_terminal(quiet, pictures, tmp_path):
+    content, style, _ = pictures
+    args = [a for a in FAST if a != "--quiet"] + (["--quiet"] if quiet else [])
+    result = _painterly("stylize", content, style, "-o", tmp_path / "out.png", *args)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("painterly: step")]
+    if quiet:
+        assert lines == [] and result.stderr == ""
+    else:
+        assert [line.split(",")[0] for line in lines] == [
+            f"painterly: step {step}/3 (scale 1/1 32x27)" for step in (1, 2, 3)]
+        assert all("loss " in line for line in lines) and "s/step" in lines[-1]
+        assert "\r" not in result.stderr  # no bar drawn into a pipe
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_train_prints_plain_progress_lines_off_a_terminal(quiet, tmp_path):
+    rng = np.random.default_rng(0)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(photos / f"{index}.png")
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "style.png")
+    result = _painterly("train", tmp_path / "style.png", "--data", photos, "-o", tmp_path / "m.safetensors",
+                        "--size", "32", "--batch-size", "2", "--steps", "2", "--arch", "light", "--vgg-weights",
+                        "random", "--device", "cpu", "--content-layers", "relu2_2", "--style-layers",
+                        "relu1_2,relu2_2", *(["--quiet"] if quiet else []))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("painterly: step")]
+    if quiet:
+        assert lines == []
+    else:
+        assert [line.split(",")[0] for line in lines] == ["painterly: step 1/2 (epoch 1/1)",
+                                                          "painterly: step 2/2 (epoch 1/1)"]
+        assert "s/step" in lines[-1] and "loss " in lines[-1]

@@ -416,7 +416,7 @@ assert report.written and not report.failed
 """
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), stylizer.stylize(image), atol=1e-3)
-    assert read_settings(tmp_path / "out.png")["settings"]["backend"] == "onnx"
+    assert read_settings(tmp_path / "out.png")["config"]["backend"] == "onnx"
 
 
 def test_the_size_multiple_is_the_network_s():
@@ -458,7 +458,7 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     assert settings["method"] == "fast" and settings["painterly"]
     assert settings["model"]["file"] == str(model_file) and len(settings["model"]["sha256"]) == 64
     assert settings["model"]["style"] == STYLE and settings["model"]["steps"] == 7
-    assert settings["settings"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
+    assert settings["config"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
                                     "tile_overlap": config.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
                                     "precision": "fp32", "batch_size": ApplyConfig().batch_size, "smooth": 0.0,
                                     "max_pixels": None}
@@ -474,7 +474,7 @@ def test_cli_apply_records_precision_and_tiling(model_file, onnx_file, tmp_path)
     run = CliRunner().invoke(app, ["apply", str(model_file), str(source), "-o", str(tmp_path / "out.png"),
                                    "--precision", "fp32", "--tile", "0", "--quiet"])
     assert run.exit_code == 0, run.output
-    settings = read_settings(tmp_path / "out.png")["settings"]
+    settings = read_settings(tmp_path / "out.png")["config"]
     assert (settings["precision"], settings["tile"]) == ("fp32", 0)
     refused = CliRunner().invoke(app, ["apply", str(onnx_file), str(source), "-o", str(tmp_path / "no.png"),
                                        "--precision", "bf16"])

@@ -91,7 +91,7 @@ def test_a_bad_choice_gets_the_one_message_the_config_gives():
             "pooling": "max, avg", "vgg": "vgg16, vgg19"}[option] + f"; got {value!r}"
 
 
-def test_one_builder_gives_both_methods_their_encoder_loss_and_warning(tmp_path):
+def test_one_builder_gives_both_methods_their_encoder_loss_and_warning(tmp_path, unchosen_random_weights):
     from painterly.config import StylizeConfig, TrainConfig
     from painterly.events import MessageEvent
     from painterly.features import build_perceptual_loss
@@ -99,7 +99,7 @@ def test_one_builder_gives_both_methods_their_encoder_loss_and_warning(tmp_path)
 
     cpu = torch.device("cpu")
     events = []
-    gatys = build_perceptual_loss(StylizeConfig(vgg_weights="random", pooling="avg"), cpu, channels_last=True,
+    gatys = build_perceptual_loss(StylizeConfig(vgg_weights=None, pooling="avg"), cpu, channels_last=True,
                                   callback=events.append)
     assert events == [MessageEvent(RANDOM_WARNING, "warning")]
     assert gatys.encoder.layers == ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

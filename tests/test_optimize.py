@@ -36,8 +36,8 @@ def _run(config, styles=(RED,), content=CONTENT, **options):
     return out, events
 
 
-def test_stylize_lowers_the_loss_and_keeps_the_size():
-    out, events = _run(_config())
+def test_stylize_lowers_the_loss_and_keeps_the_size(unchosen_random_weights):
+    out, events = _run(_config(vgg_weights=None))
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert len(steps) == 12
     assert steps[-1].loss < 0.5 * steps[0].loss
@@ -178,9 +178,9 @@ def test_a_path_init_without_its_image_is_refused():
         _run(_config(init=__file__))
 
 
-def test_the_random_weights_warning_comes_once_per_run():
+def test_the_random_weights_warning_comes_once_per_run(unchosen_random_weights):
     # Two scales: the encoder is built once, and so is the warning.
-    _, events = _run(_config(size=96, min_scale=48, multiscale="on", steps=1))
+    _, events = _run(_config(size=96, min_scale=48, multiscale="on", steps=1, vgg_weights=None))
     warnings = [e for e in events if isinstance(e, MessageEvent) and e.level == "warning"]
     assert [e.text for e in warnings] == [RANDOM_WARNING]
     assert sum(isinstance(e, StepEvent) for e in events) == 2
@@ -209,7 +209,7 @@ def test_an_init_typo_on_the_command_line_is_refused_before_vgg_is_built(tmp_pat
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     assert result.exit_code == 2, result.output
     assert result.stderr.splitlines() == [
-        "painterly: error: init must be content, noise, style or an image file; got 'noize' (no such file)"]
+        "painterly: error: --init must be content, noise, style or an image file; got 'noize' (no such file)"]
     assert not out.exists()
 
 

@@ -1,8 +1,10 @@
-"""Fast-model training on tiny photos with random VGG weights: loss, resume, rollback, torchrun, bad data."""
+"""Fast-model training on tiny photos with random VGG weights: loss, resume, rollback, torchrun, bad data,
+an earlier run's files, interrupts and checkpoints by the clock."""
 
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from PIL import Image
 
 from painterly import modelfile
 from painterly.config import TrainConfig
-from painterly.errors import PainterlyError, UsageError
+from painterly.errors import OutputError, PainterlyError, UsageError
 from painterly.events import CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent
 from painterly.losses import PerceptualLoss
 from painterly.training import Trainer, train
@@ -36,6 +38,9 @@ style, output, config, resume = sys.argv[1:5]
 delay = float(os.environ.get("SLOW_STEP", "0"))
 hold = os.environ.get("HOLD_AFTER_STEP_1")  # a path: after step 1, create PATH.holding and wait for PATH
 rank = os.environ.get("RANK", "0")
+if os.environ.get("PID_DIR"):  # for a test that signals one process of a torchrun job
+    with open(os.path.join(os.environ["PID_DIR"], f"rank{rank}.pid"), "w") as pid:
+        pid.write(str(os.getpid()))
 
 if os.environ.get("NAN_ON_RANK") == rank:  # this process's first loss is NaN
     from painterly.losses import PerceptualLoss
@@ -95,7 +100,7 @@ def photos(tmp_path):
 def _config(data, **changes):
     base = {"data": str(data), "size": 32, "batch_size": 2, "steps": 8, "lr": 1e-3, "vgg_weights": "random",
             "arch": "light", "device": "cpu", "content_layers": ("relu2_2",), "style_layers": ("relu1_2", "relu2_2"),
-            "checkpoint_every": 4, "log_every": 1}
+            "checkpoint_every": 4, "log_every": 1, "checkpoint_minutes": 0}  # no checkpoint by the clock
     return TrainConfig(**{**base, **changes})
 
 
@@ -133,9 +138,9 @@ def _child_args(script, data, output, config, resume=False):
             "resume" if resume else "fresh"]
 
 
-def test_a_short_run_lowers_the_loss_and_writes_a_model_with_its_settings(photos, tmp_path):
+def test_a_short_run_lowers_the_loss_and_writes_a_model_with_its_settings(photos, tmp_path, unchosen_random_weights):
     output = tmp_path / "out" / "starry.safetensors"
-    config = _config(photos, steps=24, checkpoint_every=12, preview_every=12)
+    config = _config(photos, steps=24, checkpoint_every=12, preview_every=12, vgg_weights=None)
     events = []
     assert train(tmp_path / "style.png", config, output, callback=events.append) == output
 
@@ -174,6 +179,7 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(photos, tmp_path):
     assert [r["step"] for r in _metrics(tmp_path / "resumed.safetensors")] == list(range(1, 9))
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_identical_weights(photos, tmp_path):
     script = _child(tmp_path)
     config = _config(photos, steps=8, checkpoint_every=2)
@@ -261,6 +267,7 @@ def test_a_callback_can_stop_early_and_keep_a_model(photos, tmp_path):
     assert torch.load(tmp_path / "stopped.safetensors.ckpt", weights_only=True)["step"] == 3
 
 
+@pytest.mark.slow
 def test_two_processes_under_torchrun_write_one_model_and_resume(photos, tmp_path):
     script = _child(tmp_path)
     output = tmp_path / "ddp.safetensors"
@@ -384,10 +391,10 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(p
     assert not lock.exists()
 
 
-def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path):
+def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path, unchosen_random_weights):
     """A restart loop passes --resume every time, also after a run killed before its first checkpoint."""
     script, output, go = _child(tmp_path), tmp_path / "preempted.safetensors", tmp_path / "go"
-    config = _config(photos, steps=3, checkpoint_every=100)
+    config = _config(photos, steps=3, checkpoint_every=100, vgg_weights=None)
     victim = subprocess.Popen([sys.executable, *_child_args(script, photos, output, config)],
                               env=_env(HOLD_AFTER_STEP_1=str(go)))
     try:
@@ -399,14 +406,14 @@ def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path)
     assert not checkpoint.exists() and [r["step"] for r in _metrics(output)] == [1]
     assert (tmp_path / "preempted.safetensors.lock").exists()  # left by kill -9: it must not block the resume
 
-    events = _train(photos, output, resume=True, steps=3, checkpoint_every=100)
+    events = _train(photos, output, resume=True, steps=3, checkpoint_every=100, vgg_weights=None)
     messages = [(e.level, e.text) for e in events if isinstance(e, MessageEvent)]
     assert ("warning", f"{checkpoint}: no checkpoint yet (the run before stopped ahead of its first one); "
                        "starting from step 0") in messages
     assert [text for _, text in messages].count(RANDOM_WARNING) == 1  # one builder, one warning
     assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [1, 2, 3]
     assert [r["step"] for r in _metrics(output)] == [1, 2, 3]  # the dead run's line is not kept twice
-    _train(photos, tmp_path / "straight.safetensors", steps=3, checkpoint_every=100)
+    _train(photos, tmp_path / "straight.safetensors", steps=3, checkpoint_every=100, vgg_weights=None)
     _assert_same_weights(tmp_path / "straight.safetensors", output)
 
 
@@ -454,10 +461,10 @@ def test_channels_last_trains_the_same_network_and_compile_needs_a_gpu(photos, t
     assert not any(p.name.startswith("compiled.") for p in tmp_path.iterdir())
 
 
-def test_the_trainer_takes_steps_on_its_own(photos):
+def test_the_trainer_takes_steps_on_its_own(photos, unchosen_random_weights):
     style = torch.rand(1, 3, 32, 32)
     events = []
-    trainer = Trainer(_config(photos, channels_last=True), style, callback=events.append)
+    trainer = Trainer(_config(photos, channels_last=True, vgg_weights=None), style, callback=events.append)
     assert [e.text for e in events] == [RANDOM_WARNING]
     assert trainer.model.conv1.conv2d.weight.is_contiguous(memory_format=torch.channels_last)
     assert trainer.encoder.channels_last
@@ -474,3 +481,285 @@ def test_every_network_size_the_config_offers_exists():
     from painterly.transformer import ARCHITECTURES
 
     assert tuple(ARCHITECTURES) == NET_ARCHS
+
+
+# --- an earlier run's files ---------------------------------------------------------------------------
+
+
+def _beside(output, suffix):
+    return output.with_name(output.name + suffix)
+
+
+def _previews(output):
+    return sorted(path.name for path in _beside(output, ".previews").iterdir())
+
+
+@pytest.mark.slow
+def test_an_earlier_run_is_refused_unless_resumed_or_overwritten(photos, tmp_path):
+    """A second `train -o SAME` used to replace the model and checkpoint (step 110 became step 5), truncate
+    the metrics log and leave the old previews among the new ones."""
+    output = tmp_path / "m.safetensors"
+    checkpoint = _beside(output, ".ckpt")
+    _train(photos, output, steps=4, checkpoint_every=2, preview_every=2)
+    files = [output, checkpoint, _beside(output, ".metrics.jsonl"), *_beside(output, ".previews").iterdir()]
+    before = {path: path.read_bytes() for path in files}
+    listing = sorted(tmp_path.rglob("*"))
+
+    refused = subprocess.run(_cli_train(photos, output, "--steps", "2"), env=_env(), capture_output=True, text=True,
+                             timeout=240)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"painterly: error: {output}: an earlier run's model, checkpoint, metrics log and previews are here; "
+        "--resume continues that run, --overwrite deletes them and starts again"]
+    assert {path: path.read_bytes() for path in files} == before  # nothing touched, nothing added, no lock left
+    assert sorted(tmp_path.rglob("*")) == listing
+
+    events = _train(photos, output, resume=True, steps=6, checkpoint_every=2, preview_every=2)
+    assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [5, 6]
+    assert [r["step"] for r in _metrics(output)] == list(range(1, 7))
+    assert _previews(output) == [f"step{step:06d}_{i}.png" for step in (2, 4, 6) for i in range(4)]
+
+    overwritten = subprocess.run(_cli_train(photos, output, "--steps", "1", "--overwrite", "--preview-every", "1",
+                                            "--log-every", "1"), env=_env(), capture_output=True, text=True,
+                                 timeout=240)
+    assert overwritten.returncode == 0, overwritten.stderr
+    assert modelfile.read_metadata(output)["steps"] == 1
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1
+    assert [r["step"] for r in _metrics(output)] == [1]
+    assert _previews(output) == [f"step000001_{i}.png" for i in range(4)]  # this run's previews only
+
+    with pytest.raises(UsageError, match="give one of them"):
+        train(photos.parent / "style.png", _config(photos), output, resume=True, overwrite=True)
+    model = output.read_bytes()
+    checkpoint.unlink()  # a finished model whose checkpoint was deleted to save space
+    with pytest.raises(OutputError, match=f"{output}: has no checkpoint m.safetensors.ckpt to resume from; "
+                                          "--overwrite trains it again"):
+        _train(photos, output, resume=True)
+    assert output.read_bytes() == model
+
+
+def test_an_empty_metrics_log_is_no_earlier_run(photos, tmp_path):
+    """What a run killed before its first step leaves holds no work: the next run may start."""
+    output = tmp_path / "empty.safetensors"
+    _beside(output, ".metrics.jsonl").write_text("")
+    _beside(output, ".previews").mkdir()
+    _train(photos, output, steps=1)
+    assert [r["step"] for r in _metrics(output)] == [1]
+
+
+# --- interrupts -----------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_finishes_the_step_writes_a_checkpoint_and_the_model_and_resumes_exactly(photos, tmp_path):
+    output, straight = tmp_path / "interrupted.safetensors", tmp_path / "straight.safetensors"
+    checkpoint = _beside(output, ".ckpt")
+    handler, events = signal.getsignal(signal.SIGINT), []
+
+    def ctrl_c_in_step_2(event):
+        events.append(event)
+        if isinstance(event, TrainStepEvent) and event.step == 2:
+            signal.raise_signal(signal.SIGINT)  # held: the step goes on to its end
+            events.append("after the signal")
+
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        train(photos.parent / "style.png", _config(photos, steps=5, checkpoint_every=100), output,
+              callback=ctrl_c_in_step_2)
+    assert excinfo.value.__notes__ == [f"wrote a checkpoint at step 2 to {checkpoint} and the model so far to "
+                                       f"{output}; --resume continues from it"]
+    assert "after the signal" in events
+    assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [1, 2]
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [2]
+    assert ("SIGINT received: stopping after this step, with a checkpoint and the model so far (Ctrl-C again "
+            "stops at once)" in [e.text for e in events if isinstance(e, MessageEvent)])
+    assert signal.getsignal(signal.SIGINT) is handler  # put back
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    assert modelfile.read_metadata(output)["steps"] == 2  # a usable model so far
+    assert [r["step"] for r in _metrics(output)] == [1, 2]
+    assert not _beside(output, ".lock").exists()
+
+    events = _train(photos, output, resume=True, steps=5, checkpoint_every=100)
+    assert [e.step for e in events if isinstance(e, TrainStepEvent)] == [3, 4, 5]
+    _train(photos, straight, steps=5, checkpoint_every=100)
+    _assert_same_weights(straight, output)
+    assert [r["step"] for r in _metrics(output)] == list(range(1, 6))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_last_checkpoint(photos, tmp_path):
+    output = tmp_path / "impatient.safetensors"
+
+    def ctrl_c_twice_in_step_2(event):
+        if isinstance(event, TrainStepEvent) and event.step == 2:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            raise AssertionError("the second Ctrl-C did not stop the run")
+
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        train(photos.parent / "style.png", _config(photos, steps=5, checkpoint_every=1), output,
+              callback=ctrl_c_twice_in_step_2)
+    checkpoint = _beside(output, ".ckpt")
+    assert excinfo.value.__notes__ == [f"the checkpoint at step 1 is in {checkpoint}; --resume continues from it"]
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1
+    assert not output.exists()
+
+
+def test_an_interrupt_before_any_step_finished_says_nothing_was_written(photos, tmp_path, monkeypatch):
+    def ctrl_c_at(text):
+        def callback(event):
+            if isinstance(event, MessageEvent) and text in event.text:
+                signal.raise_signal(signal.SIGINT)
+        return callback
+
+    # While the networks are built: not held, it stops at once.
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        train(photos.parent / "style.png", _config(photos), tmp_path / "early.safetensors",
+              callback=ctrl_c_at("training on"))
+    assert excinfo.value.__notes__ == ["no step had finished: nothing was written"]
+    # After step 1 failed and rolled back: held, but there is no step to keep, nor the empty log begun.
+    _nan_at_calls(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt) as excinfo:
+        train(photos.parent / "style.png", _config(photos), tmp_path / "early.safetensors",
+              callback=ctrl_c_at("not finite"))
+    assert excinfo.value.__notes__ == ["no step had finished: nothing was written"]
+    assert not any(path.name.startswith("early.") for path in tmp_path.iterdir())
+
+
+# `painterly train` in a real process that waits, after step 1, until the test's signal has been held.
+PAUSING_TRAIN = """
+import sys, time
+from pathlib import Path
+from painterly import events, training
+from painterly.cli import main
+
+marker, original = Path(sys.argv[1]), training.train
+
+def pausing_train(*args, callback, **kwargs):
+    held = []
+
+    def pausing(event):
+        callback(event)
+        if isinstance(event, events.MessageEvent) and "stopping after this step" in event.text:
+            held.append(event)
+        if isinstance(event, events.TrainStepEvent) and event.step == 1:
+            marker.write_text("paused")
+            deadline = time.monotonic() + 300
+            while not held and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    return original(*args, callback=pausing, **kwargs)
+
+training.train = pausing_train
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.slow
+def test_sigint_and_sigterm_write_a_checkpoint_say_where_and_resume_exactly(photos, tmp_path):
+    """Ctrl-C or a scheduler's SIGTERM before the first checkpoint (500 steps, ≈25 minutes on a CPU) lost
+    everything, and the message said "nothing was written" though the metrics log was."""
+    args = ("--steps", "4", "--checkpoint-every", "100", "--log-every", "1")
+    reference = tmp_path / "reference.safetensors"
+    straight = subprocess.Popen(_cli_train(photos, reference, *args), env=_env())
+    outputs = []
+    for signum, code, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
+        output, marker = tmp_path / f"{word}.safetensors", tmp_path / f"{word}.paused"
+        checkpoint = _beside(output, ".ckpt")
+        command = [sys.executable, "-c", PAUSING_TRAIN, str(marker), *_cli_train(photos, output, *args)[3:]]
+        victim = subprocess.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_for(marker, victim)
+            victim.send_signal(signum)
+            _, stderr = victim.communicate(timeout=240)
+        finally:
+            if victim.poll() is None:
+                victim.kill()
+        assert victim.returncode == code, stderr
+        assert [line for line in stderr.splitlines() if "painterly: warning:" not in line] == [
+            f"painterly: error: {word}; wrote a checkpoint at step 1 to {checkpoint} and the model so far to "
+            f"{output}; --resume continues from it"]
+        assert torch.load(checkpoint, weights_only=True)["step"] == 1
+        assert modelfile.read_metadata(output)["steps"] == 1
+        assert [r["step"] for r in _metrics(output)] == [1]
+        assert not _beside(output, ".lock").exists()
+
+        resumed = subprocess.run(_cli_train(photos, output, *args, "--resume"), env=_env(), capture_output=True,
+                                 text=True, timeout=240)
+        assert resumed.returncode == 0, resumed.stderr
+        assert [r["step"] for r in _metrics(output)] == [1, 2, 3, 4]
+        outputs.append(output)
+    assert straight.wait(timeout=240) == 0
+    for output in outputs:
+        _assert_same_weights(reference, output)
+
+
+@pytest.mark.slow
+def test_under_torchrun_a_signal_to_one_process_stops_them_all_at_one_step(photos, tmp_path):
+    script, output, go = _child(tmp_path), tmp_path / "ddp.safetensors", tmp_path / "go"
+    config = _config(photos, steps=6, checkpoint_every=100)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    job = subprocess.Popen([*torchrun, *_child_args(script, photos, output, config)],
+                           env=_env(HOLD_AFTER_STEP_1=str(go), PID_DIR=str(tmp_path)),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "go.holding", job)  # rank 0 waits after step 1; rank 1 waits for rank 0
+        os.kill(int((tmp_path / "rank1.pid").read_text()), signal.SIGINT)
+        go.touch()
+        _, stderr = job.communicate(timeout=240)  # a process left training alone would hang here
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode != 0  # both raised KeyboardInterrupt
+    saved = torch.load(_beside(output, ".ckpt"), weights_only=True)
+    assert saved["step"] in (1, 2) and saved["world_size"] == 2  # rank 1 held it after step 1's exchange or before
+    assert modelfile.read_metadata(output)["steps"] == saved["step"]
+    assert [r["step"] for r in _metrics(output)] == list(range(1, saved["step"] + 1))
+
+
+# --- checkpoints by the clock -------------------------------------------------------------------------
+
+
+def test_a_checkpoint_comes_by_the_clock_and_resumes_exactly(photos, tmp_path):
+    now, events = [0.0], []
+    output, copy = tmp_path / "timed.safetensors", tmp_path / "copy.safetensors"
+
+    def five_minutes_in_step_2(event):
+        events.append(event)
+        if isinstance(event, TrainStepEvent) and event.step == 2:
+            now[0] += 5 * 60
+        if isinstance(event, CheckpointEvent) and event.step == 2:
+            shutil.copy(event.path, _beside(copy, ".ckpt"))
+
+    train(photos.parent / "style.png", _config(photos, steps=4, checkpoint_every=100, checkpoint_minutes=5), output,
+          callback=five_minutes_in_step_2, clock=lambda: now[0])
+    assert [e.step for e in events if isinstance(e, CheckpointEvent)] == [2, 4]  # by the clock, then the last
+    _train(photos, copy, resume=True, steps=4, checkpoint_every=100, checkpoint_minutes=5)
+    _assert_same_weights(output, copy)
+
+
+def test_a_checkpoint_by_the_clock_is_not_the_rollback_point(photos, tmp_path, monkeypatch):
+    """A rollback returns to the schedule's checkpoint, so the weights do not depend on the machine's speed."""
+    runs = {}
+    for minutes in (0, 5):
+        _nan_at_calls(monkeypatch, 4)  # step 4 fails once
+        now, events = [0.0], []
+
+        def later_in_step_3(event, now=now, events=events):
+            events.append(event)
+            if isinstance(event, TrainStepEvent) and event.step == 3 and not now[0]:
+                now[0] += 5 * 60
+
+        output = tmp_path / f"minutes{minutes}.safetensors"
+        train(photos.parent / "style.png", _config(photos, steps=6, checkpoint_every=2, checkpoint_minutes=minutes),
+              output, callback=later_in_step_3, clock=lambda now=now: now[0])
+        monkeypatch.undo()
+        runs[minutes] = output
+        assert any(isinstance(e, MessageEvent) and "rolled back to step 2" in e.text for e in events)
+        expected = [2, 3, 4, 6] if minutes else [2, 4, 6]
+        assert [e.step for e in events if isinstance(e, CheckpointEvent)] == expected
+    _assert_same_weights(runs[0], runs[5])
+
+
+def test_checkpoint_minutes_must_be_zero_or_more():
+    assert TrainConfig(checkpoint_minutes=0).checkpoint_minutes == 0
+    for bad in (-1, float("nan"), float("inf"), True):
+        with pytest.raises(UsageError, match="checkpoint_minutes must be 0"):
+            TrainConfig(checkpoint_minutes=bad)

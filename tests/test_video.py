@@ -193,7 +193,7 @@ def test_frames_rate_size_duration_and_audio_are_kept(request, stylizer, tmp_pat
     assert bool(padded) == (size != before.size)
     stored = read_video_settings(report.path)
     assert stored == stylizer.describe(input=stored["input"])  # what an image output records, nothing else
-    assert stored["model"]["style"] == {"image": "swirl.png"} and stored["settings"]["smooth"] == 0.0
+    assert stored["model"]["style"] == {"image": "swirl.png"} and stored["config"]["smooth"] == 0.0
     assert stored["input"]["file"] == str(source) and len(stored["input"]["sha256"]) == 64
 
 
@@ -366,7 +366,7 @@ def test_painterly_apply_dispatches_videos_and_animations(model_path, clip, tmp_
     assert result.exit_code == 0, result.output
     after = probe(out)
     assert len(after.frames) == FRAMES and after.audio_rate == SAMPLE_RATE
-    assert read_video_settings(out)["settings"]["smooth"] == 0.5
+    assert read_video_settings(out)["config"]["smooth"] == 0.5
 
     folder = tmp_path / "inputs"
     folder.mkdir()

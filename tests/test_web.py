@@ -10,8 +10,11 @@ import asyncio
 import hashlib
 import http.server
 import os
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,14 +27,14 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from painterly import cli, samples, web
-from painterly.config import ApplyConfig
+from painterly import cli, samples, web, weights
+from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
 from painterly.modelfile import save_model
 from painterly.transformer import Architecture, TransformerNet
-from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace
+from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace, download_name
 
 MODEL = "tiny.safetensors"
 MAX_UPLOAD_MB = 1
@@ -122,7 +125,7 @@ def test_fast_tab_returns_the_stylised_image_with_its_settings(client, tmp_path)
     assert settings["method"] == "fast"
     assert settings["model"]["file"].endswith(MODEL)
     assert settings["input"]["sha256"] == sha256(photo)
-    assert settings["settings"]["strength"] == 1.0
+    assert settings["config"]["strength"] == 1.0
 
 
 def test_fast_tab_takes_several_images_and_a_size(client, tmp_path):
@@ -143,6 +146,41 @@ def test_optimize_tab_streams_intermediate_images_then_the_result(client, tmp_pa
     settings = read_settings(download)
     assert settings["method"] == "gatys"
     assert settings["config"]["steps"] == 6 and settings["config"]["vgg_weights"] == "random"
+    defaults = StylizeConfig()  # the settings the page leaves alone are the CLI's defaults
+    assert [settings["config"][name] for name in ("optimizer", "tv_weight", "style_scale", "style_blend")] == [
+        defaults.optimizer, defaults.tv_weight, defaults.style_scale, None]
+
+
+def test_optimize_tab_takes_the_clis_optimizer_tv_weight_style_scale_and_blend(client, tmp_path):
+    photo = write_picture(tmp_path / "tubingen.png", 24, 32)
+    paintings = [write_picture(tmp_path / "waves.png", 24, 32, seed=1),
+                 write_picture(tmp_path / "starry night.png", 32, 24, seed=2)]
+    uploads = [handle_file(str(path)) for path in paintings]
+    job = client.submit(handle_file(str(photo)), uploads, False, 32, 3, 100, 1, "none", optimizer="adam",
+                        tv_weight=0.5, style_scale=0.75, style_blend="1, 3", api_name="/optimize")
+    image, status, download = job.result(timeout=120)
+    assert "finished: 3 steps" in status
+    assert Path(download).name == "tubingen_waves_starry-night.png"  # not result.png
+    config = read_settings(download)["config"]
+    assert config["optimizer"] == "adam" and config["tv_weight"] == 0.5 and config["style_scale"] == 0.75
+    assert config["style_blend"] == [1.0, 3.0]
+    assert config["lr"] is None  # Adam's own default rate, as on the command line
+    for blend, message in (("1, x", "style blend: expected numbers"), ("2", "1 weights for 2 style images")):
+        with pytest.raises(AppError, match=message) as error:
+            client.predict(handle_file(str(photo)), uploads, False, 32, 3, 100, 1, "none", style_blend=blend,
+                           api_name="/optimize")
+        assert error.value.duration is None  # shown in the page until the user closes it
+    with pytest.raises(AppError, match="style_scale must be positive"):  # StylizeConfig's own check
+        client.predict(handle_file(str(photo)), uploads, False, 32, 3, 100, 1, "none", style_scale=0,
+                       api_name="/optimize")
+
+
+def test_downloads_are_named_after_the_photo_and_the_model(client, tmp_path):
+    _, downloads = stylise(client, write_picture(tmp_path / "my photo.png"), write_picture(tmp_path / "b.png"))
+    assert [Path(path).name for path in downloads] == ["my-photo_tiny.png", "b_tiny.png"]
+    assert download_name("tubingen", "starry_night", suffix=".png") == "tubingen_starry_night.png"
+    assert download_name("../../etc/passwd", "a\\b:c", suffix=".png") == "etc-passwd_a-b-c.png"  # nothing a path
+    assert download_name("..", "", suffix=".mp4") == "painterly.mp4"
 
 
 def test_stop_keeps_the_current_image(server, tmp_path):
@@ -184,6 +222,7 @@ def test_video_tab_returns_a_stylised_clip(client, tmp_path):
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(frames) == 6
     assert frames[0].shape == (24, 32, 3)
+    assert Path(result).name == "clip_tiny.mp4"  # named after the clip and the model
 
 
 def test_video_frames_over_the_pixel_limit_are_refused(client, tmp_path):
@@ -256,7 +295,7 @@ def test_no_file_outside_the_working_folder_is_served(server, client, tmp_path):
     url, workdir, models = server
     secret = workdir.parent / "private.txt"
     stylise(client, write_picture(tmp_path / "photo.png"))
-    result = next(workdir.rglob("photo.png"))
+    result = next(workdir.rglob("photo_tiny.png"))  # named after the photo and the model
     with httpx.Client(base_url=url) as http:
         assert http.get(f"/gradio_api/file={result}").status_code == 200  # the route works...
         for path in ("/etc/passwd", str(secret), str(models / MODEL), f"{workdir}/../private.txt"):
@@ -277,8 +316,8 @@ def test_a_file_hard_linked_into_a_served_folder_is_refused(server, client, tmp_
     url, workdir, _ = server
     secret = workdir.parent / "private.txt"
     stylise(client, write_picture(tmp_path / "linked.png"))
-    result = next(workdir.rglob("linked.png"))
-    gradio_copy = next(uploads_folder(workdir).rglob("linked.png"))  # what the page shows
+    result = next(workdir.rglob("linked_tiny.png"))
+    gradio_copy = next(uploads_folder(workdir).rglob("linked_tiny.png"))  # what the page shows
     planted = [result.parent / "leak.png", uploads_folder(workdir) / "leak.png"]
     for path in planted:
         os.link(secret, path)
@@ -364,7 +403,7 @@ def test_old_job_folders_are_removed_when_a_job_starts(server, client, tmp_path)
     os.utime(old, (hours_ago, hours_ago))
     stylise(client, write_picture(tmp_path / "fresh.png"))
     assert not old.exists()
-    assert recent.exists() and next(workdir.rglob("fresh.png")).exists()
+    assert recent.exists() and next(workdir.rglob("fresh_tiny.png")).exists()
 
 
 def test_job_folders_go_by_age_but_never_while_running(tmp_path):
@@ -489,6 +528,93 @@ def test_serve_warns_when_reachable_from_the_network(monkeypatch, capsys):
     assert not web.is_loopback("0.0.0.0") and not web.is_loopback("example.org")
 
 
+@pytest.mark.slow
+def test_serve_says_where_it_serves_not_gradios_hints_and_leaves_nothing_behind(tmp_path):
+    """A real `python -m painterly serve`, stopped with SIGTERM: no `share=True` hint, and the system's
+    temporary folder is as empty afterwards as before (painterly's working folder and Gradio's both gone)."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PAINTERLY_HOME": str(tmp_path / "home"),
+           "TORCH_HOME": str(tmp_path / "torch")}
+    env.pop("GRADIO_TEMP_DIR", None)
+    url = f"http://127.0.0.1:{free_port()}"
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "painterly", "serve", "--port", url.rsplit(":", 1)[1],
+                                    "--vgg-weights", "random"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                   cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 180  # only bounds a hang: it starts in seconds
+        while f"serving on {url}" not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert f"painterly: serving on {url}" in log.read_text(), log.read_text()
+        [workdir] = temp.glob("painterly-web-*")
+        picture = write_picture(tmp_path / "photo.png").read_bytes()
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get("/").status_code == 200
+            [uploaded] = http.post("/gradio_api/upload", files={"files": ("photo.png", picture, "image/png")}).json()
+        assert Path(uploaded).is_relative_to(workdir / "gradio")  # Gradio's uploads lie in painterly's folder
+        assert Path(uploaded).read_bytes() == picture
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert "share=True" not in output and "Running on" not in output and "Traceback" not in output
+    assert "painterly: stopped the web UI" in output and "error" not in output
+    assert list(temp.iterdir()) == []
+
+
+def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, monkeypatch):
+    """Offline without ImageNet weights the page says that Painting will fail, and how to fix it; the
+    failure itself is a message that stays until closed."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
+    monkeypatch.setenv(weights.MIRROR_ENV, f"http://127.0.0.1:{free_port()}")  # offline: nothing listens there
+    monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("PAINTERLY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    ready, missing = web.vgg_weights_status(None)
+    assert not ready
+    assert "Optimize tab will fail" in missing and "painterly weights --download" in missing
+    assert "--vgg-weights PATH" in missing and "--vgg-weights random" in missing
+    app = web.build_app(workdir=tmp_path / "work", device="cpu")
+    url = f"http://127.0.0.1:{free_port()}"
+    app.launch(server_port=int(url.rsplit(":", 1)[1]), prevent_thread_lock=True, quiet=True)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert "Optimize tab will fail" in http.get("/config").text
+        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        with pytest.raises(AppError, match="could not be downloaded") as error:
+            client.predict(handle_file(str(write_picture(tmp_path / "photo.png"))), [], True, 32, 1, 100, 1, "none",
+                           api_name="/optimize")
+        assert error.value.duration is None  # not a notice that fades
+        cached = weights.cached_path(weights.spec_for("vgg19"))
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(b"weights")  # as `painterly weights --download` would, while the server runs
+        from playwright import sync_api
+
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM,
+                                                 args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(90_000)
+                page.goto(url)
+                page.get_by_role("tab", name="Optimize").click()
+                page.locator("#vgg-weights-status").get_by_text("ImageNet weights present").wait_for()  # no restart
+            finally:
+                browser.close()
+    finally:
+        app.close()
+    ready, present = web.vgg_weights_status(None)
+    assert ready and "ImageNet weights present" in present and str(cached) in present
+    assert not web.vgg_weights_status(str(tmp_path / "missing.pth"))[0]
+    assert web.vgg_weights_status(str(cached)) == (True, f"VGG weights: the file `{cached}`.")
+    assert "random VGG weights" in web.vgg_weights_status("random")[1]
+
+
 def test_a_missing_web_extra_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(web.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(PainterlyError, match=r"pip install 'painterly\[web\]'"):
@@ -537,5 +663,42 @@ def test_a_real_browser_stylises_an_upload(server, tmp_path):
             assert refused == []
             if os.environ.get(SCREENSHOT_ENV):
                 page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+        finally:
+            browser.close()
+
+
+def test_a_real_browser_keeps_errors_in_the_page(server, tmp_path):
+    """A warning fades as before; an error stays until the user closes it, and the page names the weights."""
+    from playwright import sync_api
+
+    good = write_picture(tmp_path / "good.png")
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(good.read_bytes()[:80])
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(90_000)
+            page.clock.install()  # the page's own clock, moved on below instead of waiting for it
+            page.goto(server[0])
+            page.locator("#fast-images input[type=file]").set_input_files([str(good), str(corrupt)])
+            page.locator("#fast-images").get_by_text("broken").first.wait_for()
+            page.locator("#fast-run").click()
+            page.locator("#fast-gallery img").first.wait_for()  # the good one is stylised...
+            warning = page.get_by_test_id("toast-text").filter(has_text="broken.png: ")
+            warning.wait_for()  # ...and the broken one named once, by its name, not its path on the server
+            assert page.get_by_test_id("toast-text").all_inner_texts() == [warning.inner_text()]
+            assert "corrupt" in warning.inner_text()
+            page.get_by_role("tab", name="Optimize").click()
+            weights_line = page.locator("#vgg-weights-status, #random-weights-warning").first
+            assert "random VGG weights" in weights_line.inner_text()
+            page.locator("#optimize-run").click()  # no photo
+            error = page.get_by_test_id("toast-text").filter(has_text="upload a photo first")
+            error.wait_for()
+            page.clock.fast_forward("01:00")  # past any notice's duration
+            warning.wait_for(state="detached")  # the warning has faded...
+            assert error.is_visible()  # ...the error is still there
         finally:
             browser.close()

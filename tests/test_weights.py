@@ -38,6 +38,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(weights.MIRROR_ENV, raising=False)
     monkeypatch.delenv(weights.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(weights.RANDOM_OK_ENV, raising=False)
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
@@ -572,3 +573,48 @@ def test_a_wrapped_state_dict_loads(tmp_path: Path, small_state) -> None:
     path = save_small(tmp_path, {"state_dict": {f"module.{k}": v for k, v in small_state.items()}, "epoch": 90})
     loaded = weights.load_state_dict_file(path, "vgg19", required=SMALL)
     assert torch.equal(loaded["features.2.weight"], small_state["features.2.weight"])
+
+
+# --- the random-weights warning, and consent to it ---------------------------------------------------
+
+
+@pytest.mark.parametrize("source,env,warned", [
+    (None, {weights.WEIGHTS_ENV: "random"}, True),  # chosen by the environment, not on this run: warned
+    (None, {weights.WEIGHTS_ENV: "RANDOM"}, True),
+    ("random", {}, False),  # asked for explicitly: consent
+    ("Random", {}, False),
+    (None, {weights.WEIGHTS_ENV: "random", weights.RANDOM_OK_ENV: "1"}, False),  # read once, silenced
+    (None, {weights.WEIGHTS_ENV: "random", weights.RANDOM_OK_ENV: "0"}, True),
+    (None, {}, False),  # ImageNet
+    ("imagenet", {weights.WEIGHTS_ENV: "random"}, False),
+    ("vgg.pth", {}, False),
+])
+def test_random_weights_warn_unless_consented(source, env, warned, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert weights.random_weights_warning(source) == (weights.RANDOM_WARNING if warned else None)
+
+
+def test_the_warning_says_how_to_silence_it_and_follows_resolve(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "--vgg-weights random" in weights.RANDOM_WARNING and weights.RANDOM_OK_ENV in weights.RANDOM_WARNING
+    monkeypatch.setenv(weights.WEIGHTS_ENV, "random")
+    _, description = weights.resolve(None, "vgg19", required=SMALL)
+    assert description.startswith("random") and weights.random_weights_warning(None) is not None
+
+
+def test_build_perceptual_loss_warns_only_without_consent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from painterly.config import StylizeConfig
+    from painterly.events import MessageEvent
+    from painterly.features import build_perceptual_loss
+
+    def warnings_for(config: StylizeConfig) -> list[str]:
+        heard: list = []
+        build_perceptual_loss(config, torch.device("cpu"), callback=heard.append)
+        return [event.text for event in heard if isinstance(event, MessageEvent) and event.level == "warning"]
+
+    layers = {"content_layers": ("relu1_1",), "style_layers": ("relu1_1",)}
+    assert warnings_for(StylizeConfig(vgg_weights="random", **layers)) == []
+    monkeypatch.setenv(weights.WEIGHTS_ENV, "random")
+    assert warnings_for(StylizeConfig(**layers)) == [weights.RANDOM_WARNING]
+    monkeypatch.setenv(weights.RANDOM_OK_ENV, "1")
+    assert warnings_for(StylizeConfig(**layers)) == []

@@ -17,6 +17,8 @@ _EXPORTS = {
     "read_settings": "images",
     "stylize": "optimize",
     "stylize_files": "pipeline",
+    "stylize_and_save": "pipeline",
+    "settings_for": "pipeline",
     "StylizeConfig": "config",
     "TrainConfig": "config",
     "ApplyConfig": "config",

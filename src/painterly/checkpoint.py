@@ -28,7 +28,8 @@ from .torchfiles import load_torch_file, nested_tensors, tensors_sha256
 CHECKPOINT_FORMAT = "painterly-train-checkpoint"
 CHECKSUM_FIELD = "tensors_sha256"  # absent from checkpoints written before it existed: those still resume
 # Settings that only change bookkeeping; anything else would make a resumed run compute other steps.
-RESUMABLE_CHANGES = frozenset({"steps", "epochs", "checkpoint_every", "log_every", "preview_every", "workers"})
+RESUMABLE_CHANGES = frozenset({"steps", "epochs", "checkpoint_every", "checkpoint_minutes", "log_every",
+                               "preview_every", "workers"})
 _MT_WORDS = 624  # Mersenne Twister state: 624 32-bit words and a position (Python adds one word for it)
 
 

@@ -6,15 +6,22 @@ stderr and an exit code (2 for usage, 1 otherwise), never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import os
+import re
 import signal
 import sys
 import threading
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperArgument, TyperCommand
+from typer.models import OptionInfo
 
 from . import web
 from .allocator import keep_freed_memory
@@ -24,6 +31,7 @@ from .config import (
     BACKENDS,
     COLOR_MODES,
     DEVICES,
+    FAST_COLOR_MODES,
     INITS,
     LOSS_NORMALISATIONS,
     LR_SCHEDULES,
@@ -31,27 +39,73 @@ from .config import (
     NET_ARCHS,
     OPTIMIZERS,
     POOLINGS,
+    PRECISIONS,
     VGG_ARCHS,
     ApplyConfig,
     StylizeConfig,
     TrainConfig,
-    choices_text,
 )
 from .errors import PainterlyError, UsageError
 from .export import DEFAULT_OPSET
+from .images import DEFAULT_MAX_PIXELS
+from .progress import DEFAULT_INTERVAL, PROGRESS_SECONDS_ENV
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Help is shown as written. Rich markup (Typer's default) took every "[...]" for a tag, so
+    # "pip install 'painterly[web]'" lost its "[web]" and each "[default: ...]" its text.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
     help="Neural style transfer: Gatys optimisation and fast feed-forward networks.",
 )
 
 _DEFAULTS = StylizeConfig()
 _TRAIN = TrainConfig()
 _APPLY = ApplyConfig()
-_PRECISION_HELP = ("auto (bf16 where the GPU or CPU computes it natively and it keeps to fp32's results), "
-                   "fp32, bf16 or fp16 (GPU).")
+
+
+def _one_of(choices: Sequence[str]) -> str:
+    """("lbfgs", "adam") -> "<lbfgs|adam>": a choice option's value placeholder, as Typer writes <int>."""
+    return f"<{'|'.join(choices)}>"
+
+
+_PRECISION_HELP = (
+    "auto: bf16 where the GPU or CPU computes it natively and it keeps to fp32's results, else fp32. "
+    "bf16 pays only where the hardware computes it (CUDA GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX); "
+    "elsewhere it is emulated and many times slower than fp32, and painterly warns. fp16: CUDA GPUs only."
+)
+_QUIET_HELP = (
+    "No progress bar, progress lines or notices (warnings still show). Off a terminal (a log file, CI) "
+    f"progress is a plain line every {DEFAULT_INTERVAL:g} s; ${PROGRESS_SECONDS_ENV} sets the interval."
+)
+_VGG_WEIGHTS = "<imagenet|random|path>"
+_VGG_WEIGHTS_HELP = ("The VGG weights: ImageNet's (downloaded once), seeded random (offline, far lower quality; "
+                     "asking for them here, or $PAINTERLY_RANDOM_WEIGHTS_OK=1, silences their warning), "
+                     "or a .pth/.safetensors file.")
+_VGG_WEIGHTS_DEFAULT = "$PAINTERLY_VGG_WEIGHTS, else imagenet"
+_MAX_PIXELS_DEFAULT = f"$PAINTERLY_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}"
+_DEVICE_HELP = "Where to compute; auto: a CUDA GPU, then Apple's MPS, then the CPU."
+_SEED_HELP = "Seed of every random choice: the same seed and settings give the same result."
+
+
+class _Command(TyperCommand):
+    """Typer's command with help that reads as the command is typed: `CONTENT STYLES...` in the usage
+    line and the arguments list (Typer writes `{content} {styles}...`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar is None and param.name:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument) and param.metavar:
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
 
 
 class Terminated(KeyboardInterrupt):
@@ -64,17 +118,21 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise Terminated
 
 
-def user_errors(command):
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn PainterlyError, Ctrl-C and SIGTERM into one line and an exit code (130 and 143 for the signals).
 
-    An interrupted command's library call may note what it had written (`apply_files` does);
-    otherwise nothing was.
+    A refused setting is named by its flag (`--preserve-color`), not by the config field the
+    library knows it as (`preserve_color`). An interrupted command's library call may note what it
+    had written (`apply_files` does); otherwise nothing was.
     """
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except UsageError as error:
+            _error(with_flag_names(str(error), _flags(command)))
+            raise typer.Exit(error.exit_code) from None
         except PainterlyError as error:
             _error(str(error))
             raise typer.Exit(error.exit_code) from None
@@ -85,6 +143,42 @@ def user_errors(command):
             raise typer.Exit(143 if terminated else 130) from None
 
     return wrapper
+
+
+_CONFIG_FIELDS = frozenset(field.name for config in (StylizeConfig, TrainConfig, ApplyConfig)
+                           for field in dataclasses.fields(config))
+_QUOTED = re.compile(r"('[^']*')")  # a value as a message quotes it (repr): never rewritten
+
+
+def _flags(command: Callable[..., Any]) -> dict[str, str]:
+    """The options of `command` that set a config field, by field: {"preserve_color": "--preserve-color"}."""
+    flags = {}
+    for name, hint in typing.get_type_hints(command, include_extras=True).items():
+        for info in getattr(hint, "__metadata__", ()):
+            if isinstance(info, OptionInfo) and name in _CONFIG_FIELDS:
+                declared = [info.default, *(info.param_decls or ())]
+                long = [decl for decl in declared if isinstance(decl, str) and decl.startswith("--")]
+                flags[name] = long[0] if long else "--" + name.replace("_", "-")
+    return flags
+
+
+def with_flag_names(message: str, flags: dict[str, str]) -> str:
+    """A config's refusal in the command line's words: "preserve_color must be one of…" -> "--preserve-color…".
+
+    A field name with an underscore is replaced wherever it stands outside a quoted value; a one-word
+    name ("size", "tile") only as the subject that opens the message ("size must…", "workers and…"),
+    so that "tile overlap must…" keeps its words.
+    """
+    parts = _QUOTED.split(message)
+    for index in range(0, len(parts), 2):  # even parts are outside quotes
+        for name, flag in flags.items():
+            if "_" in name:
+                parts[index] = re.sub(rf"(?<![\w/\\.-]){name}(?![\w/\\-]|\.\w)", flag, parts[index])
+    text = "".join(parts)
+    subject = re.match(r"(\w+)(?= must\b| and\b| ')", text)
+    if subject and subject.group(1) in flags:
+        text = flags[subject.group(1)] + text[subject.end():]
+    return text
 
 
 def _error(message: str) -> None:
@@ -139,7 +233,7 @@ def _main(
         keep_freed_memory()  # large activations reused, not mapped afresh each layer: see allocator.py
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def stylize(
     content: Annotated[Path, typer.Argument(help="The photo to repaint.", show_default=False)],
@@ -148,38 +242,59 @@ def stylize(
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
     coarse_steps: Annotated[int | None, typer.Option(
-        help="Steps at each coarser scale of --multiscale [default: a third of --steps].")] = None,
-    optimizer: Annotated[str, typer.Option(help=f"{choices_text(OPTIMIZERS)}.")] = _DEFAULTS.optimizer,
-    lr: Annotated[float | None, typer.Option(help="Learning rate [default: 1 for lbfgs, 0.02 for adam].")] = None,
-    content_weight: Annotated[float, typer.Option()] = _DEFAULTS.content_weight,
-    style_weight: Annotated[float, typer.Option()] = _DEFAULTS.style_weight,
-    tv_weight: Annotated[float, typer.Option(help="Total-variation weight (0 = off).")] = _DEFAULTS.tv_weight,
-    content_layers: Annotated[str | None, typer.Option(help="Comma-separated [default: relu4_2].")] = None,
+        help="Steps at each coarser scale of --multiscale.", show_default="a third of --steps")] = None,
+    optimizer: Annotated[str, typer.Option(
+        metavar=_one_of(OPTIMIZERS), help="lbfgs converges in far fewer steps; adam takes bf16 under "
+        "--precision auto where the hardware computes it.")] = _DEFAULTS.optimizer,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.", show_default="1 for lbfgs, 0.02 for adam")] = None,
+    content_weight: Annotated[float, typer.Option(
+        help="Weight of the content loss: how closely the photo's layout is kept.")] = _DEFAULTS.content_weight,
+    style_weight: Annotated[float, typer.Option(
+        help="Weight of the style loss: how strongly the paintings' textures are taken on.")] = _DEFAULTS.style_weight,
+    tv_weight: Annotated[float, typer.Option(
+        help="Total-variation weight, against pixel noise (0 = off).")] = _DEFAULTS.tv_weight,
+    content_layers: Annotated[str | None, typer.Option(
+        help="VGG layers the content is compared at, comma-separated.",
+        show_default=",".join(_DEFAULTS.content_layers))] = None,
     style_layers: Annotated[str | None, typer.Option(
-        help="Comma-separated, each with an optional weight: relu1_1:0.5,relu2_1 [default: relu1_1..relu5_1].")] = None,
-    style_blend: Annotated[str | None, typer.Option(help="One weight per style image: 0.7,0.3.")] = None,
+        help="VGG layers the style is compared at, comma-separated, each with an optional weight: relu1_1:0.5,relu2_1.",
+        show_default=",".join(_DEFAULTS.style_layers))] = None,
+    style_blend: Annotated[str | None, typer.Option(
+        help="One weight per style image: 0.7,0.3.", show_default="equal weights")] = None,
     style_scale: Annotated[float, typer.Option(
         help="Style image size relative to the output.")] = _DEFAULTS.style_scale,
-    init: Annotated[str, typer.Option(help=f"{', '.join(INITS)} or an image path.")] = _DEFAULTS.init,
-    preserve_color: Annotated[str | None, typer.Option(help=f"{choices_text(COLOR_MODES)}.")] = None,
+    init: Annotated[str, typer.Option(
+        metavar=f"<{'|'.join(INITS)}|path>",
+        help="Where the image starts from: the photo, noise, the first painting, or an image file.")] = _DEFAULTS.init,
+    preserve_color: Annotated[str | None, typer.Option(
+        metavar=_one_of(COLOR_MODES), help="Keep the photo's colours: luminance transfers brightness only, "
+        "histogram recolours the paintings first.", show_default="the paintings' colours")] = None,
     multiscale: Annotated[str, typer.Option(
-        help=f"{choices_text(MULTISCALE)}; auto: on above {_DEFAULTS.multiscale_threshold} px.",
+        metavar=_one_of(MULTISCALE),
+        help=f"Coarse-to-fine through halved sizes; auto: on above {_DEFAULTS.multiscale_threshold} px.",
     )] = _DEFAULTS.multiscale,
     min_scale: Annotated[int, typer.Option(help="Long side of the coarsest scale.")] = _DEFAULTS.min_scale,
-    pooling: Annotated[str, typer.Option(help=f"{choices_text(POOLINGS)}.")] = _DEFAULTS.pooling,
-    vgg: Annotated[str, typer.Option(help=f"{choices_text(VGG_ARCHS)}.")] = _DEFAULTS.vgg,
+    pooling: Annotated[str, typer.Option(
+        metavar=_one_of(POOLINGS), help="VGG's pooling (avg is what Gatys et al. used for their figures).",
+    )] = _DEFAULTS.pooling,
+    vgg: Annotated[str, typer.Option(
+        metavar=_one_of(VGG_ARCHS), help="The VGG network the losses are measured with.")] = _DEFAULTS.vgg,
     vgg_weights: Annotated[str | None, typer.Option(
-        help="imagenet, random or a .pth/.safetensors file [default: $PAINTERLY_VGG_WEIGHTS or imagenet].")] = None,
+        metavar=_VGG_WEIGHTS, help=_VGG_WEIGHTS_HELP, show_default=_VGG_WEIGHTS_DEFAULT)] = None,
     loss_normalisation: Annotated[str, typer.Option(
-        help=f"{choices_text(LOSS_NORMALISATIONS)} (paper: the exact Gatys formulas).",
+        metavar=_one_of(LOSS_NORMALISATIONS),
+        help="target: each loss term starts near 1; paper: the exact Gatys formulas.",
     )] = _DEFAULTS.loss_normalisation,
-    seed: Annotated[int, typer.Option()] = _DEFAULTS.seed,
-    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _DEFAULTS.device,
-    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _DEFAULTS.precision,
-    save_every: Annotated[int, typer.Option(help="Also write an intermediate image every N steps.")] = 0,
-    max_pixels: Annotated[int | None, typer.Option(help="Largest input image accepted, in pixels.")] = None,
+    seed: Annotated[int, typer.Option(help=_SEED_HELP)] = _DEFAULTS.seed,
+    device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _DEFAULTS.device,
+    precision: Annotated[str, typer.Option(
+        metavar=_one_of(PRECISIONS), help=_PRECISION_HELP)] = _DEFAULTS.precision,
+    save_every: Annotated[int, typer.Option(
+        help="Also write an intermediate image every N steps (0 = off).")] = _DEFAULTS.save_every,
+    max_pixels: Annotated[int | None, typer.Option(
+        help="Largest input image accepted, in pixels.", show_default=_MAX_PIXELS_DEFAULT)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or notices.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
     """Optimise an image so it keeps CONTENT's layout and takes on the STYLES' textures (Gatys et al.)."""
     from . import images
@@ -205,7 +320,7 @@ def stylize(
         print(json.dumps(summary, indent=2))
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def demo(
     output: Annotated[Path, typer.Option("--output", "-o",
@@ -213,8 +328,9 @@ def demo(
     size: Annotated[int, typer.Option(help="Long side in pixels.")] = 256,
     steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 100,
     vgg_weights: Annotated[str | None, typer.Option(
-        help="imagenet, random or a file [default: imagenet, else random].")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        metavar=_VGG_WEIGHTS, help=_VGG_WEIGHTS_HELP,
+        show_default="$PAINTERLY_VGG_WEIGHTS, else imagenet if it can be had, else random")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
     """Stylise the built-in sample photo with the built-in sample painting: a first look, offline too."""
     from . import images, pixels, samples
@@ -222,7 +338,7 @@ def demo(
     from .progress import ProgressPrinter
 
     images.check_output(output)
-    config = StylizeConfig(size=size, steps=steps, vgg_weights=vgg_weights or _imagenet_or_random(quiet))
+    config = StylizeConfig(size=size, steps=steps, vgg_weights=vgg_weights or _demo_weights(quiet))
     content = pixels.to_tensor(samples.landscape())
     style = pixels.to_tensor(samples.swirl_painting())
     with ProgressPrinter(quiet=quiet) as progress:
@@ -232,11 +348,14 @@ def demo(
         print(f"wrote {output}", file=sys.stderr)
 
 
-def _imagenet_or_random(quiet: bool) -> str:
-    """The demo always produces a picture: ImageNet weights if they can be had, else random."""
+def _demo_weights(quiet: bool) -> str | None:
+    """The demo always produces a picture: $PAINTERLY_VGG_WEIGHTS when set (None: the library reads it, and
+    warns if it says random), else ImageNet weights if they can be had, else random (saying so)."""
     from . import weights
     from .progress import ProgressPrinter
 
+    if os.environ.get(weights.WEIGHTS_ENV):
+        return None
     spec = weights.spec_for("vgg19")
     if weights.cached_path(spec).exists():
         return "imagenet"
@@ -250,34 +369,49 @@ def _imagenet_or_random(quiet: bool) -> str:
         return "random"
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def train(
     style: Annotated[Path, typer.Argument(help="The painting to learn.", show_default=False)],
     data: Annotated[Path, typer.Option(help="Folder of training photos (searched recursively).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file (.safetensors).")],
-    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT.ckpt.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT.ckpt.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Delete the earlier run's model, checkpoint, metrics log and previews at OUTPUT and "
+                            "start again (without it or --resume, such an output is refused).")] = False,
     size: Annotated[int, typer.Option(help="Side of the random square crops.")] = _TRAIN.size,
-    style_size: Annotated[int | None, typer.Option(help="Long side of the style image [default: as is].")] = None,
+    style_size: Annotated[int | None, typer.Option(
+        help="Long side of the style image.", show_default="its own size")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the photos (unless --steps).")] = _TRAIN.epochs,
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps (overrides --epochs).")] = None,
     batch_size: Annotated[int, typer.Option(help="Photos per step (per process under torchrun).")] = _TRAIN.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
-    lr_schedule: Annotated[str, typer.Option(help=f"{choices_text(LR_SCHEDULES)}.")] = _TRAIN.lr_schedule,
-    content_weight: Annotated[float, typer.Option()] = _TRAIN.content_weight,
-    style_weight: Annotated[float, typer.Option()] = _TRAIN.style_weight,
-    tv_weight: Annotated[float, typer.Option()] = _TRAIN.tv_weight,
-    content_layers: Annotated[str | None, typer.Option(help="Comma-separated [default: relu2_2].")] = None,
+    lr_schedule: Annotated[str, typer.Option(
+        metavar=_one_of(LR_SCHEDULES), help="cosine decays to 1 % of --lr at the last step.")] = _TRAIN.lr_schedule,
+    content_weight: Annotated[float, typer.Option(
+        help="Weight of the content loss: how closely each photo's layout is kept.")] = _TRAIN.content_weight,
+    style_weight: Annotated[float, typer.Option(
+        help="Weight of the style loss: how strongly the painting's texture is taken on.")] = _TRAIN.style_weight,
+    tv_weight: Annotated[float, typer.Option(
+        help="Total-variation weight, against pixel noise (0 = off).")] = _TRAIN.tv_weight,
+    content_layers: Annotated[str | None, typer.Option(
+        help="VGG layers the content is compared at, comma-separated.",
+        show_default=",".join(_TRAIN.content_layers))] = None,
     style_layers: Annotated[str | None, typer.Option(
-        help="Comma-separated with optional weights [default: relu1_2,relu2_2,relu3_3,relu4_3].")] = None,
-    vgg: Annotated[str, typer.Option(help=f"{choices_text(VGG_ARCHS)} (Johnson: vgg16).")] = _TRAIN.vgg,
-    vgg_weights: Annotated[str | None, typer.Option(help="imagenet, random or a file.")] = None,
+        help="VGG layers the style is compared at, comma-separated, each with an optional weight.",
+        show_default=",".join(_TRAIN.style_layers))] = None,
+    vgg: Annotated[str, typer.Option(
+        metavar=_one_of(VGG_ARCHS), help="The VGG network the losses are measured with (Johnson: vgg16).",
+    )] = _TRAIN.vgg,
+    vgg_weights: Annotated[str | None, typer.Option(
+        metavar=_VGG_WEIGHTS, help=_VGG_WEIGHTS_HELP, show_default=_VGG_WEIGHTS_DEFAULT)] = None,
     arch: Annotated[str, typer.Option(
-        help=f"{choices_text(NET_ARCHS)} (standard: Johnson's; light: faster, smaller).")] = _TRAIN.arch,
-    seed: Annotated[int, typer.Option()] = _TRAIN.seed,
-    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _TRAIN.device,
+        metavar=_one_of(NET_ARCHS), help="The network's size: standard is Johnson's; light is faster and smaller.",
+    )] = _TRAIN.arch,
+    seed: Annotated[int, typer.Option(help=_SEED_HELP)] = _TRAIN.seed,
+    device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _TRAIN.device,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = _TRAIN.workers,
-    precision: Annotated[str, typer.Option(help=_PRECISION_HELP)] = _TRAIN.precision,
+    precision: Annotated[str, typer.Option(metavar=_one_of(PRECISIONS), help=_PRECISION_HELP)] = _TRAIN.precision,
     channels_last: Annotated[bool, typer.Option(
         "--channels-last", help="Channels-last memory for the networks: faster on GPUs with tensor cores.",
     )] = _TRAIN.channels_last,
@@ -285,9 +419,13 @@ def train(
         "--compile", help="torch.compile the networks (CUDA only; the first steps wait while it compiles).",
     )] = _TRAIN.compile,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = _TRAIN.checkpoint_every,
+    checkpoint_minutes: Annotated[float, typer.Option(
+        help="Also a checkpoint once this many minutes have passed since the last one (0 = off).",
+    )] = _TRAIN.checkpoint_minutes,
     log_every: Annotated[int, typer.Option(help="Steps between metrics-log lines.")] = _TRAIN.log_every,
-    preview_every: Annotated[int, typer.Option(help="Stylise a few photos every N steps (0 = off).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    preview_every: Annotated[int, typer.Option(
+        help="Stylise a few photos every N steps (0 = off).")] = _TRAIN.preview_every,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
     """Train a fast style network on a folder of photos (Johnson et al.); works under torchrun."""
     from .progress import ProgressPrinter
@@ -301,39 +439,47 @@ def train(
         tv_weight=tv_weight, content_layers=content_names, style_layers=style_names,
         style_layer_weights=layer_weights, vgg=vgg, vgg_weights=vgg_weights, arch=arch, seed=seed,
         device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
-        log_every=log_every, preview_every=preview_every, channels_last=channels_last, compile=compile_networks,
+        checkpoint_minutes=checkpoint_minutes, log_every=log_every, preview_every=preview_every,
+        channels_last=channels_last, compile=compile_networks,
     )
-    with ProgressPrinter(quiet=quiet) as progress:
-        path = train_model(style, config, output, callback=progress, resume=resume)
+    with ProgressPrinter(quiet=quiet) as progress:  # an interrupt's line says what was written (training.py)
+        path = train_model(style, config, output, callback=progress, resume=resume, overwrite=overwrite)
     if not quiet and path is not None:
         print(f"wrote {path}", file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def apply(
     model: Annotated[Path, typer.Argument(help="A .safetensors, .onnx or pytorch/examples .pth model.",
                                           show_default=False)],
-    inputs: Annotated[list[str], typer.Argument(help="Images, folders, videos, or - for stdin.", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(
+        help="Images, folders, videos (need `pip install 'painterly[video]'`), or - for stdin.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="A file, a folder, or - for stdout.")],
     strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = _APPLY.strength,
     preserve_color: Annotated[str | None, typer.Option(
-        help="luminance: keep the input's colours.")] = _APPLY.preserve_color,
-    size: Annotated[int | None, typer.Option(help="Resize the long side first.")] = _APPLY.size,
+        metavar=_one_of(FAST_COLOR_MODES), help="luminance: keep the input's colours.",
+        show_default="the model's colours")] = _APPLY.preserve_color,
+    size: Annotated[int | None, typer.Option(
+        help="Resize the long side first.", show_default="the input's size")] = _APPLY.size,
     tile: Annotated[int | None, typer.Option(
-        help="Stylise large images in N-pixel tiles (bounded memory); 0 = never "
-             f"[default: {AUTO_TILE}-pixel tiles for images over {AUTO_TILE_ABOVE:,} pixels].")] = _APPLY.tile,
+        help="Stylise large images in N-pixel tiles (bounded memory); 0 = never.",
+        show_default=f"{AUTO_TILE}-pixel tiles for images over {AUTO_TILE_ABOVE:,} pixels")] = _APPLY.tile,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = _APPLY.tile_overlap,
     batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = _APPLY.batch_size,
     smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = _APPLY.smooth,
     backend: Annotated[str, typer.Option(
-        help=f"{choices_text(BACKENDS)}; auto: onnx for a .onnx model.")] = _APPLY.backend,
-    device: Annotated[str, typer.Option(help=f"{choices_text(DEVICES)}.")] = _APPLY.device,
-    precision: Annotated[str, typer.Option(help=_PRECISION_HELP + " The onnx backend is fp32.")] = _APPLY.precision,
-    suffix: Annotated[str | None, typer.Option(help="Output extension for folder outputs, e.g. .jpg.")] = None,
+        metavar=_one_of(BACKENDS), help="auto: onnx for a .onnx model, else torch; onnx needs "
+        "`pip install 'painterly[onnx]'`.")] = _APPLY.backend,
+    device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _APPLY.device,
+    precision: Annotated[str, typer.Option(
+        metavar=_one_of(PRECISIONS), help=_PRECISION_HELP + " The onnx backend is fp32.")] = _APPLY.precision,
+    suffix: Annotated[str | None, typer.Option(
+        help="Output extension for folder outputs, e.g. .jpg.", show_default="the input's")] = None,
     max_pixels: Annotated[int | None, typer.Option(
-        help="Largest input (image or video frame) accepted, in pixels.")] = _APPLY.max_pixels,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        help="Largest input (image or video frame) accepted, in pixels.",
+        show_default=_MAX_PIXELS_DEFAULT)] = _APPLY.max_pixels,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
     """Stylise images, folders and videos with a trained fast model."""
     from .apply import apply_files
@@ -343,28 +489,30 @@ def apply(
     config = ApplyConfig(strength=strength, preserve_color=preserve_color, size=size, tile=tile,
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
                          precision=precision, smooth=smooth, max_pixels=max_pixels)
-    stylizer = FastStylizer(model, config)
-    if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8
-        keep_freed_memory()
     with ProgressPrinter(quiet=quiet) as progress:
+        stylizer = FastStylizer(model, config, callback=progress)  # warns of a bf16 the hardware would emulate
+        if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8
+            keep_freed_memory()
         report = apply_files(stylizer, inputs, output, suffix=suffix, callback=progress)
-    for source, reason in report.failed:
-        _error(reason if source in reason else f"{source}: {reason}")
-    if not quiet and output != "-":
-        print(f"wrote {len(report.written)} file(s)" + (f", {len(report.failed)} failed" if report.failed else ""),
-              file=sys.stderr)
-    if report.failed:
+    if report.failed:  # each was reported, naming its file, as it failed: here only how many
+        done = len(report.written) + len(report.failed)
+        _error(f"{len(report.failed)} of {done} input(s) failed (see above); {len(report.written)} file(s) written")
         raise typer.Exit(1)
+    if not quiet and output != "-":
+        print(f"wrote {len(report.written)} file(s)", file=sys.stderr)
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def export(
     model: Annotated[Path, typer.Argument(help="A .safetensors or pytorch/examples .pth model.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
 ) -> None:
-    """Export a fast model to ONNX (dynamic size), checked against PyTorch in ONNX Runtime."""
+    """Export a fast model to ONNX (checked in ONNX Runtime); needs `pip install 'painterly[onnx]'`.
+
+    The exported model takes any image size, and its output is compared with PyTorch's before it is kept.
+    """
     from .export import export_onnx
 
     report = export_onnx(model, output, opset=opset)
@@ -372,7 +520,7 @@ def export(
           f"{report.max_abs_diff:.2g}, {report.seconds:.1f} s)")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def convert(
     model: Annotated[Path, typer.Argument(help="A pytorch/examples fast_neural_style .pth model.", show_default=False)],
@@ -384,7 +532,7 @@ def convert(
     print(f"wrote {convert_model(model, output)}")
 
 
-@app.command()
+@app.command(cls=_Command)
 @user_errors
 def serve(
     host: Annotated[str, typer.Option(
@@ -392,10 +540,12 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = web.PORT,
     models: Annotated[Path | None, typer.Option(help="Folder of fast models to offer.")] = None,
     workdir: Annotated[Path | None, typer.Option(
-        help="Where results go (the system's temp folder if not given), in a painterly-web-* folder "
-             "removed at shutdown.")] = None,
-    vgg_weights: Annotated[str | None, typer.Option(help="imagenet, random or a file, for the Optimize tab.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+        help="Where results go, in a painterly-web-* folder removed at shutdown.",
+        show_default="the system's temp folder")] = None,
+    vgg_weights: Annotated[str | None, typer.Option(
+        metavar=_VGG_WEIGHTS, help="The VGG weights of the Optimize tab, as for stylize.",
+        show_default=_VGG_WEIGHTS_DEFAULT)] = None,
+    device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = "auto",
     max_upload_mb: Annotated[int, typer.Option(help="Largest upload accepted.")] = web.MAX_UPLOAD_MB,
     max_pixels: Annotated[int, typer.Option(help="Largest image accepted, in pixels.")] = web.MAX_PIXELS,
     concurrency: Annotated[int, typer.Option(
@@ -406,19 +556,23 @@ def serve(
     )] = web.KEEP_RESULTS_MINUTES,
 ) -> None:
     """Start the web UI (Fast, Optimize and Video tabs); needs `pip install 'painterly[web]'`."""
-    web.serve(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
-              max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency, queue_size=queue_size,
-              keep_results_minutes=keep_results)
+    try:
+        web.serve(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
+                  max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency,
+                  queue_size=queue_size, keep_results_minutes=keep_results)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM is how a server stops: no error, its exit code
+        print("painterly: stopped the web UI and removed its working folder", file=sys.stderr)
+        raise typer.Exit(143 if isinstance(interrupt, Terminated) else 130) from None
 
 
-@app.command("weights")
+@app.command("weights", cls=_Command)
 @user_errors
 def weights_command(
     download: Annotated[bool, typer.Option("--download", help="Download the ImageNet weights into the cache.")] = False,
     import_file: Annotated[Path | None, typer.Option(
         "--import", help="Copy a local torchvision weights file into the cache.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check the hash of the cached files.")] = False,
-    arch: Annotated[str, typer.Option(help="vgg19, vgg16 or all.")] = "all",
+    arch: Annotated[str, typer.Option(metavar=_one_of((*VGG_ARCHS, "all")), help="Which network's weights.")] = "all",
 ) -> None:
     """Show where the VGG weights are; download, verify or import them."""
     from . import weights  # torch-free until a file is loaded: listing the paths takes no seconds

@@ -226,6 +226,9 @@ class TrainConfig:
     workers: int = 0  # data-loading processes
     precision: str = "auto"  # "auto": bf16 autocast on CUDA GPUs that compute it natively, else fp32
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)
+    # Also a checkpoint once this many minutes have passed since the last one (0 = off): at ≈3 s a
+    # step on a CPU, 500 steps are ≈25 minutes. Written at a step boundary, so a resume stays exact.
+    checkpoint_minutes: float = 10.0
     log_every: int = 10  # steps between metrics-log lines
     preview_every: int = 0  # >0: stylise a few fixed photos every N steps
 
@@ -252,6 +255,10 @@ class TrainConfig:
         _check_loss_and_device(self)
         if self.workers < 0 or self.preview_every < 0:
             raise UsageError("workers and preview_every must not be negative")
+        minutes = self.checkpoint_minutes
+        if isinstance(minutes, bool) or not (isinstance(minutes, (int, float)) and math.isfinite(minutes)
+                                             and minutes >= 0):
+            raise UsageError(f"checkpoint_minutes must be 0 (off) or a positive number of minutes, got {minutes!r}")
         for name in ("channels_last", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -29,6 +29,7 @@ import numpy as np
 from . import __version__, color, tiling
 from .config import AUTO_TILE, AUTO_TILE_ABOVE, SIZE_MULTIPLE, ApplyConfig
 from .errors import ModelFileError
+from .events import Callback, ignore
 from .images import check_pixels
 from .pixels import resize_long_side, to_array, to_float32, to_tensor, to_uint8
 from .provenance import describe_file
@@ -57,10 +58,10 @@ class FastStylizer:
     through the network together.
     """
 
-    def __init__(self, model: str | Path, config: ApplyConfig | None = None) -> None:
+    def __init__(self, model: str | Path, config: ApplyConfig | None = None, *, callback: Callback = ignore) -> None:
         self.config = config if config is not None else ApplyConfig()
         self.model_path = Path(model)
-        self.runtime: Backend = open_backend(self.model_path, self.config)
+        self.runtime: Backend = open_backend(self.model_path, self.config, callback=callback)  # a bf16 warning
         self._model_record: dict | None = None
 
     def with_config(self, config: ApplyConfig) -> FastStylizer:
@@ -161,7 +162,8 @@ class FastStylizer:
 
     def describe(self, *, input: dict | None = None) -> dict:
         """What every output records about how it was made: painterly's version, the model, the
-        settings (`config`, with what "auto" resolved to) and, when given, the input."""
+        settings under "config" (`config`, with what "auto" resolved to; the key a Gatys output uses
+        too) and, when given, the input."""
         if self._model_record is None:  # hashed once: a model file can be large
             model = describe_file(self.model_path)
             model.update({key: self.metadata[key] for key in ("style", "steps") if key in self.metadata})
@@ -169,7 +171,7 @@ class FastStylizer:
         settings = {**self.config.to_dict(), "tile": "auto" if self.config.tile is None else self.config.tile,
                     "backend": self.backend, "device": self.device, "precision": self.precision}
         record = {"painterly": __version__, "method": "fast", "model": dict(self._model_record),
-                  "settings": settings}
+                  "config": settings}
         if input is not None:
             record["input"] = input
         return record

@@ -185,7 +185,8 @@ def build_perceptual_loss(
 
     The encoder computes the content and style layers (it is `loss.encoder`); the content term is
     left out when its weight is 0 (texture synthesis needs no content target). Random VGG weights
-    are reported once, through `callback`, as a warning: their results are far below ImageNet's.
+    are reported once, through `callback`, as a warning (their results are far below ImageNet's),
+    unless the user consented (`weights.random_weights_warning`).
     """
     encoder = VGGFeatures(
         list(dict.fromkeys(config.content_layers + config.style_layers)),
@@ -195,8 +196,9 @@ def build_perceptual_loss(
         seed=config.seed,
     ).to(device)
     encoder.set_speed(autocast=autocast, channels_last=channels_last)
-    if encoder.weights_description.startswith("random"):
-        callback(MessageEvent(vgg_weights.RANDOM_WARNING, "warning"))
+    warning = vgg_weights.random_weights_warning(config.vgg_weights)
+    if warning is not None:
+        callback(MessageEvent(warning, "warning"))
     return PerceptualLoss(
         encoder,
         config.content_layers if config.content_weight > 0 else (),

@@ -64,7 +64,8 @@ class _Run:
         torch.manual_seed(config.seed)
         # "auto" keeps L-BFGS in fp32: in bf16 its loss curve left fp32's by far more than 2 % in the
         # first steps (gatys-precision in docs/benchmarks.md); Adam's stays within 0.5 % at every step.
-        autocast = autocast_dtype(config.precision, device, auto_bf16=config.optimizer == "adam")
+        autocast = autocast_dtype(config.precision, device, auto_bf16=config.optimizer == "adam",
+                                  callback=callback)
         self.loss = build_perceptual_loss(config, device, autocast=autocast, channels_last=True, callback=callback)
         encoder = self.loss.encoder
         assert isinstance(encoder, VGGFeatures)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import ApplyConfig
 from .errors import ModelFileError, PainterlyError, UsageError
+from .events import Callback, ignore
 
 OOM_HINT = "--tile 512 stylises a large image in pieces"
 _NO_ONNX_RUNTIME = "the onnx backend needs ONNX Runtime: pip install 'painterly[onnx]'"
@@ -36,8 +37,9 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(path: Path, config: ApplyConfig) -> Backend:
-    """"auto" runs a .onnx file in ONNX Runtime and anything else in PyTorch."""
+def open_backend(path: Path, config: ApplyConfig, *, callback: Callback = ignore) -> Backend:
+    """"auto" runs a .onnx file in ONNX Runtime and anything else in PyTorch; `callback` hears of an
+    emulated bf16 (`devices.autocast_dtype`)."""
     is_onnx = path.suffix.lower() == ".onnx"
     if config.backend == "torch" and is_onnx:
         raise UsageError(f"{path}: an ONNX model runs with the onnx backend, not torch")
@@ -48,7 +50,12 @@ def open_backend(path: Path, config: ApplyConfig) -> Backend:
             f"{path}: the onnx backend computes in fp32; --precision {config.precision} needs the torch backend")
     if is_onnx:
         return OnnxBackend(path, config.device)
-    return TorchBackend(path, config.device, config.precision)
+    from .modelfile import TORCH_SUFFIXES  # the torch path: torch is loaded next anyway
+
+    if path.is_file() and path.suffix not in (".safetensors", *TORCH_SUFFIXES):  # modelfile's own list lacks .onnx
+        raise ModelFileError(f"{path}: unknown model file type; expected .safetensors, .onnx or a pytorch/examples "
+                             f"{', '.join(TORCH_SUFFIXES)} file")
+    return TorchBackend(path, config.device, config.precision, callback=callback)
 
 
 def oom_what(batch: np.ndarray) -> str:
@@ -64,12 +71,12 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, path: Path, device: str, precision: str) -> None:
+    def __init__(self, path: Path, device: str, precision: str, *, callback: Callback = ignore) -> None:
         from .devices import autocast_dtype, precision_name, resolve_device
         from .modelfile import load_model
 
         self._device = resolve_device(device)
-        self._autocast = autocast_dtype(precision, self._device)
+        self._autocast = autocast_dtype(precision, self._device, callback=callback)
         self._model, self.metadata = load_model(path, device=self._device)
         self.device = self._device.type
         self.precision = precision_name(self._autocast)

@@ -7,12 +7,21 @@ because
 * the batch of step s depends only on (seed, s) (see dataset.py);
 * everything else a step changes (model, optimiser, learning-rate scale, step,
   every RNG state) is captured by `Trainer.state()` and written atomically;
-* a NaN rollback restores the same state a resume does.
+* a NaN rollback returns to the last checkpoint that `checkpoint_every` placed:
+  checkpoints placed by the clock (`checkpoint_minutes`) or by an interrupt are
+  written to disk but do not move the rollback point, so the weights never
+  depend on the machine's speed. (A run resumed from such a checkpoint rolls
+  back to it until its next scheduled one: the only way it can differ, and only
+  when a loss goes non-finite.)
 
-One run at a time per model: `train()` holds an exclusive lock on `OUTPUT.lock`
-for the whole run, so a second run with the same output is refused instead of
-mixing its files with the first one's. `Trainer` is the step on its own, for
-measuring it (benchmarks/gpu.py).
+Training never loses work. Ctrl-C or SIGTERM lets the step in progress finish,
+then writes a checkpoint and the model so far and raises, noting what it wrote
+(`_Interrupts`). One run at a time per model: `train()` holds an exclusive lock
+on `OUTPUT.lock` for the whole run, so a second run with the same output is
+refused instead of mixing its files with the first one's; and the files beside
+a model belong to one run: a new run into an output that has them is refused
+unless it resumes that run or is told to overwrite it (`_claim`). `Trainer` is
+the step on its own, for measuring it (benchmarks/gpu.py).
 
 Departures from the paper: an optional cosine learning-rate schedule; [0, 1]
 pixels with the "target" loss normalisation (losses.py); upsampling+conv
@@ -25,12 +34,16 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import IO, Any
 
 import numpy as np
@@ -68,23 +81,36 @@ LOSS_NAMES = ("total", "content", "style", "tv")
 
 
 def train(style: Path | str, config: TrainConfig, output: Path | str, *, callback: Callback = ignore,
-          resume: bool = False) -> Path:
+          resume: bool = False, overwrite: bool = False, clock: Callable[[], float] = time.monotonic) -> Path:
     """Train a TransformerNet to paint `style` on the photos in `config.data`; returns the model path.
 
-    Beside `output` (NAME.safetensors) go `NAME.safetensors.ckpt` (every `checkpoint_every` steps and
-    at the end), `.metrics.jsonl`, `.previews/` and, while the run lasts, `.lock`. `resume=True`
-    continues from the checkpoint, or starts from step 0 (and says so) when the run before stopped
-    ahead of its first checkpoint. Under torchrun every process trains on its share of each batch;
-    only rank 0 writes files, holds the lock and reports events. A callback may raise `StopRequested`
-    to end early with a model and a checkpoint. Like any training script, it seeds the global
-    torch/numpy/random generators (a resume restores them).
+    Beside `output` (NAME.safetensors) go `NAME.safetensors.ckpt` (every `checkpoint_every` steps,
+    every `checkpoint_minutes`, on an interrupt and at the end), `.metrics.jsonl`, `.previews/` and,
+    while the run lasts, `.lock`: all of one run. `resume=True` continues from the checkpoint, or
+    starts from step 0 (and says so) when the run before stopped ahead of its first checkpoint.
+    Without it an output that holds an earlier run's files is refused (OutputError) unless
+    `overwrite=True`, which deletes them first. Under torchrun every process trains on its share of
+    each batch; only rank 0 writes files, holds the lock and reports events. A callback may raise
+    `StopRequested` to end early with a model and a checkpoint; Ctrl-C and SIGTERM do the same after
+    the step in progress, then raise their KeyboardInterrupt with a note (`__notes__`) of what was
+    written. `clock` is the wall clock `checkpoint_minutes` is measured on (tests pass their own).
+    Like any training script, it seeds the global torch/numpy/random generators (a resume restores them).
     """
+    if resume and overwrite:
+        raise UsageError("--resume continues the run already at the output and --overwrite deletes it: "
+                         "give one of them")
     paths = _Paths(_checked_output(Path(output)))
     inputs = _Inputs.read(Path(style), config)
     with _processes(config.device) as procs, _locked(paths, procs.is_main):
+        _claim(paths, procs, resume=resume, overwrite=overwrite)
         what = f"training at --size {config.size} with --batch-size {config.batch_size}"
-        with out_of_memory_guard(what, procs.device):
-            return _Run(config, inputs, paths, procs, callback if procs.is_main else ignore).run(resume)
+        run = _Run(config, inputs, paths, procs, callback if procs.is_main else ignore, clock)
+        try:
+            with out_of_memory_guard(what, procs.device):
+                return run.run(resume)
+        except KeyboardInterrupt as interrupt:
+            interrupt.add_note(run.after_interrupt())
+            raise
 
 
 # --- processes ---------------------------------------------------------------------------
@@ -111,9 +137,14 @@ class _Processes:
 
     def any(self, flag: bool) -> bool:
         """Whether `flag` is set on any process, so that all of them take the same branch."""
+        return self.any_of(flag)[0]
+
+    def any_of(self, *flags: bool) -> list[bool]:
+        """`any` of each flag, in one exchange between the processes."""
         if self.world_size == 1:
-            return flag
-        return bool(self.mean(torch.tensor([float(flag)], device=self.device)).item() > 0)
+            return list(flags)
+        means = self.mean(torch.tensor([float(flag) for flag in flags], device=self.device))
+        return [bool(mean > 0) for mean in means.tolist()]
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -163,7 +194,8 @@ class Trainer:
                              "and needs a C++ toolchain; train without --compile there")
         # "auto" is bf16 on CUDA only: on CPUs a bf16 run's loss left fp32's by more than fp32's own
         # spread when its learning rate moves by 1e-6 (docs/benchmarks.md), so there it is asked for.
-        self.autocast = autocast_dtype(config.precision, self.device, auto_bf16=self.device.type == "cuda")
+        self.autocast = autocast_dtype(config.precision, self.device, auto_bf16=self.device.type == "cuda",
+                                      callback=callback)
         seed_everything(config.seed)  # a resume then restores the generators' later states
         self.channels_last = config.channels_last
         self.model = TransformerNet(config.arch).to(self.device)
@@ -269,6 +301,61 @@ class _Paths:
     @property
     def lock(self) -> Path:
         return self._beside(".lock")
+
+    def earlier_run(self) -> dict[str, Path]:
+        """The files an earlier run left here that hold its work, by what they are (an empty log holds none)."""
+        files = {"model": self.model, "checkpoint": self.checkpoint, "metrics log": self.metrics,
+                 "previews": self.previews, "TensorBoard log": self.tensorboard}
+        return {name: path for name, path in files.items() if _holds_something(path)}
+
+
+def _holds_something(path: Path) -> bool:
+    try:
+        return any(path.iterdir()) if path.is_dir() else path.stat().st_size > 0
+    except OSError:  # not there (or unreadable: then removing it will say so)
+        return path.is_symlink()
+
+
+def _claim(paths: _Paths, procs: _Processes, *, resume: bool, overwrite: bool) -> None:
+    """Make the output this run's. Called holding the lock: rank 0 decides, every process follows."""
+    refusal: PainterlyError | None = None
+    if procs.is_main:
+        try:
+            _claim_files(paths, resume=resume, overwrite=overwrite)
+        except PainterlyError as error:
+            refusal = error
+    if procs.any(refusal is not None):
+        raise refusal or OutputError(f"{paths.model}: process 0 refused this output; its message says why")
+
+
+def _claim_files(paths: _Paths, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an earlier run's files, unless resuming that run or told to overwrite it (then delete them).
+
+    A fresh run used to truncate the metrics log, replace the checkpoint and the model, and write its
+    previews among the old ones. One run's previews are `OUTPUT.previews/`: a resume adds to them,
+    an overwrite starts them again.
+    """
+    if resume:
+        if paths.model.exists() and not paths.checkpoint.exists():
+            raise OutputError(f"{paths.model}: has no checkpoint {paths.checkpoint.name} to resume from; "
+                              "--overwrite trains it again from step 0, or train into another --output")
+        return
+    earlier = paths.earlier_run()
+    if not earlier:
+        return
+    if not overwrite:
+        names = list(earlier)
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        raise OutputError(f"{paths.model}: an earlier run's {listed} {'is' if len(names) == 1 else 'are'} here; "
+                          "--resume continues that run, --overwrite deletes them and starts again")
+    for path in earlier.values():
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as error:
+            raise cannot_write(path, error) from None
 
 
 def _checked_output(output: Path) -> Path:
@@ -457,12 +544,78 @@ class _Outputs:
 # --- the loop --------------------------------------------------------------------------------
 
 
+class _Interrupts:
+    """Ctrl-C and SIGTERM held back while the steps run, so that a run stops at a step boundary.
+
+    A signal is held only where its handler is Python code that would raise in the middle of a step
+    (Python's Ctrl-C handler, the CLI's SIGTERM one); a default SIGTERM still ends the process at once,
+    as before. `deliver()` hands the held signal to that handler once the checkpoint is written, so the
+    caller sees the exception it always saw. A second Ctrl-C is not held: whoever presses it twice
+    wants out now, and the checkpoint on disk is whole (written atomically). Signals reach only the
+    main thread: elsewhere nothing is held. Forked loader workers fall back to Ctrl-C's exception,
+    which makes them end quietly, as PyTorch expects.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, report: Callback) -> None:
+        self.report = report
+        self.held: int | None = None  # the signal waiting for the step to end
+        self.handlers: dict[int, Callable[[int, FrameType | None], Any]] = {}
+        self.installed = False
+        self.pid = os.getpid()
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                handler = signal.getsignal(signum)
+                if callable(handler):
+                    self.handlers[signum] = handler
+                    signal.signal(signum, self._hold)
+            self.installed = True
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.installed:
+            self.installed = False
+            for signum, handler in self.handlers.items():
+                signal.signal(signum, handler)
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self.pid:  # a forked loader worker
+            raise KeyboardInterrupt
+        if self.held is not None:
+            if signum == signal.SIGINT:
+                self._restore()
+                self.handlers[signum](signum, frame)  # raises: stop at once
+            return
+        self.held = signum
+        again = " (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""
+        with contextlib.suppress(Exception):  # whatever a callback raises must not land inside the step
+            self.report(MessageEvent(f"{signal.Signals(signum).name} received: stopping after this step, with a "
+                                     f"checkpoint and the model so far{again}"))
+
+    def deliver(self, *, agreed: bool) -> None:
+        """Raise what the held signal's handler raises; KeyboardInterrupt if it raises nothing or, under
+        torchrun, this process holds none but another did (`agreed`)."""
+        self._restore()
+        if self.held is not None:
+            self.handlers[self.held](self.held, None)
+        if agreed or self.held is not None:
+            raise KeyboardInterrupt
+
+
 class _Run:
     """One call of `train`: the loop, with its checkpoints, rollbacks, logs and events."""
 
     def __init__(self, config: TrainConfig, inputs: _Inputs, paths: _Paths, procs: _Processes,
-                 report: Callback) -> None:
+                 report: Callback, clock: Callable[[], float] = time.monotonic) -> None:
         self.config, self.inputs, self.paths, self.procs, self.report = config, inputs, paths, procs, report
+        self.clock = clock
         self.dataset = inputs.photos
         self.per_epoch = steps_per_epoch(len(self.dataset), config.batch_size, procs.world_size, config.data)
         self.total = config.steps or config.epochs * self.per_epoch
@@ -471,6 +624,12 @@ class _Run:
         self.elapsed_before = 0.0  # training time of the runs this one resumes
         self.started = time.perf_counter()
         self.losses: dict[str, float] = {}
+        self.outputs: _Outputs | None = None
+        # What is on disk, for the note an interrupt carries: the checkpoint's step (this run's or the
+        # one it resumed), and whether this run wrote the model.
+        self.saved_step: int | None = None
+        self.wrote_model = False
+        self.saved_at = clock()  # when the last checkpoint was written, for checkpoint_minutes
 
     def run(self, resume: bool) -> Path:
         self.trainer = Trainer(self.config, self.inputs.style_image, callback=self.report, processes=self.procs)
@@ -482,32 +641,49 @@ class _Run:
         self.outputs = _Outputs(self.paths, self.trainer.step, self.inputs.previews) if main else None
         try:
             self.last_good = self._state()
-            return self._finish(self._loop())
+            with _Interrupts(self.report) as interrupts:
+                self.interrupts = interrupts
+                outcome = self._loop()
+                if outcome == "interrupted" and self.trainer.step == 0:  # no step got through: nothing to keep
+                    interrupts.deliver(agreed=True)
+                path = self._finish(outcome != "done")
+                interrupts.deliver(agreed=outcome == "interrupted")  # raises if a signal came
+            return path
         finally:
             if self.outputs is not None:
                 self.outputs.close()
 
-    def _loop(self) -> bool:
-        """Train up to the last step; True when a callback asked to stop early."""
+    def _loop(self) -> str:
+        """Train up to the last step: "done", or "stopped" when a callback asked to, or "interrupted"
+        by a signal; every process agrees on which after each step."""
         batches = self._batches()
         tick = time.perf_counter()
+        self.saved_at = self.clock()
         while self.trainer.step < self.total:
             photos, skipped = next(batches)
             self._note_skipped(skipped)
             lr = self._lr()
             failing = self.trainer.step + 1
             losses = self.trainer.train_step(photos, lr)
+            stop = rolled_back = False
             if losses is None or not self.trainer.weights_finite():
                 self._roll_back(failing)
-                batches, tick = self._batches(), time.perf_counter()
-                continue
-            self.losses = losses
-            now = time.perf_counter()
-            stop = self._after_step(lr, now - tick)
-            tick = now
+                batches, tick, rolled_back = self._batches(), time.perf_counter(), True
+            else:
+                self.losses = losses
+                now = time.perf_counter()
+                stop = self._after_step(lr, now - tick)
+                tick = now
+            minutes = self.config.checkpoint_minutes
+            due = bool(minutes) and not rolled_back and self.clock() - self.saved_at >= 60 * minutes
+            stop, interrupted, due = self.procs.any_of(stop, self.interrupts.held is not None, due)
+            if interrupted:
+                return "interrupted"
             if stop:
-                return True
-        return False
+                return "stopped"
+            if due and self.saved_step != self.trainer.step:
+                self._checkpoint(rollback_point=False)
+        return "done"
 
     def _batches(self) -> Iterator[tuple[torch.Tensor, Skipped]]:
         """Batches from the current step on; rebuilt after a rollback."""
@@ -548,7 +724,7 @@ class _Run:
             stop = True
         if step % config.checkpoint_every == 0:
             self._checkpoint()
-        return self.procs.any(stop)
+        return stop
 
     def _elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
@@ -566,13 +742,17 @@ class _Run:
             "skipped": dict(self.skipped),
         }
 
-    def _checkpoint(self) -> None:
-        """Keep this state as the rollback point and, on rank 0, write it to `<output>.ckpt`."""
-        self.last_good = self._state()
-        self.rollbacks = 0
+    def _checkpoint(self, *, rollback_point: bool = True) -> None:
+        """On rank 0, write this state to `<output>.ckpt`; keep it as the rollback point when the
+        step schedule placed it (not the clock or an interrupt: see the module's docstring)."""
+        state = self._state()
+        if rollback_point:
+            self.last_good = state
+            self.rollbacks = 0
         if self.outputs is not None:
-            self.outputs.checkpoint(self.last_good)
+            self.outputs.checkpoint(state)
             self.report(CheckpointEvent(self.trainer.step, self.paths.checkpoint))
+        self.saved_step, self.saved_at = self.trainer.step, self.clock()
         self.procs.barrier()  # no process runs ahead of a checkpoint being written
 
     def _roll_back(self, failed: int) -> None:
@@ -583,6 +763,8 @@ class _Run:
                                  "that each halved the learning rate; try a lower --lr or smaller loss weights")
         self.trainer.restore(self.last_good)
         self.trainer.lr_scale = self.last_good["lr_scale"] * 0.5**self.rollbacks
+        if self.saved_step != self.trainer.step:
+            self.saved_step = None  # a checkpoint the clock placed after the rollback point: of the road not taken
         if self.outputs is not None:
             self.outputs.rewind(self.trainer.step)
         self.report(MessageEvent(f"the loss was not finite at step {failed}: rolled back to step "
@@ -598,12 +780,31 @@ class _Run:
         check_resumable(saved, self.config, self.inputs.style_info["sha256"], path)
         check_state(saved, self.trainer.model, path, self.trainer.optimizer)
         self.trainer.restore(saved)
+        self.saved_step = saved["step"]
         self.skipped.update(saved["skipped"])
         self.elapsed_before = saved["elapsed"]
         self.report(MessageEvent(f"resuming {path} at step {saved['step']}"))
         if saved["world_size"] != self.procs.world_size:
             self.report(MessageEvent(f"{path} was made by {saved['world_size']} processes, this run has "
                                      f"{self.procs.world_size}: the photo order differs from then on", "warning"))
+
+    def after_interrupt(self) -> str:
+        """What an interrupted run leaves, said in a few words for the CLI's one line; an empty
+        metrics log it began is removed, so that nothing claims the output."""
+        checkpoint, metrics = self.paths.checkpoint, self.paths.metrics
+        if self.wrote_model:
+            return (f"wrote a checkpoint at step {self.saved_step} to {checkpoint} and the model so far to "
+                    f"{self.paths.model}; --resume continues from it")
+        if self.saved_step is not None:
+            return f"the checkpoint at step {self.saved_step} is in {checkpoint}; --resume continues from it"
+        if checkpoint.exists():
+            return f"{checkpoint} is as it was; --resume continues from it"
+        if _holds_something(metrics):
+            return f"no checkpoint was written, only the metrics log {metrics}; --resume starts again from step 0"
+        if self.procs.is_main:
+            with contextlib.suppress(OSError):
+                metrics.unlink()
+        return "no step had finished: nothing was written"
 
     def _announce(self) -> None:
         config, procs = self.config, self.procs
@@ -618,13 +819,18 @@ class _Run:
                 self.report(MessageEvent(f"skipping an unreadable photo: {reason}", "warning"))
 
     def _finish(self, stopped: bool) -> Path:
-        """The final checkpoint and the model file; only weights that passed the NaN checks get here."""
-        if self.last_good["step"] != self.trainer.step:
+        """The final checkpoint and the model file; only weights that passed the NaN checks get here.
+
+        An interrupted run ends here too: its model so far is usable (`apply` shows how far it got),
+        and `--resume` replaces it with the finished one."""
+        if self.saved_step != self.trainer.step:
             self._checkpoint()
         if self.outputs is not None:
             save_model(self.trainer.model, self.paths.model, style=self.inputs.style_info,
                        training={**self.config.to_dict(), "precision_used": precision_name(self.trainer.autocast)},
                        steps=self.trainer.step)
+        self.wrote_model = True
+        if self.outputs is not None:
             if self.skipped:
                 self.report(MessageEvent(f"skipped {len(self.skipped)} unreadable photos in {self.config.data}",
                                          "warning"))

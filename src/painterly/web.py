@@ -3,9 +3,11 @@
 Safe by default: it listens on 127.0.0.1, refuses uploads over a size and images over a pixel
 limit, writes only inside its working folder, serves from it only the files it wrote there
 (besides Gradio's uploads), removes results after `keep_results_minutes` and the working folder
-at shutdown, and fetches no URL for anyone. Heavy jobs share one bounded pool of workers behind
-Gradio's queue. This module lays out the page; `web_handlers.py` does the work behind each
-button and `web_files.py` keeps the working folder and guards what is served.
+(Gradio's uploads and cache included, unless GRADIO_TEMP_DIR puts them elsewhere) at shutdown,
+and fetches no URL for anyone. The page says whether the Optimize tab has its VGG weights.
+Heavy jobs share one bounded pool of workers behind Gradio's queue. This module lays out the
+page; `web_handlers.py` does the work behind each button and `web_files.py` keeps the working
+folder and guards what is served.
 
 Gradio is an optional extra, imported only when an app is built. It must be recent
 (gradio>=5.31, see pyproject.toml): older releases had path-traversal and file-access
@@ -23,11 +25,12 @@ import math
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import COLOR_MODES, FAST_COLOR_MODES, ApplyConfig, StylizeConfig
+from .config import COLOR_MODES, FAST_COLOR_MODES, OPTIMIZERS, ApplyConfig, StylizeConfig
 from .errors import PainterlyError, UsageError
 
 if TYPE_CHECKING:
@@ -53,6 +56,8 @@ _INTRO = (
     "**Optimize** paints a photo in the style of paintings step by step (Gatys et al.), "
     "**Video** applies a model to a short clip. Every download carries the settings that made it."
 )
+# A result smaller than its box (the Optimize tab's 128-px first look in a 420-px box) is scaled to fit.
+_CSS = "#optimize-result img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 def default_model_dir() -> Path:
@@ -81,23 +86,27 @@ def build_app(
     Models are listed from `models` and `default_model_dir()`. Results go into a new
     `painterly-web-*` folder inside `workdir` (default: the system's temporary folder); each job's
     folder is removed `keep_results_minutes` after it was written, and the `painterly-web-*`
-    folder when the server shuts down (or the process exits); `workdir` itself is kept.
-    `max_pixels` bounds input images, video frames and the resize choices; `concurrency` jobs
-    run at once and `queue_size` more may wait. Its `launch()` already carries the safe settings
-    (loopback address, upload limit, the guard on what is served, no URL fetching), so whoever
-    launches it, `serve()`, a test or a script, gets them; a caller may still override one explicitly.
+    folder when the server shuts down (or the process exits); `workdir` itself is kept. Gradio's
+    uploads and cache go into that folder too, unless GRADIO_TEMP_DIR is set (a process serving
+    several apps at once sets it). `max_pixels` bounds input images, video frames and the resize
+    choices; `concurrency` jobs run at once and `queue_size` more may wait. Its `launch()` already
+    carries the safe settings (loopback address, upload limit, the guard on what is served, no URL
+    fetching), so whoever launches it, `serve()`, a test or a script, gets them; a caller may still
+    override one explicitly.
     """
     _require_gradio()
-    import gradio as gr
-
-    from .web_files import CLEANUP_EVERY_S, Workspace
-    from .web_handlers import Handlers, ModelCatalog
-
     if not (isinstance(keep_results_minutes, (int, float)) and keep_results_minutes >= 1):
         raise UsageError(f"keep results must be at least 1 minute, got {keep_results_minutes!r}")
+    from .web_files import CLEANUP_EVERY_S, Workspace  # no Gradio in it
+
     keep_seconds = keep_results_minutes * 60
     workspace = Workspace(_working_folder(workdir), keep_seconds=keep_seconds)
     atexit.register(workspace.close)  # also when the server thread cannot finish its own shutdown
+    workspace.keep_gradio_files()  # before Gradio is imported: it reads GRADIO_TEMP_DIR then
+    import gradio as gr
+
+    from .web_handlers import Handlers, ModelCatalog
+
     folders = [Path(models)] if models is not None else []
     handlers = Handlers(
         catalog=ModelCatalog([*folders, default_model_dir()], device=device),
@@ -121,7 +130,7 @@ def build_app(
             _video_tab(handlers, heavy, max_side=max_side)
     app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     _fetch_no_urls(app)
-    app.launch = functools.partial(_launch, app.launch, workspace, max_upload_mb)
+    app.launch = functools.partial(_launch, app, app.launch, workspace, max_upload_mb)
     return app
 
 
@@ -164,12 +173,67 @@ def _require_gradio() -> None:
 
 
 def _uses_random_weights(vgg_weights: str | None) -> bool:
-    return (vgg_weights or os.environ.get("PAINTERLY_VGG_WEIGHTS")) == "random"
+    """Whether the page shows the random-weights banner: `weights.random_weights_warning` decides, as for the
+    CLI (an explicit --vgg-weights random or $PAINTERLY_RANDOM_WEIGHTS_OK=1 is consent)."""
+    from .weights import random_weights_warning
+
+    return random_weights_warning(vgg_weights) is not None
 
 
-def _launch(launch: Callable[..., Any], workspace: Workspace, max_upload_mb: int, **options: Any) -> Any:
-    """Gradio's `launch` with painterly's safe settings; built afresh for each launch (Gradio changes them)."""
-    return launch(**{**_launch_settings(workspace, max_upload_mb), **options})
+def _launch(app: gradio.Blocks, launch: Callable[..., Any], workspace: Workspace, max_upload_mb: int,
+            **options: Any) -> Any:
+    """Gradio's `launch` with painterly's safe settings; built afresh for each launch (Gradio changes them).
+
+    Gradio is quiet (its hints, such as `share=True`, are for the authors of a Gradio app, not for
+    the user of a CLI): painterly says where it serves instead, unless `quiet=True`. A launch that
+    blocks (no `prevent_thread_lock`, not an interactive session) serves until Ctrl-C or SIGTERM,
+    then closes the server, which removes the working folder, and lets the interrupt through.
+    """
+    settings = {**_launch_settings(workspace, max_upload_mb), "css": _CSS, **options}
+    blocking = not settings.pop("prevent_thread_lock", False) and not _interactive()
+    launched = launch(**settings, prevent_thread_lock=True)
+    if not options.get("quiet", False):
+        print(f"painterly: serving on {str(app.local_url).rstrip('/')} (Ctrl-C to stop)", file=sys.stderr)
+    if blocking:
+        try:
+            while app.is_running:
+                time.sleep(0.1)
+        finally:
+            app.close(verbose=False)
+    return launched
+
+
+def _interactive() -> bool:
+    """A Python prompt or notebook, where Gradio's `launch` returns at once: so does painterly's."""
+    return bool(getattr(sys, "ps1", sys.flags.interactive))
+
+
+def vgg_weights_status(vgg_weights: str | None) -> tuple[bool, str]:
+    """(ready, a line of Markdown): whether the Optimize tab has its VGG weights and, if not, the way out.
+
+    Torch-free and without a download: it looks at the cache (`weights.status`) or the named file,
+    as `weights.resolve` would take them, so a page load costs nothing.
+    """
+    from . import weights
+
+    source = vgg_weights or os.environ.get(weights.WEIGHTS_ENV) or "imagenet"
+    restart = "restart with `painterly serve --vgg-weights PATH` (a .pth or .safetensors file)"
+    if source.lower() == "random":
+        return True, "VGG weights: **random**: random VGG weights give colours and coarse texture only."
+    if source.lower() != "imagenet":
+        path = Path(source)
+        if path.is_file():
+            return True, f"VGG weights: the file `{path}`."
+        return False, (f"⚠️ **The VGG weights file `{path}` does not exist: the Optimize tab will fail.** "
+                       f"Fetch the ImageNet weights with `painterly weights --download`, or {restart}.")
+    [row] = [row for row in weights.status() if row["arch"] == _DEFAULTS.vgg]
+    label = f"VGG-{_DEFAULTS.vgg.removeprefix('vgg')}"
+    if row["present"]:
+        return True, f"VGG weights: {label} ImageNet weights present (`{row['path']}`)."
+    return False, (f"⚠️ **The {label} ImageNet weights are missing** (not in `{row['path']}`): the first "
+                   "Paint tries to download them, and **offline the Optimize tab will fail**. Fetch them once "
+                   f"with `painterly weights --download`, or {restart}, or `--vgg-weights random` "
+                   "(offline, colours and coarse texture only).")
 
 
 def _launch_settings(workspace: Workspace, max_upload_mb: int) -> dict[str, Any]:
@@ -192,6 +256,7 @@ def _launch_settings(workspace: Workspace, max_upload_mb: int) -> dict[str, Any]
         "max_file_size": max_upload_mb * 1024 * 1024,
         "allowed_paths": [str(workspace.root)],
         "app_kwargs": {"middleware": [guard], "lifespan": lifespan(workspace)},
+        "quiet": True,  # Gradio's hints (`share=True`, `gradio deploy`) are for Gradio app authors
         "show_error": False,  # a bug's traceback stays in the server log; gr.Error messages still show
         "enable_monitoring": False,
         "run_history": False,  # its page can connect a Hugging Face bucket: nothing of that for a local tool
@@ -296,27 +361,44 @@ def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weig
 
     if random_weights:
         gr.Markdown(f"⚠️ **Warning:** {RANDOM_WARNING}.", elem_id="random-weights-warning")
+    else:  # looked at again on each page load: `painterly weights --download` needs no restart
+        gr.Markdown(lambda: vgg_weights_status(handlers.vgg_weights)[1], elem_id="vgg-weights-status")
     with gr.Row():
         with gr.Column():
             photo = gr.File(file_types=["image"], label="Photo", elem_id="optimize-photo")
-            paintings = gr.File(file_count="multiple", file_types=["image"], label="Paintings")
+            paintings = gr.File(file_count="multiple", file_types=["image"], label="Paintings",
+                                elem_id="optimize-paintings")
             sample = gr.Checkbox(False, label="Also use the built-in sample painting (blue and yellow swirls)")
             largest = min(MAX_OPTIMIZE_SIDE, max_side)
-            size = gr.Slider(32, largest, value=min(_DEFAULTS.size, largest), step=16, label="Long side in pixels")
-            steps = gr.Slider(1, 2000, value=_DEFAULTS.steps, step=1, label="Steps")
+            size = gr.Slider(32, largest, value=min(_DEFAULTS.size, largest), step=16, label="Long side in pixels",
+                             elem_id="optimize-size")
+            steps = gr.Slider(1, 2000, value=_DEFAULTS.steps, step=1, label="Steps", elem_id="optimize-steps")
             with gr.Row():
                 style_weight = gr.Number(_DEFAULTS.style_weight, label="Style weight", minimum=0)
                 content_weight = gr.Number(_DEFAULTS.content_weight, label="Content weight", minimum=0)
             colour = _colour_choice(COLOR_MODES, _DEFAULTS.preserve_color)
+            with gr.Accordion("More settings", open=False, elem_id="optimize-more"):
+                optimizer = gr.Radio(list(OPTIMIZERS), value=_DEFAULTS.optimizer, label="Optimizer",
+                                     info="lbfgs converges in fewer steps; adam takes less memory")
+                with gr.Row():
+                    tv_weight = gr.Number(_DEFAULTS.tv_weight, label="TV weight", minimum=0,
+                                          info="smoothing against pixel noise")
+                    style_scale = gr.Number(_DEFAULTS.style_scale, label="Style scale", minimum=0,
+                                            info="above 1: larger strokes")
+                style_blend = gr.Textbox("", label="Style blend", placeholder="e.g. 2, 1 (empty: equal)",
+                                         info="one weight per painting, in upload order (the sample last)")
             with gr.Row():
                 run = gr.Button("Paint", variant="primary", elem_id="optimize-run")
                 stop = gr.Button("Stop (keep the current image)", variant="stop")
         with gr.Column():
-            image = gr.Image(label="Result", format="png", interactive=False, height=420, elem_id="optimize-result")
-            status = gr.Textbox(label="Progress", interactive=False)
-            download = gr.File(label="Download (PNG with the settings inside)")
+            # No "share" button: it posts to Hugging Face discussions, nothing of that for a local tool.
+            image = gr.Image(label="Result", format="png", interactive=False, height=420, elem_id="optimize-result",
+                             buttons=["download", "fullscreen"])
+            status = gr.Textbox(label="Progress", interactive=False, elem_id="optimize-status")
+            download = gr.File(label="Download (PNG with the settings inside)", elem_id="optimize-download")
     run.click(handlers.optimize,
-              inputs=[photo, paintings, sample, size, steps, style_weight, content_weight, colour],
+              inputs=[photo, paintings, sample, size, steps, style_weight, content_weight, colour,
+                      optimizer, tv_weight, style_scale, style_blend],
               outputs=[image, status, download], api_name="optimize", **heavy)
     stop.click(handlers.stop, api_name="stop", concurrency_limit=None)  # never waits behind the job it stops
 

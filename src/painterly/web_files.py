@@ -2,7 +2,9 @@
 
 Every result goes into a fresh job folder inside the server's working folder. Job folders older
 than the `keep` age are removed when a job starts and on a timer, and the whole working folder
-(which the server always creates itself) when the server shuts down.
+(which the server always creates itself) when the server shuts down. Gradio's own folder (uploads,
+its copies of results) goes inside it too unless GRADIO_TEMP_DIR names one, so a stopped server
+leaves nothing in the system's temporary folder.
 
 Gradio decides what its file route serves by path only, so a file hard-linked into a served
 folder would be served. `FileGuard` sits in front of Gradio's routes and serves from the working
@@ -37,7 +39,12 @@ _PROXY_ROUTE = re.compile(r"/proxy=", re.IGNORECASE)
 # A URL scheme (http:, https:, file:, data:…); two letters at least, so that C:\ stays a path.
 _URL = re.compile(r"^[a-z][a-z0-9+.-]+:", re.IGNORECASE)
 NO_URLS = "painterly's web UI fetches no URLs: upload the file instead"
+GRADIO_TEMP_ENV = "GRADIO_TEMP_DIR"  # where Gradio keeps uploads and its copies of results
+GRADIO_FOLDER = "gradio"  # that folder inside the working folder, when painterly chooses it
 NOT_SERVED = "painterly's web UI serves only the files it wrote and the files uploaded to it"
+# What a download's name keeps of the names it is made from: letters, digits, "_" and "-".
+_NOT_IN_NAMES = re.compile(r"[^\w-]+")
+_NAME_PART = 40  # characters kept of each name, so that several paintings still make a short name
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,6 +65,22 @@ class Workspace:
         self._lock = threading.Lock()
         self._running: set[Path] = set()
         self._written: dict[tuple[int, int], Path] = {}  # (device, inode) -> the path painterly wrote
+        self._gradio_folder: Path | None = None  # Gradio's folder, when painterly put it in the working folder
+
+    def keep_gradio_files(self) -> Path:
+        """Gradio's upload and cache folder: inside the working folder, so that it goes at shutdown.
+
+        A GRADIO_TEMP_DIR the user set is theirs and kept. Gradio reads the variable when it is
+        imported and when it makes its app, so this runs before `import gradio`; `close` unsets it.
+        """
+        given = os.environ.get(GRADIO_TEMP_ENV)
+        if given:
+            return Path(given).resolve()
+        folder = self.root / GRADIO_FOLDER
+        folder.mkdir(exist_ok=True)
+        os.environ[GRADIO_TEMP_ENV] = str(folder)
+        self._gradio_folder = folder
+        return folder
 
     @contextmanager
     def job(self, kind: str) -> Iterator[Path]:
@@ -110,7 +133,7 @@ class Workspace:
                 old = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff
             except FileNotFoundError:
                 continue
-            if old and folder not in running:
+            if old and folder not in running and folder != self._gradio_folder:  # Gradio ages its own files
                 self._remove(folder)
                 removed.append(folder)
         return removed
@@ -118,6 +141,8 @@ class Workspace:
     def close(self) -> None:
         """Remove the whole working folder: the server made it, and nothing in it is served any more."""
         self._remove(self.root)
+        if self._gradio_folder is not None and os.environ.get(GRADIO_TEMP_ENV) == str(self._gradio_folder):
+            del os.environ[GRADIO_TEMP_ENV]
 
     def sample_painting(self) -> Path:
         """The built-in painting as a file, so that it takes the same path as an uploaded one."""
@@ -201,9 +226,21 @@ class FileGuard:
             return False
         if not stat.S_ISREG(info.st_mode):
             return False
+        if path.is_relative_to(self.upload_folder):  # first: it may lie inside the working folder
+            return info.st_nlink == 1
         if path.is_relative_to(self.workspace.root):
             return self.workspace.wrote(path, info)
-        return path.is_relative_to(self.upload_folder) and info.st_nlink == 1
+        return False
+
+
+def download_name(*parts: str, suffix: str) -> str:
+    """A result's file name made of the names it came from: ('tubingen', 'starry night') -> 'tubingen_starry-night.png'.
+
+    A browser saves a download under this name, so it says what the file is (not `result.png`)
+    and holds nothing a file system may refuse: no separators, dots, spaces or control characters.
+    """
+    cleaned = (_NOT_IN_NAMES.sub("-", part).strip("-_")[:_NAME_PART].strip("-_") for part in parts)
+    return ("_".join(part for part in cleaned if part) or "painterly") + suffix
 
 
 def is_url(text: str) -> bool:

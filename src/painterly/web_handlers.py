@@ -1,14 +1,17 @@
 """What the web UI's buttons do: each calls the public API and shows a user's mistake as a message.
 
 Imported only by `web.build_app`, once it has made sure that Gradio is installed. A
-`PainterlyError` becomes a `gr.Error` with its one line; anything else is a bug, which Gradio
-reports as a bare "Error" in the page while the traceback stays in the server log.
+`PainterlyError` becomes a `gr.Error` with its one line, which stays in the page until the user
+closes it (a message that fades leaves only the outputs' red "Error" badges behind); anything
+else is a bug, which Gradio reports as a bare "Error" while the traceback stays in the server log.
+Results are named after what made them (`tubingen_starry_night.png`), as their downloads are.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +35,7 @@ from .events import (
 )
 from .fast import FastStylizer
 from .pipeline import stylize_files
-from .web_files import Workspace
+from .web_files import Workspace, download_name
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
 LIVE_UPDATES = 20  # about this many intermediate images per optimisation, whatever its length
@@ -48,8 +51,8 @@ def shown_in_page(*uploads: str) -> Iterator[None]:
 
 
 def _page_error(message: str) -> gr.Error:
-    """A user's mistake, shown in the page; it needs no traceback in the server log."""
-    return gr.Error(message, print_exception=False)
+    """A user's mistake, shown in the page until closed; it needs no traceback in the server log."""
+    return gr.Error(message, duration=None, print_exception=False)
 
 
 def _as_uploaded(message: str, uploads: Iterable[str]) -> str:
@@ -201,34 +204,47 @@ class Handlers:
         """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash."""
         if not uploads:
             raise _page_error("upload one or more images first")
+        notices: list[str] = []  # the library's warnings; a failed file is one of them and in the report too
         with shown_in_page(*uploads):
             stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size))
             with self.workspace.job("fast") as folder:
-                report = apply_files(stylizer, uploads, folder, suffix=".png", callback=_show_warning)
-                reasons = [_as_uploaded(reason, uploads) for _, reason in report.failed]
+                report = apply_files(stylizer, uploads, folder, suffix=".png",
+                                     callback=functools.partial(_collect_warnings, notices))
+                failures = [reason for _, reason in report.failed]
                 if not report.written:
-                    raise _page_error("; ".join(reasons))
-                results = self.workspace.written(report.written)
-        for reason in reasons:
-            gr.Warning(reason)
+                    raise _page_error(_as_uploaded("; ".join(failures), uploads))
+                model_name = Path(model or "").stem  # a listed model: `stylizer` has checked it
+                named = [_renamed(path, download_name(path.stem, model_name, suffix=path.suffix))
+                         for path in report.written]
+                results = self.workspace.written(named)
+        for notice in [*(text for text in notices if text not in failures), *failures]:  # each once
+            gr.Warning(_as_uploaded(notice, uploads))  # by its file name, not its path on the server
         return results, results
 
     def optimize(self, photo: str | None, paintings: list[str] | None, sample: bool, size: float, steps: float,
-                 style_weight: float, content_weight: float, colour: str,
+                 style_weight: float | None, content_weight: float | None, colour: str,
+                 optimizer: str, tv_weight: float | None, style_scale: float | None, style_blend: str | None,
                  request: gr.Request) -> Iterator[tuple]:
-        """Gatys optimisation as `painterly stylize` runs it, yielding the image as it forms."""
+        """Gatys optimisation as `painterly stylize` runs it, yielding the image as it forms.
+
+        The settings are the CLI's, checked by `StylizeConfig` (and the blend's count by the run).
+        """
         if not photo:
             raise _page_error("upload a photo first")
         styles = [Path(path) for path in paintings or []] + ([self.workspace.sample_painting()] if sample else [])
         if not styles:
             raise _page_error("upload a painting, or tick the built-in sample painting")
         with shown_in_page(photo, *(paintings or [])):
-            config = StylizeConfig(size=int(size), steps=int(steps), style_weight=style_weight,
-                                   content_weight=content_weight, preserve_color=_colour(colour),
+            config = StylizeConfig(size=int(size), steps=int(steps), optimizer=optimizer,
+                                   style_weight=_number(style_weight, "style weight"),
+                                   content_weight=_number(content_weight, "content weight"),
+                                   tv_weight=_number(tv_weight, "TV weight"),
+                                   style_scale=_number(style_scale, "style scale"),
+                                   style_blend=_blend(style_blend), preserve_color=_colour(colour),
                                    vgg_weights=self.vgg_weights, device=self.device,
                                    save_every=max(1, int(steps) // LIVE_UPDATES))
             with self.workspace.job("optimize") as folder, self.stops.watch(request.session_hash or "") as stop:
-                output = folder / "result.png"
+                output = folder / download_name(Path(photo).stem, *(path.stem for path in styles), suffix=".png")
                 work = functools.partial(stylize_files, Path(photo), styles, output, config,
                                          max_pixels=self.max_pixels)
                 yield from _shown(LiveRun(work, stop).events(), output, self.workspace)
@@ -251,7 +267,7 @@ class Handlers:
             config = self._apply_config(strength, colour, size).replace(smooth=smooth)
             stylizer = self.catalog.stylizer(model, config)
             with self.workspace.job("video") as folder:
-                output = folder / f"{Path(clip).stem}.mp4"
+                output = folder / download_name(Path(clip).stem, Path(model or "").stem, suffix=".mp4")
                 stylize_video(stylizer, Path(clip), output, callback=functools.partial(_show_video_progress, progress))
                 [result] = self.workspace.written([output])
         return result
@@ -266,6 +282,11 @@ def _show_warning(event: Event) -> None:
     """A library warning (a clipped pixel, a skipped stream…) as a notice in the page."""
     if isinstance(event, MessageEvent) and event.level == "warning":
         gr.Warning(event.text)
+
+
+def _collect_warnings(notices: list[str], event: Event) -> None:
+    if isinstance(event, MessageEvent) and event.level == "warning":
+        notices.append(event.text)
 
 
 def _show_video_progress(progress: gr.Progress, event: Event) -> None:
@@ -295,6 +316,33 @@ def _shown(events: Iterator[Event], output: Path, workspace: Workspace) -> Itera
 def _progress(event: StepEvent) -> str:
     scale = f" at scale {event.scale}/{event.num_scales}" if event.num_scales > 1 else ""
     return f"step {event.step}/{event.total_steps}{scale} · loss {event.loss:.4g} · {event.elapsed:.1f} s"
+
+
+def _renamed(path: Path, name: str) -> Path:
+    """`path` moved to `name` in its folder, with -2, -3… when two results would take one name."""
+    target, number = path.with_name(name), 1
+    while target != path and target.exists():
+        number += 1
+        target = path.with_name(f"{Path(name).stem}-{number}{Path(name).suffix}")
+    os.replace(path, target)
+    return target
+
+
+def _number(value: float | None, what: str) -> float:
+    """A number field's value; an emptied field is the user's mistake, not a bug."""
+    if value is None:
+        raise UsageError(f"{what}: enter a number")
+    return float(value)
+
+
+def _blend(text: str | None) -> tuple[float, ...] | None:
+    """'1, 2' -> (1.0, 2.0), one weight per painting; empty: equal weights."""
+    if not text or not text.strip():
+        return None
+    try:
+        return tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"style blend: expected numbers separated by commas, one per painting, got {text!r}") from None
 
 
 def _colour(choice: str) -> str | None:

@@ -56,10 +56,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 MIRROR_ENV = "PAINTERLY_WEIGHTS_MIRROR"
 WEIGHTS_ENV = "PAINTERLY_VGG_WEIGHTS"
+RANDOM_OK_ENV = "PAINTERLY_RANDOM_WEIGHTS_OK"  # 1: "I have read the random-weights warning"
 
 RANDOM_WARNING = (
     "random VGG weights transfer colours and coarse texture only, far below ImageNet quality; "
-    "fetch the real weights once with `painterly weights --download` or pass a file with --vgg-weights PATH"
+    "fetch the real weights once with `painterly weights --download` or pass a file with --vgg-weights PATH "
+    "(--vgg-weights random or " + RANDOM_OK_ENV + "=1 silences this)"
 )
 
 OFFLINE_MESSAGE = (
@@ -433,6 +435,31 @@ def _conv_count(arch: str, keys: list[str]) -> int:
     return max((positions[key.rsplit(".", 1)[0]] + 1 for key in keys), default=0)
 
 
+def _source(source: str | Path | None) -> str | Path:
+    """What `source` names once the environment is consulted: None is $PAINTERLY_VGG_WEIGHTS, else 'imagenet'."""
+    return (os.environ.get(WEIGHTS_ENV) or "imagenet") if source is None else source
+
+
+def _is_random(source: str | Path | None) -> bool:
+    return isinstance(source, str) and source.lower() == "random"
+
+
+def random_weights_warning(source: str | Path | None) -> str | None:
+    """The warning to show for the weights `source` names (as `resolve` takes it), or None.
+
+    Random weights are far below ImageNet's, so they warn, unless the user has said they know:
+    `source` is "random" given explicitly (`--vgg-weights random`), or $PAINTERLY_RANDOM_WEIGHTS_OK
+    is set to 1. Random weights nobody chose on this run (None with $PAINTERLY_VGG_WEIGHTS=random)
+    still warn, so a first-time user always sees it. The one decision for every front-end: the
+    perceptual-loss builder and the web UI's banner.
+    """
+    if not _is_random(_source(source)):
+        return None
+    if _is_random(source) or os.environ.get(RANDOM_OK_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return None
+    return RANDOM_WARNING
+
+
 def resolve(
     source: str | Path | None,
     arch: str,
@@ -449,12 +476,11 @@ def resolve(
     A download's progress goes to `callback` (DownloadEvents), unless `progress` is false.
     """
     keys = _required_keys(arch, required)
-    if source is None:
-        source = os.environ.get(WEIGHTS_ENV) or "imagenet"
+    source = _source(source)
     if isinstance(source, str) and source.lower() == "imagenet":
         state = _imagenet(arch, keys, download_missing=download_missing, progress=progress, callback=callback)
         return state, f"ImageNet (torchvision {spec_for(arch).filename})"
-    if isinstance(source, str) and source.lower() == "random":
+    if _is_random(source):
         state = random_state_dict(arch, seed=seed, upto=_conv_count(arch, keys))
         return {key: state[key] for key in keys}, f"random (seed {seed})"
     path = Path(source)

@@ -1,0 +1,379 @@
+"""The README's code blocks, used as a newcomer would use them.
+
+"Runs every code block" means this here, and no more:
+
+* Every ```python block is executed, in the README's order and in one namespace (the
+  Reproducibility block reads the file the Python API example wrote), by a fresh interpreter in
+  an empty folder holding the two inputs the examples name (photo.jpg and starry.jpg, drawn by
+  `painterly.samples`). The only thing set is the documented `PAINTERLY_VGG_WEIGHTS=random`, the
+  offline switch: the examples are written small enough to run as they stand.
+* Every line of every ```sh block is checked against what it calls. A `painterly` command line
+  (also after `|`, or under `torchrun ... -m painterly`) must parse with the command's own parser
+  exactly as written, and every option in it must appear in that command's `--help`. `pip install`
+  extras must exist in pyproject.toml; scripts, test files and the `-k` words given to them must
+  exist; benchmark and torchrun options must be in their `--help`.
+* The painterly lines that are cheap and offline as written run for real, in a folder with
+  the inputs they name (a tiny random model standing in for starry.safetensors): `weights`,
+  `weights --verify`, `apply` to a file, to stdout from stdin, over a folder, `export` and
+  `apply` of the ONNX file. The others take minutes as written (stylize, train, demo, an 8k image,
+  a video) or run until stopped (serve), and are parsed only: their behaviour is tested in their
+  own test files.
+
+A line of a kind this file does not know fails, so a new kind of README line gets a check.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer.main
+
+from helpers import random_model
+from painterly import images, samples
+from painterly.cli import app
+from painterly.config import StylizeConfig
+from painterly.modelfile import save_model
+from painterly.provenance import file_sha256
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PAINTERLY = [sys.executable, "-m", "painterly"]
+_FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+# README lines (comments removed) that cost seconds and need no network: run for real.
+RUN_FOR_REAL = (
+    "painterly weights",
+    "painterly weights --verify",
+    "painterly apply starry.safetensors photo.jpg -o photo_starry.png",
+    "cat photo.jpg | painterly apply starry.safetensors - -o - > out.png",
+    "painterly apply starry.safetensors photos/ -o stylized/ --strength 0.8 --preserve-color luminance",
+    "painterly export starry.safetensors -o starry.onnx",
+    "painterly apply starry.onnx photo.jpg -o out.png",
+)
+
+
+def blocks(language: str) -> list[str]:
+    return [code for lang, code in _FENCE.findall(README.read_text(encoding="utf-8")) if lang == language]
+
+
+def shell_lines() -> list[str]:
+    """Each command line of the sh blocks, continuation lines joined, its comment removed."""
+    lines = []
+    for code in blocks("sh"):
+        for line in code.replace("\\\n", " ").splitlines():
+            line = " ".join(without_comment(line).split())
+            if line:
+                lines.append(line)
+    return lines
+
+
+def without_comment(line: str) -> str:
+    """The line up to an unquoted `#` that starts a word, as sh reads it."""
+    quote = None
+    for index, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or line[index - 1].isspace()):
+            return line[:index]
+    return line
+
+
+def segments(line: str) -> list[list[str]]:
+    """The commands of a pipeline, each without its output redirection."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars="|>")
+    lexer.whitespace_split = True
+    words, parts = list(lexer), [[]]
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "|":
+            parts.append([])
+        elif word == ">":
+            skip = True
+        else:
+            parts[-1].append(word)
+    return parts
+
+
+def test_the_readme_has_only_blocks_this_test_knows():
+    languages = {lang for lang, _ in _FENCE.findall(README.read_text(encoding="utf-8"))}
+    assert languages <= {"python", "sh"}, languages
+    assert blocks("python") and len(shell_lines()) > 20
+
+
+# --- python blocks ---------------------------------------------------------------------------------
+
+_HARNESS = """
+import ast, json, sys
+namespace = {"__name__": "__readme__"}
+for number, code in enumerate(json.load(open(sys.argv[1], encoding="utf-8")), 1):
+    tree = ast.parse(code)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, f"README python block {number}", "exec"), namespace)
+    if last is not None:  # shown as an interactive session would show it
+        value = eval(compile(ast.Expression(last.value), f"README python block {number}", "eval"), namespace)
+        print("README-VALUE", json.dumps([number, repr(value)]), flush=True)
+"""
+
+
+def write_inputs(folder: Path) -> None:
+    images.save_image(samples.landscape(), folder / "photo.jpg")
+    images.save_image(samples.swirl_painting(), folder / "starry.jpg")
+
+
+def readme_environment(folder: Path) -> dict[str, str]:
+    env = {**os.environ, "PAINTERLY_VGG_WEIGHTS": "random", "TORCH_HOME": str(folder / "torch-home"),
+           "COLUMNS": "200"}
+    env.pop("PAINTERLY_WEIGHTS_MIRROR", None)
+    return env
+
+
+def run_python_blocks(folder: Path, codes: list[str]) -> dict[int, str]:
+    (folder / "blocks.json").write_text(json.dumps(codes), encoding="utf-8")
+    (folder / "harness.py").write_text(_HARNESS, encoding="utf-8")
+    done = subprocess.run([sys.executable, "harness.py", "blocks.json"], cwd=folder, env=readme_environment(folder),
+                          capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    values = [json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("README-VALUE")]
+    return {number: value for number, value in values}
+
+
+@pytest.mark.slow
+def test_every_python_block_runs_as_written(tmp_path):
+    write_inputs(tmp_path)
+    codes = blocks("python")
+    values = run_python_blocks(tmp_path, codes)
+    # The API example wrote out.png with the record the CLI writes, and the Reproducibility block read it.
+    settings = images.read_settings(tmp_path / "out.png")
+    assert settings["method"] == "gatys" and settings["config"]["vgg_weights"] is None
+    assert settings["content"] == {"file": "photo.jpg", "sha256": file_sha256(tmp_path / "photo.jpg")}
+    assert settings["styles"][0]["sha256"] == file_sha256(tmp_path / "starry.jpg")
+    reproducibility = next(number for number, code in enumerate(codes, 1) if "read_settings" in code)
+    assert values[reproducibility] == repr(settings["config"]["style_weight"])
+
+
+def test_the_reproducibility_block_reads_a_file_the_cli_wrote(tmp_path):
+    """One format for both: the same expression on the output of the README's first stylize line."""
+    write_inputs(tmp_path)
+    line = next(line for line in shell_lines() if line.startswith("painterly stylize"))
+    quick = ["--size", "32", "--steps", "2", "--quiet"]  # the README's line, made seconds-long
+    done = subprocess.run([*PAINTERLY, *shlex.split(line)[1:], *quick], cwd=tmp_path, env=readme_environment(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    code = next(code for code in blocks("python") if "read_settings" in code)
+    values = run_python_blocks(tmp_path, ["import painterly as pt", code])
+    assert values[2] == repr(StylizeConfig().style_weight)
+
+
+# --- sh blocks: painterly command lines ------------------------------------------------------------
+
+
+@functools.cache
+def help_text(*command: str) -> str:
+    done = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def options(words: list[str]) -> list[str]:
+    return [word.split("=", 1)[0] for word in words if word.startswith("-") and word != "-"]
+
+
+def check_in_help(words: list[str], *command: str) -> None:
+    text = help_text(*command)
+    missing = [flag for flag in options(words) if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", text)]
+    assert not missing, f"{' '.join(command)} --help does not show {missing}"
+
+
+def check_painterly(words: list[str]) -> None:
+    """`painterly COMMAND ARGS...`: parsed by the real command, every option shown by its --help."""
+    assert words[0] == "painterly" and len(words) > 1, words
+    name, args = words[1], words[2:]
+    commands = typer.main.get_command(app).commands  # a group: its subcommands by name
+    assert name in commands, f"no painterly command {name!r}"
+    try:
+        commands[name].make_context(f"painterly {name}", list(args))  # parses and checks, runs nothing
+    except Exception as error:  # click's usage errors (Typer bundles its own click)
+        if not hasattr(error, "format_message"):
+            raise
+        pytest.fail(f"painterly {name} does not parse {args}: {error.format_message()}")
+    check_in_help(args, *PAINTERLY, name)
+
+
+def check_pip(words: list[str]) -> None:
+    assert words[:2] == ["pip", "install"], words
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for spec in (word for word in words[2:] if not word.startswith("-")):
+        if spec.startswith("."):
+            extras = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", spec)
+            assert extras, spec
+            unknown = set((extras.group(1) or "").split(",")) - {""} - set(project["optional-dependencies"])
+            assert not unknown, f"pyproject.toml has no extra {unknown}"
+        else:
+            name = re.match(r"[\w-]+", spec).group(0).lower()
+            assert any(dep.lower().startswith(name) for dep in project["dependencies"]), spec
+
+
+def check_script(words: list[str]) -> None:
+    script = ROOT / words[0]
+    assert script.is_file() and os.access(script, os.X_OK), f"{words[0]} is not an executable script"
+    if words[0] == "scripts/test.sh":  # pytest arguments: the files exist, -k names a test in them
+        files = [ROOT / word for word in words[1:] if word.endswith(".py")]
+        assert all(path.is_file() for path in files), files
+        if "-k" in words:
+            word = words[words.index("-k") + 1]
+            assert any(re.search(rf"def test_\w*{re.escape(word)}", path.read_text()) for path in files), word
+    else:
+        assert len(words) == 1, words
+
+
+def check_python_module(words: list[str]) -> None:
+    """`python -m benchmarks ...` (parsed by its own parser) and `python -m benchmarks.gpu ...` (its --help)."""
+    assert words[1] == "-m", words
+    module, args = words[2], words[3:]
+    if module == "benchmarks":
+        sys.path.insert(0, str(ROOT))
+        try:
+            from benchmarks.__main__ import parse
+
+            parse(args)
+        except SystemExit:
+            pytest.fail(f"python -m benchmarks does not parse {args}")
+        finally:
+            sys.path.remove(str(ROOT))
+    assert module in ("benchmarks", "benchmarks.gpu"), module
+    check_in_help(args, sys.executable, "-m", module)
+
+
+def check_segment(words: list[str]) -> None:
+    program = words[0]
+    if program == "painterly":
+        check_painterly(words)
+    elif program == "torchrun":  # torchrun OPTIONS -m painterly ARGS
+        start = words.index("-m")
+        assert words[start + 1] == "painterly", words
+        check_in_help(words[1:start], sys.executable, "-m", "torch.distributed.run")
+        check_painterly(["painterly", *words[start + 2:]])
+    elif program == "pip":
+        check_pip(words)
+    elif program.startswith("scripts/"):
+        check_script(words)
+    elif program in ("python", ".venv/bin/python"):
+        check_python_module(words)
+    elif program == "cat":
+        assert len(words) == 2, words
+    else:
+        pytest.fail(f"a README line this test does not know how to check: {words}")
+
+
+@pytest.mark.parametrize("line", shell_lines())
+def test_every_shell_line_matches_what_it_calls(line):
+    for words in segments(line):
+        assert words, f"an empty command in {line!r}"
+        check_segment(words)
+
+
+def test_a_wrong_flag_or_argument_is_caught():
+    """The checks above fail on the mistakes they are there for."""
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        check_painterly(["painterly", "stylize", "photo.jpg", "-o", "out.png", "--preserve-colour", "luminance"])
+    with pytest.raises(pytest.fail.Exception, match="does not parse"):
+        check_painterly(["painterly", "apply", "starry.safetensors", "-o", "out.png"])  # no input
+    with pytest.raises(AssertionError, match="no extra"):
+        check_pip(["pip", "install", "-e", ".[gpu]"])
+    with pytest.raises(pytest.fail.Exception, match="does not know"):
+        check_segment(["curl", "https://example.com"])
+
+
+# --- sh blocks: the cheap painterly lines, run ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_cheap_painterly_lines_run_for_real(tmp_path):
+    lines = shell_lines()
+    missing = [line for line in RUN_FOR_REAL if line not in lines]
+    assert not missing, f"no longer in the README (update RUN_FOR_REAL): {missing}"
+    write_inputs(tmp_path)
+    (tmp_path / "photos" / "beach").mkdir(parents=True)
+    images.save_image(samples.landscape(48, 64), tmp_path / "photos" / "a.png")
+    images.save_image(samples.landscape(40, 56), tmp_path / "photos" / "beach" / "b.jpg")
+    save_model(random_model("light"), tmp_path / "starry.safetensors", style={"image": "starry.jpg"}, steps=1)
+    env = {**readme_environment(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    photo = images.read_array(tmp_path / "photo.jpg")[0]
+
+    def stylised(name: str, backend: str) -> None:
+        array = images.read_array(tmp_path / name)[0]
+        assert array.shape == photo.shape and not np.allclose(array, photo, atol=0.05)
+        assert images.read_settings(tmp_path / name)["config"]["backend"] == backend
+
+    def folder() -> None:
+        written = sorted(path.relative_to(tmp_path / "stylized").as_posix() for path in
+                         (tmp_path / "stylized").rglob("*.*"))
+        assert written == ["a.png", "beach/b.jpg"]
+        assert images.read_settings(tmp_path / "stylized" / "a.png")["config"]["strength"] == 0.8
+
+    checks = {  # what each line must have done, checked before the next line runs
+        RUN_FOR_REAL[0]: lambda out: "vgg19: not downloaded" in out and "vgg16: not downloaded" in out,
+        RUN_FOR_REAL[1]: lambda out: str(tmp_path / "torch-home") in out,
+        RUN_FOR_REAL[2]: lambda out: stylised("photo_starry.png", "torch"),
+        RUN_FOR_REAL[3]: lambda out: stylised("out.png", "torch"),
+        RUN_FOR_REAL[4]: lambda out: folder(),
+        RUN_FOR_REAL[5]: lambda out: (tmp_path / "starry.onnx").stat().st_size > 0,
+        RUN_FOR_REAL[6]: lambda out: stylised("out.png", "onnx"),
+    }
+    for line in RUN_FOR_REAL:
+        done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+        assert checks[line](done.stdout) is not False, f"{line}\n{done.stdout}"
+
+
+# --- scripts/demo.sh installs only what the demo needs -----------------------------------------------
+
+
+def test_demo_sh_installs_the_library_alone_and_test_sh_the_dev_extra(tmp_path):
+    """demo.sh asks setup.sh for the lean install; setup.sh's stamps give each caller what it asked for.
+
+    setup.sh runs for real in a copy of the scripts, with a `.venv/bin/python` that records the pip
+    command instead of installing gigabytes."""
+    assert re.search(r"^scripts/setup\.sh lean$", (ROOT / "scripts" / "demo.sh").read_text(), re.MULTILINE)
+    test_sh = (ROOT / "scripts" / "test.sh").read_text()
+    assert re.search(r"^scripts/setup\.sh$", test_sh, re.MULTILINE)  # the default: [dev]
+    (tmp_path / "scripts").mkdir()
+    setup = tmp_path / "scripts" / "setup.sh"
+    setup.write_text((ROOT / "scripts" / "setup.sh").read_text())
+    setup.chmod(0o755)
+    (tmp_path / "pyproject.toml").write_text("")
+    os.utime(tmp_path / "pyproject.toml", (1, 1))
+    os.utime(setup, (1, 1))
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "pip.log"}\n')
+    python.chmod(0o755)
+
+    def setup_sh(*args: str) -> list[str]:
+        log = tmp_path / "pip.log"
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", str(setup), *args], check=True, timeout=60)
+        return log.read_text().splitlines() if log.exists() else []
+
+    assert setup_sh("lean") == ["-m pip install --quiet -e ."]
+    assert setup_sh("lean") == []  # done already
+    assert setup_sh() == ["-m pip install --quiet -e .[dev]"]  # test.sh after demo.sh: the test tools too
+    assert setup_sh() == [] and setup_sh("lean") == []  # [dev] holds everything the demo needs
+    refused = subprocess.run(["bash", str(setup), "gpu"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "usage" in refused.stderr
