@@ -596,8 +596,7 @@ def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, mo
         from playwright import sync_api
 
         with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--headless", "--no-sandbox", "--disable-gpu"])
+            browser = launch_chromium(playwright)
             try:
                 page = browser.new_page()
                 page.set_default_timeout(90_000)
@@ -631,6 +630,14 @@ def test_default_model_dir_follows_painterly_home(monkeypatch, tmp_path):
 # --- the browser -------------------------------------------------------------------------------
 
 
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with nothing of its own reaching out to the network."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
 def test_a_real_browser_stylises_an_upload(server, tmp_path):
     """Headless Chromium: open the page, upload, run, and get a real picture back."""
     from playwright import sync_api
@@ -638,9 +645,7 @@ def test_a_real_browser_stylises_an_upload(server, tmp_path):
     assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     photo = save_image(samples.landscape(192, 256), tmp_path / "landscape.png")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(90_000)  # generous: the test machine may be busy
@@ -675,9 +680,7 @@ def test_a_real_browser_keeps_errors_in_the_page(server, tmp_path):
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(good.read_bytes()[:80])
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(90_000)
