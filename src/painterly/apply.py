@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import cannot_write
 from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
@@ -303,4 +304,4 @@ def _write_stdout(image: np.ndarray, settings: dict) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     except OSError as error:  # a closed pipe (`| head`), a full disk behind a redirect
-        raise OutputError(f"<stdout>: cannot write ({error.strerror or error})") from None
+        raise cannot_write("<stdout>", error) from None

@@ -179,7 +179,6 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
         raise UsageError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-_choice = check_choice  # the name ApplyConfig's validation uses
 
 
 def choices_text(choices: Sequence[str]) -> str:
@@ -246,8 +245,9 @@ class TrainConfig:
             _positive_int("steps", self.steps)
         if self.style_size is not None:
             _positive_int("style_size", self.style_size)
-        if self.size % 4:
-            raise UsageError(f"size must be a multiple of 4 (the network downsamples twice), got {self.size}")
+        if self.size % SIZE_MULTIPLE:
+            raise UsageError(f"size must be a multiple of {SIZE_MULTIPLE} (the network downsamples twice), "
+                             f"got {self.size}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .atomic import atomic_path, same_file
 from .config import SIZE_MULTIPLE
-from .errors import ModelFileError, OutputError, PainterlyError, UsageError
+from .errors import ModelFileError, PainterlyError, UsageError
 from .runtimes import onnx_metadata, open_onnx_session
 
 if TYPE_CHECKING:
@@ -87,17 +87,14 @@ def export_onnx(
     model, metadata = load_model(model_path)
     proto = onnx.load_model_from_string(_trace(model, opset, check_sizes[0]))
     _describe(proto, metadata, opset)
-    try:
-        with atomic_path(output) as temporary:  # checked before it replaces anything
-            temporary.write_bytes(proto.SerializeToString())
-            difference = _max_abs_diff(model, temporary, check_sizes)
-            if not difference <= tolerance:  # also refuses NaN
-                raise ModelFileError(
-                    f"{model_path}: ONNX Runtime output differs from PyTorch by {difference:.3g} "
-                    f"(tolerance {tolerance:g}); {output} not written"
-                )
-    except OSError as error:  # writing the temporary; atomic_path words its own failures
-        raise OutputError(f"{output}: cannot write ({error.strerror or error})") from None
+    with atomic_path(output) as temporary:  # checked before it replaces anything; OSErrors become OutputError
+        temporary.write_bytes(proto.SerializeToString())
+        difference = _max_abs_diff(model, temporary, check_sizes)
+        if not difference <= tolerance:  # also refuses NaN
+            raise ModelFileError(
+                f"{model_path}: ONNX Runtime output differs from PyTorch by {difference:.3g} "
+                f"(tolerance {tolerance:g}); {output} not written"
+            )
     return ExportReport(path=output, max_abs_diff=difference, opset=opset, seconds=time.perf_counter() - started)
 
 

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ImageError, OutputError, UsageError
+from .atomic import cannot_write
+from .errors import ImageError, UsageError
 from .events import Callback, MessageEvent
 from .pixels import to_uint8
 
@@ -250,7 +251,7 @@ def open_video_sink(source: VideoSource, temporary: Path, target: Path, settings
     try:
         container = av.open(os.fspath(temporary), "w", container_options=output_format.container_options)
     except (av.FFmpegError, OSError) as error:
-        raise OutputError(f"{target}: cannot write ({_reason(error)})") from None
+        raise cannot_write(target, _reason(error)) from None
     sink = VideoSink(container, source, output_format, settings, target, callback)
     try:
         yield sink
@@ -361,7 +362,7 @@ class VideoSink:
         try:
             yield
         except (av.FFmpegError, OSError) as error:
-            raise OutputError(f"{self._target}: cannot write ({_reason(error)})") from None
+            raise cannot_write(self._target, _reason(error)) from None
 
 
 def _even(length: int) -> int:
