@@ -8,11 +8,14 @@ from pathlib import Path
 
 import torch
 
+from painterly.devices import native_bf16
+
 from .measure import time_calls
 
 
 def describe(matmul_size: int) -> dict:
-    """CPU, versions, threads, and the peak GFLOP/s each workload's share is computed against."""
+    """CPU, versions, threads, whether bf16 is native, and the peak GFLOP/s each workload's share is computed
+    against."""
     return {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
@@ -22,6 +25,7 @@ def describe(matmul_size: int) -> dict:
         "matmul_size": matmul_size,
         "fp32_gflops": matmul_gflops(matmul_size, torch.float32),
         "bf16_gflops": matmul_gflops(matmul_size, torch.bfloat16),
+        "native_bf16": native_bf16(torch.device("cpu")),  # else bf16 is emulated: slower than fp32
     }
 
 

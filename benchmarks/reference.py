@@ -14,12 +14,14 @@ the benchmark can show what painterly's engineering buys:
   eager fp32 on 0–255 pixels, ConvTranspose-free as there.
 * `ReferenceTrainer`: pytorch/examples' training step: VGG-16 up to relu4_3,
   separate passes for the stylised and the original batch, fp32.
+* `ReferenceAdaIN`: naoto0804/pytorch-AdaIN's test.py: its nn.Sequential VGG
+  (cut at relu4_1) and decoder, eager fp32, the style image encoded again for
+  every content image.
 """
 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from painterly.features import layer_names
@@ -30,9 +32,21 @@ _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def _vgg(arch: str, state_dict: dict[str, torch.Tensor], *, frozen: bool = True) -> nn.Sequential:
-    """torchvision's whole `features` stack, as tutorials build it; `frozen=False` leaves its
-    weights requiring gradients, torchvision's default."""
-    features = getattr(torchvision.models, arch)(weights=None).features
+    """torchvision's whole `features` stack, as tutorials build it (`torchvision.models.vgg19(weights=None)
+    .features`); `frozen=False` leaves its weights requiring gradients, torchvision's default.
+
+    Built here layer for layer as torchvision builds it (3×3 convs with padding 1, ReLUs, 2×2 max-pools,
+    at torchvision's indices), since importing torchvision, and initialising the classifier that
+    `.features` drops, cost every job seconds; tests/test_benchmarks.py checks the two are the same.
+    """
+    layers: list[nn.Module] = []
+    for index, name in enumerate(layer_names(arch)):
+        if name.startswith("conv"):
+            c_out, c_in = state_dict[f"features.{index}.weight"].shape[:2]
+            layers.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+        else:
+            layers.append(nn.ReLU(inplace=True) if name.startswith("relu") else nn.MaxPool2d(kernel_size=2, stride=2))
+    features = nn.Sequential(*layers)
     features.load_state_dict({k.removeprefix("features."): v for k, v in state_dict.items()})
     for module in features:
         if isinstance(module, nn.ReLU):
@@ -174,3 +188,77 @@ class ReferenceTrainer:
         loss.backward()
         self.optimizer.step()
         return float(loss.detach())
+
+
+def _adain_vgg() -> nn.Sequential:
+    """pytorch-AdaIN's `net.vgg` (the published normalised VGG-19) cut as its test.py cuts it,
+    `nn.Sequential(*list(vgg.children())[:31])`: the 1×1 input conv, then conv1_1 … relu4_1."""
+    return nn.Sequential(
+        nn.Conv2d(3, 3, (1, 1)),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(3, 64, (3, 3)), nn.ReLU(),  # relu1-1
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(64, 64, (3, 3)), nn.ReLU(),  # relu1-2
+        nn.MaxPool2d((2, 2), (2, 2), (0, 0), ceil_mode=True),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(64, 128, (3, 3)), nn.ReLU(),  # relu2-1
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(128, 128, (3, 3)), nn.ReLU(),  # relu2-2
+        nn.MaxPool2d((2, 2), (2, 2), (0, 0), ceil_mode=True),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(128, 256, (3, 3)), nn.ReLU(),  # relu3-1
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),  # relu3-2
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),  # relu3-3
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),  # relu3-4
+        nn.MaxPool2d((2, 2), (2, 2), (0, 0), ceil_mode=True),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 512, (3, 3)), nn.ReLU(),  # relu4-1
+    )
+
+
+def _adain_decoder() -> nn.Sequential:
+    """pytorch-AdaIN's `net.decoder`, module for module."""
+    return nn.Sequential(
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(512, 256, (3, 3)), nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 256, (3, 3)), nn.ReLU(),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(256, 128, (3, 3)), nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(128, 128, (3, 3)), nn.ReLU(),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(128, 64, (3, 3)), nn.ReLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(64, 64, (3, 3)), nn.ReLU(),
+        nn.ReflectionPad2d((1, 1, 1, 1)), nn.Conv2d(64, 3, (3, 3)),
+    )
+
+
+def _calc_mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """pytorch-AdaIN's function.calc_mean_std: unbiased variance + eps, per image and channel."""
+    n, c = feat.size()[:2]
+    feat_var = feat.view(n, c, -1).var(dim=2) + eps
+    return feat.view(n, c, -1).mean(dim=2).view(n, c, 1, 1), feat_var.sqrt().view(n, c, 1, 1)
+
+
+def _adaptive_instance_normalization(content_feat: torch.Tensor, style_feat: torch.Tensor) -> torch.Tensor:
+    """pytorch-AdaIN's function.adaptive_instance_normalization."""
+    size = content_feat.size()
+    style_mean, style_std = _calc_mean_std(style_feat)
+    content_mean, content_std = _calc_mean_std(content_feat)
+    normalized_feat = (content_feat - content_mean.expand(size)) / content_std.expand(size)
+    return normalized_feat * style_std.expand(size) + style_mean.expand(size)
+
+
+class ReferenceAdaIN:
+    """pytorch-AdaIN's test.py: `vgg[:31]` and `decoder` as nn.Sequential in eval mode, eager fp32
+    on [0, 1] pixels, and `style_transfer` under no_grad, which encodes the content and the style
+    image at every call (test.py's loop calls it once per content-style pair)."""
+
+    def __init__(self) -> None:
+        self.vgg = _adain_vgg().eval()
+        self.decoder = _adain_decoder().eval()
+
+    def style_transfer(self, content: torch.Tensor, style: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+        """As test.py's `style_transfer` inside its `with torch.no_grad()`; the output is not clamped
+        (test.py's save_image does that)."""
+        with torch.no_grad():
+            content_f = self.vgg(content)
+            style_f = self.vgg(style)
+            feat = _adaptive_instance_normalization(content_f, style_f)
+            feat = feat * alpha + content_f * (1 - alpha)
+            return self.decoder(feat)

@@ -77,6 +77,8 @@ def _time(result: dict | None, row: dict) -> str:
         return "—"
     if "error" in result:
         return "failed"
+    if "skipped" in result:
+        return "skipped"
     if result.get("reached") is False:
         return "not reached"
     seconds = result.get("seconds") if row["timed"] else None
@@ -98,8 +100,9 @@ def _percent(share: float | None) -> str:
 
 def _notes(row: dict) -> list[str]:
     """The row's note and why any side failed, each prefixed by the row it belongs to."""
-    errors = [f"{side} failed: {result['error']}" for side, result in
-              (("reference", row["reference"]), ("painterly", row["painterly"])) if result and "error" in result]
+    sides = (("reference", row["reference"]), ("painterly", row["painterly"]))
+    errors = [f"{side} failed: {result['error']}" for side, result in sides if result and "error" in result]
+    errors += [f"{side} skipped: {result['skipped']}" for side, result in sides if result and "skipped" in result]
     return [f"{_name(row)} {row['size']}: {line}" for line in ([row["note"]] if row["note"] else []) + errors]
 
 

@@ -17,8 +17,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
 WORKLOADS = ("gatys-step", "gatys-precision", "gatys-time-to-quality", "fast-inference", "train-step",
-             "peak-memory")
+             "peak-memory", "adain-inference")
 TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
+# Issue 10's AdaIN targets, at ADAIN_TARGET_SIZE²: the reference's time over painterly's, painterly's
+# counted conv FLOP/s over the matmul rate of the precision it ran in, standard's time over light's.
+ADAIN_TARGET_SIZE, ADAIN_SPEEDUP, ADAIN_SHARE, ADAIN_LIGHT_SPEEDUP = 1024, 2.0, 0.6, 3.0
 
 
 @dataclass(frozen=True)
@@ -40,16 +43,19 @@ class Plan:
     tiled_size: int | None = 8192  # None: skipped
     tile: int | None = None  # None: FastStylizer's default (automatic tiling)
     matmul_size: int = 2048
+    adain_sizes: tuple[int, ...] = (512, 1024)  # photo and painting both size²
+    emulated_bf16: bool = True  # False: the bf16 rows are skipped (and say so) where the CPU only emulates bf16
 
 
 FULL = Plan()
 QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30,
                             quality_cap_s=120.0, fast_sizes=(512, 1024), tiled_size=None)
-# For the test suite: every job at sizes that take a second or two.
+# For the test suite: every job at sizes that take a second or two, and the bf16 rows only where the CPU
+# computes bf16 (emulated, one Gatys row alone takes seconds).
 # (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
 TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_size=64, quality_steps=3,
             quality_cap_s=30.0, fast_sizes=(64,), train_size=32, train_batch=2, memory_gatys_size=64,
-            tiled_size=384, tile=128, matmul_size=256)
+            tiled_size=384, tile=128, matmul_size=256, adain_sizes=(64,), emulated_bf16=False)
 
 
 def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
@@ -114,7 +120,8 @@ class Suite:
     def rows(self, workloads: tuple[str, ...]) -> list[Row]:
         make = {"gatys-step": self.gatys_step, "gatys-precision": self.gatys_precision,
                 "gatys-time-to-quality": self.gatys_time_to_quality,
-                "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory}
+                "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory,
+                "adain-inference": self.adain_inference}
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
@@ -125,7 +132,9 @@ class Suite:
             reference = self._gatys_reference(size)
             frozen = self._gatys_reference(size, frozen=True)
             for precision in ("auto", "bf16"):
-                painterly = self.run("gatys-painterly", size=size, steps=2 + self.plan.runs, precision=precision)
+                skipped = self._bf16_skipped() if precision == "bf16" else None
+                painterly = skipped or self.run("gatys-painterly", size=size, steps=2 + self.plan.runs,
+                                                precision=precision)
                 rows.append(Row("gatys-step", f"{size} px", reference, painterly, variant=precision,
                                 note=_frozen_note(frozen, painterly)))
         return rows
@@ -139,6 +148,12 @@ class Suite:
             rows.append(Row("gatys-precision", f"{size} px, {steps} steps", None, drift, variant=optimizer,
                             timed=False, note=_drift_note(drift)))
         return rows
+
+    def _bf16_skipped(self) -> dict | None:
+        """The result of a bf16 row the plan leaves out on this CPU ({"skipped": why}), or None to run it."""
+        if self.plan.emulated_bf16 or self.run("machine", matmul_size=self.plan.matmul_size).get("native_bf16", True):
+            return None
+        return {"skipped": "this CPU only emulates bf16, and this plan times bf16 only where it is native"}
 
     def _gatys_reference(self, size: int, frozen: bool = False) -> dict:
         return self.run("gatys-reference", size=size, steps=1 + self.plan.runs, frozen=frozen)
@@ -190,12 +205,55 @@ class Suite:
         """The random model's files, {"torch": path, "onnx": path}; written once (the runner remembers)."""
         return self.run("fast-models", folder=str(self.scratch))
 
+    def adain_inference(self) -> list[Row]:
+        """AdaIN (issue 10): a size² photo with a size² painting. Reference: ReferenceAdaIN (pytorch-AdaIN's
+        test.py, the painting encoded for every photo). painterly: its torch backend (precision "auto", and
+        fp32 where "auto" is not fp32) and ONNX Runtime, the painting's statistics measured once; then the
+        light architecture on both. Each painterly row is credited with its own network's conv FLOPs
+        (photo only); the notes give its share of the matmul rate of the precision it ran in."""
+        models = self.run("adain-models", folder=str(self.scratch))
+        if "error" in models:
+            return [Row("adain-inference", "", models, models)]
+        machine = self.run("machine", matmul_size=self.plan.matmul_size)
+        rows = []
+        for size in self.plan.adain_sizes:
+            reference = self.run("adain-reference", model=models["torch"], size=size, runs=self.plan.runs,
+                                 matmul_size=self.plan.matmul_size)
+            torch_rows: dict[str, dict] = {}  # "standard"/"light" -> the default precision's torch result
+            standard: dict[str, dict] = {}  # backend -> the standard network's result
+            for variant in ("torch", "torch-fp32", "onnx", "light-torch", "light-onnx"):
+                name = "light" if variant.startswith("light-") else "standard"
+                backend = variant.removeprefix("light-").removesuffix("-fp32")
+                precision = "fp32" if variant.endswith("-fp32") else "auto"
+                if precision == "fp32" and torch_rows.get(name, {}).get("precision", "fp32") == "fp32":
+                    continue  # "auto" ran in fp32 already (no native bf16 here): the same measurement
+                model = models[variant.removesuffix("-fp32")]
+                painterly = self.run("adain-painterly", model=model, size=size, runs=self.plan.runs,
+                                     backend=backend, precision=precision, matmul_size=self.plan.matmul_size)
+                if "error" not in painterly:
+                    if backend == "torch" and precision == "auto":
+                        torch_rows[name] = painterly
+                    if backend == "onnx":  # the same network as the torch row; its rate measured in fp32 there
+                        same = torch_rows.get(name, {})
+                        painterly = {**painterly, "flops": same.get("flops"),
+                                     "matmul_gflops": same.get("matmul_gflops") if same.get("precision") == "fp32"
+                                     else None}
+                    if name == "standard":
+                        standard.setdefault(backend, painterly)
+                note = _adain_note(size, reference, painterly, machine, standard_network=name == "standard")
+                if name == "light":
+                    note = _adain_light_note(size, backend, standard.get(backend), painterly) + note
+                rows.append(Row("adain-inference", f"{size}²", reference, painterly, variant=variant, note=note))
+        return rows
+
     def train_step(self) -> list[Row]:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs
         reference = self.run("train-reference", size=size, batch=batch, steps=1 + runs)
         rows = []
         for precision in ("auto", "bf16"):
-            painterly = self.run("train-painterly", size=size, batch=batch, steps=2 + runs, precision=precision)
+            skipped = self._bf16_skipped() if precision == "bf16" else None
+            painterly = skipped or self.run("train-painterly", size=size, batch=batch, steps=2 + runs,
+                                            precision=precision)
             rates = [result.get("images_per_s") for result in (reference, painterly)]
             note = "images/s: reference {}, painterly {}".format(*(f"{r:.2f}" if r else "—" for r in rates))
             rows.append(Row("train-step", f"{size}² ×{batch}", reference, painterly, variant=precision, note=note))
@@ -250,7 +308,7 @@ def _drift_note(drift: dict) -> str:
 
 def _frozen_note(frozen: dict, painterly: dict) -> str:
     """painterly against the more careful reference, whose VGG weights need no gradient."""
-    if "error" in frozen or "error" in painterly:
+    if "error" in frozen or "seconds" not in painterly:  # failed, or skipped
         return ""
     return (f"vs the reference with frozen VGG weights ({frozen['seconds']:.3g} s): "
             f"{frozen['seconds'] / painterly['seconds']:.1f}×")
@@ -269,3 +327,47 @@ def _tiled_note(tiled: dict) -> str:
     verdict = "met" if tiled["peak_rss"] < TILED_TARGET_BYTES else "MISSED"
     return (f"target < 2 GiB {verdict}; {tiled['tile']} px tiles, {tiled['precision']}; the 8-bit input "
             f"alone is {tiled['input_bytes'] / 2**20:.0f} MiB; took {tiled['seconds']:.0f} s")
+
+
+def _adain_note(size: int, reference: dict, painterly: dict, machine: dict, standard_network: bool) -> str:
+    """Where an AdaIN row's speed comes from: its share of the matmul rate of the precision it ran in
+    (measured in its own worker, else the suite's), the reference's work per photo against its own (the
+    standard network is the reference's), the painting's statistics (once), and the targets."""
+    if "error" in painterly or "error" in reference:
+        return ""
+    precision = painterly["precision"]
+    peak = painterly.get("matmul_gflops") or machine.get(f"{precision}_gflops")
+    where = "in its worker" if painterly.get("matmul_gflops") else "by the suite"
+    share = painterly["flops"] / painterly["seconds"] / 1e9 / peak if peak and painterly.get("flops") else None
+    parts = []
+    if share is not None:
+        work = ""
+        if standard_network and reference.get("flops"):
+            ratio = reference["flops"] / painterly["flops"]
+            work = f"; the reference does {ratio:.2f}× that, encoding the painting again"
+            if reference.get("matmul_gflops"):
+                rate = reference["matmul_gflops"]
+                work += (f", at {100 * reference['flops'] / reference['seconds'] / 1e9 / rate:.0f} % of the fp32 "
+                         f"rate its worker measured ({rate:.0f} GFLOP/s)")
+        parts.append(f"{100 * share:.0f} % of the {precision} matmul rate ({peak:.0f} GFLOP/s, measured {where}; "
+                     f"{painterly['flops'] / 1e9:.3g} GFLOP of convs per photo{work})")
+    parts.append(f"the painting's statistics, measured once: {painterly['statistics_seconds']:.3g} s")
+    if size == ADAIN_TARGET_SIZE and standard_network:
+        speedup = reference["seconds"] / painterly["seconds"]
+        verdicts = [f"≥ {ADAIN_SPEEDUP:g}× the reference {'met' if speedup >= ADAIN_SPEEDUP else 'MISSED'}"]
+        if share is not None:
+            verdicts.append(f"≥ {100 * ADAIN_SHARE:.0f} % of the {precision} rate "
+                            f"{'met' if share >= ADAIN_SHARE else 'MISSED'}")
+        parts.append("targets: " + ", ".join(verdicts))
+    return "; ".join(parts)
+
+
+def _adain_light_note(size: int, backend: str, standard: dict | None, light: dict) -> str:
+    """The light AdaIN architecture against the standard one on the same backend (target at ADAIN_TARGET_SIZE²)."""
+    if not standard or "error" in light:
+        return ""
+    speedup = standard["seconds"] / light["seconds"]
+    verdict = ""
+    if size == ADAIN_TARGET_SIZE:
+        verdict = f" (target ≥ {ADAIN_LIGHT_SPEEDUP:g}×: {'met' if speedup >= ADAIN_LIGHT_SPEEDUP else 'MISSED'})"
+    return f"light vs standard AdaIN, {backend}, {size}²: {speedup:.1f}× faster{verdict}; "

@@ -27,12 +27,16 @@ JOBS = {
     "fast-tiled": "benchmarks.fast_jobs:painterly_tiled",
     "train-reference": "benchmarks.train_jobs:reference_steps",
     "train-painterly": "benchmarks.train_jobs:painterly_steps",
+    "adain-models": "benchmarks.adain_jobs:write_models",
+    "adain-reference": "benchmarks.adain_jobs:reference_inference",
+    "adain-painterly": "benchmarks.adain_jobs:painterly_inference",
 }
 
 
 # painterly's jobs run with the allocator setting its CLI applies (painterly.allocator; not with
 # ONNX Runtime, where it costs memory); the references run with glibc's defaults, as their scripts do.
-TUNED_ALLOCATOR = {"gatys-painterly", "gatys-to-quality", "fast-painterly", "fast-tiled", "train-painterly"}
+TUNED_ALLOCATOR = {"gatys-painterly", "gatys-to-quality", "fast-painterly", "fast-tiled", "train-painterly",
+                   "adain-painterly"}
 
 
 def run(job: str, args: dict) -> dict:

@@ -12,4 +12,7 @@ echo "ruff: $(.venv/bin/ruff --version)"
 .venv/bin/ruff check src tests benchmarks
 echo "mypy: $(.venv/bin/mypy --version)"
 .venv/bin/mypy
-exec .venv/bin/python -m pytest "$@"
+# One pytest-xdist worker per core (PYTEST_XDIST_AUTO_NUM_WORKERS overrides the count; `-n 0` after it runs
+# serially), each test file on one worker so its module fixtures are built once; tests/conftest.py gives
+# every worker, and every process a test starts, one torch thread.
+exec .venv/bin/python -m pytest -n auto --dist loadfile "$@"

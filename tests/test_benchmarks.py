@@ -16,8 +16,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
 
-from benchmarks import fast_jobs, gatys_jobs, train_jobs  # noqa: E402
+from benchmarks import fast_jobs, gatys_jobs, reference, train_jobs  # noqa: E402
+from painterly.devices import native_bf16  # noqa: E402
 from painterly.modelfile import load_model  # noqa: E402
+from painterly.weights import random_state_dict  # noqa: E402
 
 
 @pytest.fixture
@@ -39,16 +41,45 @@ def test_command_writes_times_speedup_share_and_memory(tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
     assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
+    native = native_bf16(torch.device("cpu"))
+    assert summary["machine"]["native_bf16"] is native
     rows = summary["rows"]
     assert [row["variant"] for row in rows] == ["auto", "bf16"]  # the default and the bf16 option
     for row in rows:
         assert row["workload"] == "gatys-step"
-        for side in ("reference", "painterly"):
-            assert row[side]["seconds"] > 0 and row[side]["peak_rss"] > 0 and row[side]["flops"] > 0
-            assert row["share_of_fp32_peak"][side] > 0
+        assert row["reference"]["seconds"] > 0 and row["reference"]["peak_rss"] > 0 and row["reference"]["flops"] > 0
+        assert row["share_of_fp32_peak"]["reference"] > 0
+        if row["variant"] == "bf16" and not native:  # the tiny plan times bf16 only where the CPU computes it
+            assert row["painterly"] == {"skipped": "this CPU only emulates bf16, and this plan times bf16 only "
+                                                   "where it is native"}
+            assert row["speedup"] is None and row["share_of_fp32_peak"]["painterly"] is None
+            assert "gatys-step (bf16) 64 px: painterly skipped: this CPU only emulates bf16" in done.stdout
+            assert any(line.split()[:3] == ["gatys-step", "(bf16)", "64"] and "skipped" in line.split()
+                       for line in done.stdout.splitlines())
+            continue
+        assert row["painterly"]["seconds"] > 0 and row["painterly"]["peak_rss"] > 0 and row["painterly"]["flops"] > 0
+        assert row["share_of_fp32_peak"]["painterly"] > 0
         assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
         assert "frozen VGG weights" in row["note"]
     assert "speed-up" in done.stdout and "gatys-step" in done.stdout
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_the_references_vgg_is_the_stack_torchvision_builds(arch, one_thread):
+    """The references build VGG's `features` themselves (importing torchvision costs every job seconds): the
+    same modules in the same places as `torchvision.models.ARCH(weights=None).features`, so the same output."""
+    import torchvision
+
+    state = random_state_dict(arch, seed=0)
+    ours = reference._vgg(arch, state)
+    # What torchvision.models.vgg16/vgg19 build their `.features` with (without initialising the classifier).
+    theirs = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs[{"vgg16": "D", "vgg19": "E"}[arch]])
+    theirs.load_state_dict({key.removeprefix("features."): value for key, value in state.items()})
+    assert repr(ours) == repr(theirs).replace("ReLU(inplace=True)", "ReLU()")  # inplace off: features are kept
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ours(image), theirs.eval()(image))
+    assert all(p.requires_grad is False for p in ours.parameters())
+    assert all(p.requires_grad for p in reference._vgg(arch, state, frozen=False).parameters())
 
 
 def test_gatys_losses_agree_at_step_zero_and_along_adam(one_thread):
@@ -70,7 +101,7 @@ def test_the_textbook_reference_computes_weight_gradients_and_the_frozen_one_doe
 
 
 def test_precision_drift_compares_whole_curves(one_thread):
-    drift = gatys_jobs.precision_drift(64, steps=3, optimizer="adam")
+    drift = gatys_jobs.precision_drift(32, steps=3, optimizer="adam")  # painterly's VGG (to relu5_1) takes 32 px
     curves = drift["curves"]
     assert set(curves) == {"fp32", "bf16", "fp32_nudged"} and all(len(curve) == 3 for curve in curves.values())
     assert curves["fp32"][0] == pytest.approx(curves["fp32_nudged"][0], rel=1e-4)  # 1e-6 barely moves the start

@@ -526,7 +526,7 @@ def test_errors_name_the_flag(command, args, message, pictures, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine; got 'step'"),
+    (["--lr-schedule", "step"], "--lr-schedule must be one of constant, cosine, inverse; got 'step'"),
     (["--batch-size", "0"], "--batch-size must be a positive integer, got 0"),
     (["--size", "30"], "--size must be a multiple of 4"),
 ])
@@ -681,36 +681,48 @@ def _painterly(*args, interval="0"):
                           timeout=300, env={**os.environ, "PAINTERLY_PROGRESS_SECONDS": interval})
 
 
+def _off_a_terminal(quiet, monkeypatch, *args):
+    """(exit code, stderr) of `painterly ARGS` off a terminal: the run that prints its lines in a real process
+    (its stderr a pipe); the --quiet one, which must print nothing, in this process (CliRunner's stderr is no
+    terminal either), since one real process per command shows what a pipe gets."""
+    if not quiet:
+        done = _painterly(*args)
+        return done.returncode, done.stderr
+    monkeypatch.setenv("PAINTERLY_PROGRESS_SECONDS", "0")
+    result = invoke(*args)
+    return result.exit_code, result.stderr
+
+
 @pytest.mark.parametrize("quiet", [False, True])
-def test_stylize_prints_plain_progress_lines_off_a_terminal(quiet, pictures, tmp_path):
+def test_stylize_prints_plain_progress_lines_off_a_terminal(quiet, pictures, tmp_path, monkeypatch):
     content, style, _ = pictures
     args = [a for a in FAST if a != "--quiet"] + (["--quiet"] if quiet else [])
-    result = _painterly("stylize", content, style, "-o", tmp_path / "out.png", *args)
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("painterly: step")]
+    code, stderr = _off_a_terminal(quiet, monkeypatch, "stylize", content, style, "-o", tmp_path / "out.png", *args)
+    assert code == 0, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("painterly: step")]
     if quiet:
-        assert lines == [] and result.stderr == ""
+        assert lines == [] and stderr == ""
     else:
         assert [line.split(",")[0] for line in lines] == [
             f"painterly: step {step}/3 (scale 1/1 32x27)" for step in (1, 2, 3)]
         assert all("loss " in line for line in lines) and "s/step" in lines[-1]
-        assert "\r" not in result.stderr  # no bar drawn into a pipe
+        assert "\r" not in stderr  # no bar drawn into a pipe
 
 
 @pytest.mark.parametrize("quiet", [False, True])
-def test_train_prints_plain_progress_lines_off_a_terminal(quiet, tmp_path):
+def test_train_prints_plain_progress_lines_off_a_terminal(quiet, tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     photos = tmp_path / "photos"
     photos.mkdir()
     for index in range(4):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(photos / f"{index}.png")
     Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "style.png")
-    result = _painterly("train", tmp_path / "style.png", "--data", photos, "-o", tmp_path / "m.safetensors",
-                        "--size", "32", "--batch-size", "2", "--steps", "2", "--arch", "light", "--vgg-weights",
-                        "random", "--device", "cpu", "--content-layers", "relu2_2", "--style-layers",
-                        "relu1_2,relu2_2", *(["--quiet"] if quiet else []))
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("painterly: step")]
+    code, stderr = _off_a_terminal(quiet, monkeypatch, "train", tmp_path / "style.png", "--data", photos, "-o",
+                                   tmp_path / "m.safetensors", "--size", "32", "--batch-size", "2", "--steps", "2",
+                                   "--arch", "light", "--vgg-weights", "random", "--device", "cpu", "--content-layers",
+                                   "relu2_2", "--style-layers", "relu1_2,relu2_2", *(["--quiet"] if quiet else []))
+    assert code == 0, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("painterly: step")]
     if quiet:
         assert lines == []
     else:

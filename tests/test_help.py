@@ -28,7 +28,7 @@ CHOICES = {
 CHOICES_BY_COMMAND = {
     ("stylize", "preserve_color"): config.COLOR_MODES,
     ("apply", "preserve_color"): config.FAST_COLOR_MODES,
-    ("train", "arch"): config.NET_ARCHS,
+    ("train", "arch"): config.TRAIN_ARCHS,
     ("weights", "arch"): (*config.VGG_ARCHS, "all"),
 }
 
@@ -51,17 +51,36 @@ INSTALL_HINTS = {"serve": ["painterly[web]"], "apply": ["painterly[onnx]", "pain
                  "export": ["painterly[onnx]"]}
 
 
-def _render(*args: str) -> str:
+# `painterly COMMAND --help` for each COMMAND given ("" for the overview), one after another through the console
+# script's entry point in one process (one start of Python for all of them), each followed by a line END.
+END = "--- end of help ---"
+HELP_IN_TURN = f"""
+import sys
+from painterly.cli import main
+
+for command in sys.argv[1:]:
+    try:
+        main([*command.split(), "--help"])
+    except SystemExit as exited:
+        assert not exited.code, (command, exited.code)
+    print({END!r}, flush=True)
+"""
+
+
+def _render(*commands: str) -> list[str]:
     environment = {**os.environ, "COLUMNS": "200", "LINES": "50"}
-    result = subprocess.run([sys.executable, "-m", "painterly", *args, "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", HELP_IN_TURN, *commands], capture_output=True, text=True,
                             timeout=120, env=environment)
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    texts = result.stdout.split(f"{END}\n")
+    assert len(texts) == len(commands) + 1 and texts[-1] == "", result.stdout
+    return texts[:-1]
 
 
 @pytest.fixture(scope="module")
 def helps() -> dict[str, str]:
-    return {command: _render(command) for command in COMMANDS}
+    """Each command's help, and the overview's under ""."""
+    return dict(zip([*COMMANDS, ""], _render(*COMMANDS, ""), strict=True))
 
 
 def _command(name: str):
@@ -144,7 +163,7 @@ def test_every_install_hint_written_in_a_help_text_is_shown(helps):
         shown = " ".join(helps[name].split())
         for hint in re.findall(r"painterly\[\w+\]", written):
             assert hint in shown, (name, hint)
-    overview = _render()
+    overview = helps[""]
     assert "pip install 'painterly[web]'" in overview
 
 

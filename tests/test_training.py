@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from typer.testing import CliRunner
 
 from painterly import modelfile
+from painterly.cli import app
 from painterly.config import TrainConfig
 from painterly.errors import OutputError, PainterlyError, UsageError
 from painterly.events import CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent
@@ -84,17 +86,21 @@ def _smooth_image(rng, height, width):
     return Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
 
 
-@pytest.fixture
-def photos(tmp_path):
-    """A folder of small photos, some in a subfolder, and a style image beside it."""
+def _write_photos(parent):
     rng = np.random.default_rng(0)
-    data = tmp_path / "photos"
+    data = parent / "photos"
     (data / "sub").mkdir(parents=True)
     for index, (height, width) in enumerate(PHOTO_SIZES):
         folder = data / "sub" if index % 3 == 0 else data
         _smooth_image(rng, height, width).save(folder / f"photo{index}.png")
-    _smooth_image(rng, 48, 48).save(tmp_path / "style.png")
+    _smooth_image(rng, 48, 48).save(parent / "style.png")
     return data
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """A folder of small photos, some in a subfolder, and a style image beside it."""
+    return _write_photos(tmp_path)
 
 
 def _config(data, **changes):
@@ -179,13 +185,11 @@ def test_resuming_gives_the_weights_of_an_uninterrupted_run(photos, tmp_path):
     assert [r["step"] for r in _metrics(tmp_path / "resumed.safetensors")] == list(range(1, 9))
 
 
-@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_identical_weights(photos, tmp_path):
     script = _child(tmp_path)
     config = _config(photos, steps=8, checkpoint_every=2)
     reference, killed = tmp_path / "reference.safetensors", tmp_path / "killed.safetensors"
     checkpoint = tmp_path / "killed.safetensors.ckpt"
-    straight = subprocess.Popen([sys.executable, *_child_args(script, photos, reference, config)], env=_env())
     victim = subprocess.Popen([sys.executable, *_child_args(script, photos, killed, config)],
                               env=_env(SLOW_STEP="0.3"))
     deadline = time.monotonic() + 120
@@ -198,8 +202,9 @@ def test_a_run_killed_with_sigkill_resumes_to_identical_weights(photos, tmp_path
     assert not killed.exists()
     assert torch.load(checkpoint, weights_only=True)["step"] in (2, 4, 6)
 
-    subprocess.run([sys.executable, *_child_args(script, photos, killed, config, resume=True)], env=_env(), check=True)
-    assert straight.wait() == 0
+    # The resumed run and the uninterrupted one need no process of their own: they run here.
+    _train(photos, killed, resume=True, steps=8, checkpoint_every=2)
+    _train(photos, reference, steps=8, checkpoint_every=2)
     _assert_same_weights(reference, killed)
     assert [r["step"] for r in _metrics(killed)] == list(range(1, 9))
 
@@ -265,28 +270,6 @@ def test_a_callback_can_stop_early_and_keep_a_model(photos, tmp_path):
     train(photos.parent / "style.png", _config(photos, steps=8), output, callback=stop_at_three)
     assert modelfile.read_metadata(output)["steps"] == 3
     assert torch.load(tmp_path / "stopped.safetensors.ckpt", weights_only=True)["step"] == 3
-
-
-@pytest.mark.slow
-def test_two_processes_under_torchrun_write_one_model_and_resume(photos, tmp_path):
-    script = _child(tmp_path)
-    output = tmp_path / "ddp.safetensors"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    # The resumed run's first loss is NaN on rank 1 only: both processes must roll back together.
-    for steps, resume, env in ((2, False, _env()), (4, True, _env(NAN_ON_RANK="1"))):
-        config = _config(photos, steps=steps, checkpoint_every=2)
-        subprocess.run([*torchrun, *_child_args(script, photos, output, config, resume)], env=env, check=True,
-                       timeout=240, capture_output=True)
-
-    assert modelfile.read_metadata(output)["steps"] == 4
-    assert torch.load(tmp_path / "ddp.safetensors.ckpt", weights_only=True)["world_size"] == 2
-    assert [(r["step"], r["lr"]) for r in _metrics(output)] == [(1, 1e-3), (2, 1e-3), (3, 5e-4), (4, 5e-4)]
-    assert "not finite at step 3: rolled back to step 2" in (tmp_path / "ddp.safetensors.events-rank0").read_text()
-    written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ddp."))
-    # Only rank 0 reports events and writes files.
-    assert written == ["ddp.safetensors", "ddp.safetensors.ckpt", "ddp.safetensors.events-rank0",
-                       "ddp.safetensors.metrics.jsonl"]
-    assert "DoneEvent" in (tmp_path / "ddp.safetensors.events-rank0").read_text()
 
 
 def _bad_files(folder):
@@ -368,6 +351,13 @@ def _cli_train(photos, output, *args):
             "--device", "cpu", "--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2", "--quiet", *args]
 
 
+def _cli_train_here(photos, output, *args):
+    """`painterly train` as _cli_train runs it, but in this process (the Typer app, as the console script runs
+    it): for runs whose messages and files are checked, where no real process is needed."""
+    return CliRunner().invoke(app, _cli_train(photos, output, *args)[3:])
+
+
+@pytest.mark.slow
 def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(photos, tmp_path):
     script, output, go = _child(tmp_path), tmp_path / "shared.safetensors", tmp_path / "go"
     lock = tmp_path / "shared.safetensors.lock"
@@ -376,12 +366,11 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(p
                              env=_env(HOLD_AFTER_STEP_1=str(go)))
     try:
         _wait_for(tmp_path / "go.holding", first)  # the first run is training, holding the lock
-        second = subprocess.run(_cli_train(photos, output, "--steps", "2"), env=_env(), capture_output=True,
-                                text=True, timeout=240)
+        second = _cli_train_here(photos, output, "--steps", "2")
     finally:
         go.touch()
     assert first.wait(timeout=240) == 0
-    assert second.returncode == 1, second.stderr
+    assert second.exit_code == 1, second.output
     assert second.stderr.splitlines() == [
         f"painterly: error: {lock}: another training run (process {first.pid}) holds this lock on {output}; "
         "wait for it to end, or train into another --output"]
@@ -425,23 +414,60 @@ def _file_size_limit(limit):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-@pytest.mark.parametrize("options,failing", [
+FULL_DISK = [
     # A metrics line is about 250 bytes: the third one does not fit.
     (["--log-every", "1"], ".metrics.jsonl"),
     (["--log-every", "100", "--checkpoint-every", "2"], ".ckpt"),
     (["--log-every", "100", "--preview-every", "1"], ".previews/step000001_0.png"),
-])
-def test_an_output_that_cannot_be_written_stops_training_with_one_line_and_no_model(options, failing, photos,
-                                                                                   tmp_path):
-    output = tmp_path / "full.safetensors"
-    command = _cli_train(photos, output, "--steps", "6", *options)
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=240,
-                          preexec_fn=_file_size_limit(600))
-    assert done.returncode == 1, done.stderr
-    lines = [line for line in done.stderr.splitlines() if "painterly: warning:" not in line]
+]
+
+# `painterly train ARGS` for each ARGS in turn, through the console script's entry point, in one process
+# (one start of Python and torch for all of them); each run's stderr ends with a line giving its exit status.
+TRAIN_IN_TURN = """
+import json, sys
+from painterly.cli import main
+
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+        status = 0
+    except SystemExit as exited:
+        status = 0 if exited.code is None else exited.code
+    print(f"exit status {status}", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def full_disk_runs(tmp_path_factory):
+    """For each of FULL_DISK: (its folder, the run's exit status, its stderr lines) of `painterly train` in a
+    process where no file may grow past 600 bytes, each run beside its own photos."""
+    folders = [tmp_path_factory.mktemp("full-disk") for _ in FULL_DISK]
+    runs = [_cli_train(_write_photos(folder), folder / "full.safetensors", "--steps", "6", *options)[3:]
+            for folder, (options, _) in zip(folders, FULL_DISK, strict=True)]
+    done = subprocess.run([sys.executable, "-c", TRAIN_IN_TURN, json.dumps([[str(a) for a in run] for run in runs])],
+                          env=_env(), capture_output=True, text=True, timeout=240, preexec_fn=_file_size_limit(600))
+    assert done.returncode == 0, done.stderr
+    results, lines = [], []
+    for line in done.stderr.splitlines():
+        if line.startswith("exit status "):
+            results.append((folders[len(results)], int(line.removeprefix("exit status ")), lines))
+            lines = []
+        else:
+            lines.append(line)
+    assert len(results) == len(FULL_DISK), done.stderr
+    return results
+
+
+@pytest.mark.parametrize("options,failing", FULL_DISK)
+def test_an_output_that_cannot_be_written_stops_training_with_one_line_and_no_model(options, failing,
+                                                                                   full_disk_runs):
+    folder, status, stderr = full_disk_runs[FULL_DISK.index((options, failing))]
+    output = folder / "full.safetensors"
+    assert status == 1, stderr
+    lines = [line for line in stderr if "painterly: warning:" not in line]
     assert lines == [f"painterly: error: {output}{failing}: cannot write (File too large)"]
     assert not output.exists()
-    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "photos" and p.name != "style.png")
+    left = sorted(p.name for p in folder.iterdir() if p.name != "photos" and p.name != "style.png")
     assert left == [] or left == ["full.safetensors.metrics.jsonl"], left  # no checkpoint, lock or temporary
 
 
@@ -494,7 +520,6 @@ def _previews(output):
     return sorted(path.name for path in _beside(output, ".previews").iterdir())
 
 
-@pytest.mark.slow
 def test_an_earlier_run_is_refused_unless_resumed_or_overwritten(photos, tmp_path):
     """A second `train -o SAME` used to replace the model and checkpoint (step 110 became step 5), truncate
     the metrics log and leave the old previews among the new ones."""
@@ -505,9 +530,8 @@ def test_an_earlier_run_is_refused_unless_resumed_or_overwritten(photos, tmp_pat
     before = {path: path.read_bytes() for path in files}
     listing = sorted(tmp_path.rglob("*"))
 
-    refused = subprocess.run(_cli_train(photos, output, "--steps", "2"), env=_env(), capture_output=True, text=True,
-                             timeout=240)
-    assert refused.returncode == 1, refused.stderr
+    refused = _cli_train_here(photos, output, "--steps", "2")
+    assert refused.exit_code == 1, refused.output
     assert refused.stderr.splitlines() == [
         f"painterly: error: {output}: an earlier run's model, checkpoint, metrics log and previews are here; "
         "--resume continues that run, --overwrite deletes them and starts again"]
@@ -519,10 +543,9 @@ def test_an_earlier_run_is_refused_unless_resumed_or_overwritten(photos, tmp_pat
     assert [r["step"] for r in _metrics(output)] == list(range(1, 7))
     assert _previews(output) == [f"step{step:06d}_{i}.png" for step in (2, 4, 6) for i in range(4)]
 
-    overwritten = subprocess.run(_cli_train(photos, output, "--steps", "1", "--overwrite", "--preview-every", "1",
-                                            "--log-every", "1"), env=_env(), capture_output=True, text=True,
-                                 timeout=240)
-    assert overwritten.returncode == 0, overwritten.stderr
+    overwritten = _cli_train_here(photos, output, "--steps", "1", "--overwrite", "--preview-every", "1",
+                                  "--log-every", "1")
+    assert overwritten.exit_code == 0, overwritten.output
     assert modelfile.read_metadata(output)["steps"] == 1
     assert torch.load(checkpoint, weights_only=True)["step"] == 1
     assert [r["step"] for r in _metrics(output)] == [1]
@@ -658,7 +681,6 @@ def test_sigint_and_sigterm_write_a_checkpoint_say_where_and_resume_exactly(phot
     everything, and the message said "nothing was written" though the metrics log was."""
     args = ("--steps", "4", "--checkpoint-every", "100", "--log-every", "1")
     reference = tmp_path / "reference.safetensors"
-    straight = subprocess.Popen(_cli_train(photos, reference, *args), env=_env())
     outputs = []
     for signum, code, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
         output, marker = tmp_path / f"{word}.safetensors", tmp_path / f"{word}.paused"
@@ -681,18 +703,22 @@ def test_sigint_and_sigterm_write_a_checkpoint_say_where_and_resume_exactly(phot
         assert [r["step"] for r in _metrics(output)] == [1]
         assert not _beside(output, ".lock").exists()
 
-        resumed = subprocess.run(_cli_train(photos, output, *args, "--resume"), env=_env(), capture_output=True,
-                                 text=True, timeout=240)
-        assert resumed.returncode == 0, resumed.stderr
+        resumed = _cli_train_here(photos, output, *args, "--resume")  # the resume needs no process of its own
+        assert resumed.exit_code == 0, resumed.output
         assert [r["step"] for r in _metrics(output)] == [1, 2, 3, 4]
         outputs.append(output)
-    assert straight.wait(timeout=240) == 0
+    straight = _cli_train_here(photos, reference, *args)
+    assert straight.exit_code == 0, straight.output
     for output in outputs:
         _assert_same_weights(reference, output)
 
 
 @pytest.mark.slow
-def test_under_torchrun_a_signal_to_one_process_stops_them_all_at_one_step(photos, tmp_path):
+def test_under_torchrun_a_signal_to_one_process_stops_them_all_and_the_resumed_run_rolls_back_together(photos,
+                                                                                                      tmp_path):
+    """Two processes under torchrun: a SIGINT to one stops both at one step with one checkpoint; resumed (each
+    start of a torchrun job costs seconds, so the stopped run is the one resumed) with the first loss NaN on
+    rank 1 only, both roll back together, and one model is written."""
     script, output, go = _child(tmp_path), tmp_path / "ddp.safetensors", tmp_path / "go"
     config = _config(photos, steps=6, checkpoint_every=100)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -712,6 +738,22 @@ def test_under_torchrun_a_signal_to_one_process_stops_them_all_at_one_step(photo
     assert saved["step"] in (1, 2) and saved["world_size"] == 2  # rank 1 held it after step 1's exchange or before
     assert modelfile.read_metadata(output)["steps"] == saved["step"]
     assert [r["step"] for r in _metrics(output)] == list(range(1, saved["step"] + 1))
+
+    stopped = saved["step"]  # the resumed run's first step fails on rank 1 only: both go back to this one
+    config = _config(photos, steps=4, checkpoint_every=100)
+    subprocess.run([*torchrun, *_child_args(script, photos, output, config, resume=True)], env=_env(NAN_ON_RANK="1"),
+                   check=True, timeout=240, capture_output=True)
+    assert modelfile.read_metadata(output)["steps"] == 4
+    assert torch.load(_beside(output, ".ckpt"), weights_only=True)["world_size"] == 2
+    assert [(r["step"], r["lr"]) for r in _metrics(output)] == [
+        (step, 1e-3 if step <= stopped else 5e-4) for step in range(1, 5)]
+    events = (tmp_path / "ddp.safetensors.events-rank0").read_text()
+    assert f"not finite at step {stopped + 1}: rolled back to step {stopped}" in events
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ddp."))
+    # Only rank 0 reports events and writes files.
+    assert written == ["ddp.safetensors", "ddp.safetensors.ckpt", "ddp.safetensors.events-rank0",
+                       "ddp.safetensors.metrics.jsonl"]
+    assert "DoneEvent" in events
 
 
 # --- checkpoints by the clock -------------------------------------------------------------------------

@@ -451,6 +451,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(model_path, clip, tmp_path):
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_mutated_clips_either_play_or_raise_the_project_s_error(stylizer, clip, odd_clip, tmp_path):
     """Flipped bytes, cuts and zeroed runs in MP4 and Matroska clips (a fixed seed, a bounded count):
     each is stylised or refused with a PainterlyError, never another exception. 200 such cases (another

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import os
 import pickle
 import socket
@@ -529,19 +530,44 @@ def test_painterly_weights_does_not_import_torch(tmp_path: Path, dead_url: str) 
     assert "painterly weights --download" not in line and "painterly weights --import" in line
 
 
-@pytest.mark.parametrize("env", [{"TORCH_HOME": "{tmp}/home"}, {"XDG_CACHE_HOME": "{tmp}/xdg"}, {}])
-def test_the_cache_folder_is_torch_hubs_without_importing_torch(tmp_path: Path, env: dict[str, str]) -> None:
-    environment = {key: value.format(tmp=tmp_path) for key, value in env.items()}
+CACHE_ENVIRONMENTS = [{"TORCH_HOME": "{tmp}/home"}, {"XDG_CACHE_HOME": "{tmp}/xdg"}, {}]
+
+
+@pytest.fixture(scope="module")
+def cache_dirs_in_a_fresh_process(tmp_path_factory) -> list[str]:
+    """For each of CACHE_ENVIRONMENTS, in one fresh interpreter (one import of torch for all three): whether
+    weights.cache_dir() found before torch was imported is what it and torch.hub say once torch is."""
+    tmp = tmp_path_factory.mktemp("cache")
+    environments = [{key: value.format(tmp=tmp) for key, value in env.items()} for env in CACHE_ENVIRONMENTS]
     base = {key: value for key, value in os.environ.items() if key not in ("TORCH_HOME", "XDG_CACHE_HOME")}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
-        import sys
+        import json, os, sys
+        from pathlib import Path
         from painterly import weights
-        without = weights.cache_dir()
+
+        def set_environment(env):
+            for key in ("TORCH_HOME", "XDG_CACHE_HOME"):
+                os.environ.pop(key, None)
+            os.environ.update(env)
+
+        environments, without = json.loads(sys.argv[1]), []
+        for env in environments:
+            set_environment(env)
+            without.append(weights.cache_dir())
         assert "torch" not in sys.modules
         import torch.hub
-        print(without == weights.cache_dir(), without == __import__("pathlib").Path(torch.hub.get_dir(), "checkpoints"))
-    """)], capture_output=True, text=True, timeout=300, env={**base, **environment})
-    assert result.stdout == "True True\n", result.stderr
+        for env, path in zip(environments, without):
+            set_environment(env)
+            print(path == weights.cache_dir(), path == Path(torch.hub.get_dir(), "checkpoints"))
+    """), json.dumps(environments)], capture_output=True, text=True, timeout=300, env=base)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("env", CACHE_ENVIRONMENTS)
+def test_the_cache_folder_is_torch_hubs_without_importing_torch(env: dict[str, str],
+                                                                cache_dirs_in_a_fresh_process: list[str]) -> None:
+    assert cache_dirs_in_a_fresh_process[CACHE_ENVIRONMENTS.index(env)] == "True True"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE")

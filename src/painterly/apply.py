@@ -6,7 +6,9 @@ through: at most one batch of them is in memory. When several files are asked fo
 (unreadable, over the pixel limit, or an output that cannot be written) is reported and the
 rest carry on; a single named file fails loudly and writes nothing. Planning never opens a
 file in a way that can fail: a bad file is found, and reported, when its turn comes.
-Every output records `FastStylizer.describe()`: model, settings and input, with hashes.
+Every output records `FastStylizer.describe()`: model, settings and input, with hashes (and, for
+an arbitrary-style model, the paintings and the mask). An arbitrary-style stylizer comes with its
+paintings bound (`FastStylizer.with_styles`), measured once for the whole run.
 Needs no torch when the model is a `.onnx` file. Images are read as 8-bit RGB and stay 8-bit
 through tiling and saving (the output file is 8-bit anyway): only the tiles in flight are
 float, so a large image costs about twice its 8-bit size plus one row of tiles.
@@ -31,7 +33,7 @@ from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
 from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, save_image
 from .provenance import describe_file
-from .video import VIDEO_EXTENSIONS, is_video, stylize_video
+from .video import VIDEO_EXTENSIONS, check_stylizer, is_video, stylize_video
 
 STDIO = "-"
 _STDIN_NAME = "stdin"
@@ -86,8 +88,13 @@ def apply_files(
     A callback raising `StopRequested` ends the run with what is written so far. An interrupt
     (KeyboardInterrupt, or the CLI's SIGTERM) propagates with a note saying what was written.
     """
+    stylizer.check_style()  # an arbitrary-style model without a painting: refused before anything is read
     shown_output = os.fspath(output)
-    jobs, strict = _plan([os.fspath(item) for item in inputs], shown_output, _check_suffix(suffix))
+    jobs, strict = _plan([os.fspath(item) for item in inputs], shown_output, _check_suffix(suffix),
+                         protect=stylizer.input_files())
+    for job in jobs:
+        if job.is_video:  # before any file is written: a refusal midway would leave half a folder
+            check_stylizer(stylizer, job.source)
     run = _Run(stylizer, callback=callback, strict=strict, total=len(jobs))
     try:
         run.process(jobs)
@@ -102,7 +109,8 @@ def apply_files(
 # --- planning: which input goes where ---------------------------------------------------------
 
 
-def _plan(inputs: list[str], output: str, suffix: str | None) -> tuple[list[_Job], bool]:
+def _plan(inputs: list[str], output: str, suffix: str | None, *,
+          protect: Sequence[str] = ()) -> tuple[list[_Job], bool]:
     """The jobs, and whether they are strict: one named input file raises on error instead of reporting."""
     if not inputs:
         raise UsageError("no inputs given")
@@ -116,7 +124,7 @@ def _plan(inputs: list[str], output: str, suffix: str | None) -> tuple[list[_Job
         jobs = [_Job(source, Path(output), source != STDIO and is_video(source))]
     else:
         jobs = list(_folder_jobs(inputs, _output_folder(output), suffix))
-    _check_targets(jobs)
+    _check_targets(jobs, protect)
     return jobs, one_file
 
 
@@ -164,9 +172,10 @@ def _check_suffix(suffix: str | None) -> str | None:
     return suffix
 
 
-def _check_targets(jobs: list[_Job]) -> None:
-    """Before any work: writable extensions, no input overwritten, no two inputs onto one output."""
-    inputs = {_resolved(job.source) for job in jobs if job.source != STDIO}
+def _check_targets(jobs: list[_Job], protect: Sequence[str] = ()) -> None:
+    """Before any work: writable extensions, no input (nor a painting or mask in `protect`) overwritten,
+    no two inputs onto one output."""
+    inputs = {_resolved(job.source) for job in jobs if job.source != STDIO} | {_resolved(path) for path in protect}
     made_from: dict[Path, str] = {}
     for job in jobs:
         if job.target is None:

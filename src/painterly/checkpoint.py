@@ -72,7 +72,8 @@ def check_state(state: dict[str, Any], model: torch.nn.Module, path: Path,
     """The checkpoint's model and optimiser state fit `model` (and `optimizer`): call before restoring.
 
     load_state_dict would stop at a wrong shape with a RuntimeError, and Adam takes
-    moments of the wrong shape without a word and fails at the next step.
+    moments of the wrong shape without a word and fails at the next step. The optimiser holds the
+    parameters that train (an AdaIN net's decoder; its frozen encoder is in the model state only).
     """
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     saved = state["model"]
@@ -85,7 +86,7 @@ def check_state(state: dict[str, Any], model: torch.nn.Module, path: Path,
         if tuple(saved[key].shape) != shape:
             raise PainterlyError(f"{path}: the checkpoint's {key} has shape {tuple(saved[key].shape)}, "
                                  f"this network's {shape}")
-    parameters = list(model.parameters())
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
     groups = state["optimizer"]["param_groups"]
     if sorted(index for group in groups for index in group["params"]) != list(range(len(parameters))):
         raise PainterlyError(f"{path}: the checkpoint's optimiser state is for another network")
@@ -109,13 +110,14 @@ def check_state(state: dict[str, Any], model: torch.nn.Module, path: Path,
 def check_resumable(saved: dict[str, Any], config: TrainConfig, style_sha256: str, path: Path) -> None:
     """A resumed run must compute the same steps: only bookkeeping settings may change.
 
-    A setting added after the checkpoint was written counts as its default, which is what that
-    older run computed with."""
-    defaults = TrainConfig().to_dict()
+    A setting added after the checkpoint was written counts as its default (for the kind of network
+    trained), which is what that older run computed with. `style_sha256` is the painting's digest, or
+    for AdaIN the paintings folder's (`dataset.folder_sha256`)."""
+    defaults = TrainConfig(arch=config.arch).to_dict()
     changed = [name for name, value in config.to_dict().items()
                if name not in RESUMABLE_CHANGES and saved["config"].get(name, defaults[name]) != value]
     if saved["style_sha256"] != style_sha256:
-        changed.append("style image")
+        changed.append("style image" if config.kind == "johnson" else "set of paintings")
     if changed:
         raise PainterlyError(f"{path}: was made with a different {', '.join(changed)}; "
                              "resume with the same settings, or train without --resume")

@@ -26,6 +26,7 @@ from typer.models import OptionInfo
 from . import web
 from .allocator import keep_freed_memory
 from .config import (
+    ADAIN_BOTTLENECKS,
     AUTO_TILE,
     AUTO_TILE_ABOVE,
     BACKENDS,
@@ -36,10 +37,10 @@ from .config import (
     LOSS_NORMALISATIONS,
     LR_SCHEDULES,
     MULTISCALE,
-    NET_ARCHS,
     OPTIMIZERS,
     POOLINGS,
     PRECISIONS,
+    TRAIN_ARCHS,
     VGG_ARCHS,
     ApplyConfig,
     StylizeConfig,
@@ -63,6 +64,7 @@ app = typer.Typer(
 
 _DEFAULTS = StylizeConfig()
 _TRAIN = TrainConfig()
+_ADAIN_TRAIN = TrainConfig(arch="adain")  # the defaults that differ for an AdaIN decoder, for the help
 _APPLY = ApplyConfig()
 
 
@@ -372,7 +374,9 @@ def _demo_weights(quiet: bool) -> str | None:
 @app.command(cls=_Command)
 @user_errors
 def train(
-    style: Annotated[Path, typer.Argument(help="The painting to learn.", show_default=False)],
+    style: Annotated[Path, typer.Argument(
+        help="The painting to learn; for --arch adain or adain-light, a folder of paintings (searched recursively).",
+        show_default=False)],
     data: Annotated[Path, typer.Option(help="Folder of training photos (searched recursively).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file (.safetensors).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUTPUT.ckpt.")] = False,
@@ -381,32 +385,50 @@ def train(
                             "start again (without it or --resume, such an output is refused).")] = False,
     size: Annotated[int, typer.Option(help="Side of the random square crops.")] = _TRAIN.size,
     style_size: Annotated[int | None, typer.Option(
-        help="Long side of the style image.", show_default="its own size")] = None,
-    epochs: Annotated[int, typer.Option(help="Passes over the photos (unless --steps).")] = _TRAIN.epochs,
+        help="Long side of the style image (a Johnson network's one painting; AdaIN's paintings take --resize).",
+        show_default="its own size")] = None,
+    resize: Annotated[int | None, typer.Option(
+        help="Short side the photos (and AdaIN's paintings) are scaled to before the random crop.",
+        show_default=f"--size; adain: {_ADAIN_TRAIN.resize}")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Passes over the photos (unless --steps).",
+        show_default=f"{_TRAIN.epochs}; adain: --steps {_ADAIN_TRAIN.steps} unless --epochs is given")] = None,
     steps: Annotated[int | None, typer.Option(help="Total optimiser steps (overrides --epochs).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Photos per step (per process under torchrun).")] = _TRAIN.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = _TRAIN.lr,
-    lr_schedule: Annotated[str, typer.Option(
-        metavar=_one_of(LR_SCHEDULES), help="cosine decays to 1 % of --lr at the last step.")] = _TRAIN.lr_schedule,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Photos per step (per process under torchrun).",
+        show_default=f"{_TRAIN.batch_size}; adain: {_ADAIN_TRAIN.batch_size}")] = None,
+    lr: Annotated[float | None, typer.Option(
+        help="Adam learning rate.", show_default=f"{_TRAIN.lr:g}; adain: {_ADAIN_TRAIN.lr:g}")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(
+        metavar=_one_of(LR_SCHEDULES),
+        help="cosine decays to 1 % of --lr at the last step; inverse is the AdaIN paper's --lr/(1 + 5e-5 × step).",
+        show_default=f"{_TRAIN.lr_schedule}; adain: {_ADAIN_TRAIN.lr_schedule}")] = None,
     content_weight: Annotated[float, typer.Option(
         help="Weight of the content loss: how closely each photo's layout is kept.")] = _TRAIN.content_weight,
     style_weight: Annotated[float, typer.Option(
         help="Weight of the style loss: how strongly the painting's texture is taken on.")] = _TRAIN.style_weight,
-    tv_weight: Annotated[float, typer.Option(
-        help="Total-variation weight, against pixel noise (0 = off).")] = _TRAIN.tv_weight,
+    tv_weight: Annotated[float | None, typer.Option(
+        help="Total-variation weight, against pixel noise (0 = off).",
+        show_default=f"{_TRAIN.tv_weight:g}; adain: {_ADAIN_TRAIN.tv_weight:g}")] = None,
     content_layers: Annotated[str | None, typer.Option(
-        help="VGG layers the content is compared at, comma-separated.",
+        help=f"VGG layers the content is compared at, comma-separated (adain: its bottleneck, "
+             f"{ADAIN_BOTTLENECKS['adain']}; adain-light: {ADAIN_BOTTLENECKS['adain-light']}).",
         show_default=",".join(_TRAIN.content_layers))] = None,
     style_layers: Annotated[str | None, typer.Option(
-        help="VGG layers the style is compared at, comma-separated, each with an optional weight.",
+        help=f"VGG layers the style is compared at, comma-separated, each with an optional weight (adain: "
+             f"{','.join(_ADAIN_TRAIN.style_layers)}, weight 1 each).",
         show_default=",".join(_TRAIN.style_layers))] = None,
-    vgg: Annotated[str, typer.Option(
-        metavar=_one_of(VGG_ARCHS), help="The VGG network the losses are measured with (Johnson: vgg16).",
-    )] = _TRAIN.vgg,
+    vgg: Annotated[str | None, typer.Option(
+        metavar=_one_of(VGG_ARCHS), help="The VGG network the losses are measured with (Johnson: vgg16; the AdaIN "
+                                         "encoder is vgg19).",
+        show_default=f"{_TRAIN.vgg}; adain: {_ADAIN_TRAIN.vgg}")] = None,
     vgg_weights: Annotated[str | None, typer.Option(
         metavar=_VGG_WEIGHTS, help=_VGG_WEIGHTS_HELP, show_default=_VGG_WEIGHTS_DEFAULT)] = None,
     arch: Annotated[str, typer.Option(
-        metavar=_one_of(NET_ARCHS), help="The network's size: standard is Johnson's; light is faster and smaller.",
+        metavar=_one_of(TRAIN_ARCHS),
+        help="The network: standard is Johnson's, for one painting; light is faster and smaller; adain is "
+             "Huang & Belongie's AdaIN decoder, for any painting, learnt from a folder of them; adain-light is "
+             "a faster AdaIN decoder (bottleneck relu3_1, half the widths).",
     )] = _TRAIN.arch,
     seed: Annotated[int, typer.Option(help=_SEED_HELP)] = _TRAIN.seed,
     device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _TRAIN.device,
@@ -427,20 +449,23 @@ def train(
         help="Stylise a few photos every N steps (0 = off).")] = _TRAIN.preview_every,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
-    """Train a fast style network on a folder of photos (Johnson et al.); works under torchrun."""
+    """Train a fast style network on a folder of photos: for one painting (Johnson et al.), or an AdaIN
+    decoder for any painting (--arch adain); works under torchrun."""
     from .progress import ProgressPrinter
     from .training import train as train_model
 
-    content_names = _layers(content_layers, _TRAIN.content_layers)[0]
-    style_names, layer_weights = _layers(style_layers, _TRAIN.style_layers)
+    # None: the default of the kind of network trained, filled in by TrainConfig.
+    content_names = None if content_layers is None else _layers(content_layers, ())[0]
+    style_names, layer_weights = (None, None) if style_layers is None else _layers(style_layers, ())
+    kind_dependent: dict[str, Any] = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule, "tv_weight": tv_weight,
+        "content_layers": content_names, "style_layers": style_names, "vgg": vgg, "resize": resize}
     config = TrainConfig(
-        data=str(data), size=size, style_size=style_size, epochs=epochs, steps=steps, batch_size=batch_size,
-        lr=lr, lr_schedule=lr_schedule, content_weight=content_weight, style_weight=style_weight,
-        tv_weight=tv_weight, content_layers=content_names, style_layers=style_names,
-        style_layer_weights=layer_weights, vgg=vgg, vgg_weights=vgg_weights, arch=arch, seed=seed,
-        device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
+        data=str(data), size=size, style_size=style_size, steps=steps, content_weight=content_weight,
+        style_weight=style_weight, style_layer_weights=layer_weights, vgg_weights=vgg_weights, arch=arch,
+        seed=seed, device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, preview_every=preview_every,
-        channels_last=channels_last, compile=compile_networks,
+        channels_last=channels_last, compile=compile_networks, **kind_dependent,
     )
     with ProgressPrinter(quiet=quiet) as progress:  # an interrupt's line says what was written (training.py)
         path = train_model(style, config, output, callback=progress, resume=resume, overwrite=overwrite)
@@ -456,9 +481,29 @@ def apply(
     inputs: Annotated[list[str], typer.Argument(
         help="Images, folders, videos (need `pip install 'painterly[video]'`), or - for stdin.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="A file, a folder, or - for stdout.")],
+    styles: Annotated[list[str] | None, typer.Option(
+        "--style", metavar="<painting|keep>",
+        help="Arbitrary-style (AdaIN) models: a painting to paint with; repeat it to blend several "
+        "(--style-blend), or to give one per --mask region, where 'keep' keeps the photo.",
+        show_default=False)] = None,
+    style_blend: Annotated[str | None, typer.Option(
+        help="One weight per --style painting: 0.7,0.3.", show_default="equal weights")] = None,
+    alpha: Annotated[float, typer.Option(
+        help="AdaIN: 1 = the painting's style, 0 = the photo's own features (mixed in feature space).",
+    )] = _APPLY.alpha,
+    style_size: Annotated[int, typer.Option(
+        help="AdaIN: long side each painting is resized to before it is measured; it sets the brush "
+        "strokes' scale (0 = as it is).")] = _APPLY.style_size or 0,
+    mask: Annotated[Path | None, typer.Option(
+        help="AdaIN: an image with one flat colour per region (PNG); the regions, in the order their "
+        "colours first appear from the top-left, take the --style paintings in turn. Images are then "
+        "stylised whole, not tiled (torch backend only).", show_default=False)] = None,
+    mask_feather: Annotated[int, typer.Option(
+        help="Pixels over which a --mask region's edge fades into the next (0 = hard).")] = _APPLY.mask_feather,
     strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = _APPLY.strength,
     preserve_color: Annotated[str | None, typer.Option(
-        metavar=_one_of(FAST_COLOR_MODES), help="luminance: keep the input's colours.",
+        metavar=_one_of(FAST_COLOR_MODES), help="luminance: keep the input's colours. histogram (AdaIN models, "
+        "images only): recolour each painting toward each photo before measuring it.",
         show_default="the model's colours")] = _APPLY.preserve_color,
     size: Annotated[int | None, typer.Option(
         help="Resize the long side first.", show_default="the input's size")] = _APPLY.size,
@@ -481,18 +526,28 @@ def apply(
         show_default=_MAX_PIXELS_DEFAULT)] = _APPLY.max_pixels,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
-    """Stylise images, folders and videos with a trained fast model."""
+    """Stylise images, folders and videos with a trained fast model, or with an arbitrary-style (AdaIN)
+    model and any painting (--style)."""
     from .apply import apply_files
-    from .fast import FastStylizer
+    from .fast import KEEP, FastStylizer
     from .progress import ProgressPrinter
 
+    if style_size < 0:
+        raise UsageError(f"--style-size must be 0 (as it is) or a positive number of pixels, got {style_size}")
     config = ApplyConfig(strength=strength, preserve_color=preserve_color, size=size, tile=tile,
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
-                         precision=precision, smooth=smooth, max_pixels=max_pixels)
+                         precision=precision, smooth=smooth, max_pixels=max_pixels, alpha=alpha,
+                         style_size=style_size or None, style_blend=_floats(style_blend, "--style-blend"),
+                         mask_feather=mask_feather)
     with ProgressPrinter(quiet=quiet) as progress:
         stylizer = FastStylizer(model, config, callback=progress)  # warns of a bf16 the hardware would emulate
         if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8
             keep_freed_memory()
+        if styles:  # each painting read (one line naming a bad one) and measured once, before any photo
+            paintings = [None if item == KEEP else stylizer.read_painting(item) for item in styles]
+            stylizer = stylizer.with_styles(paintings, mask=mask)
+        elif mask is not None or style_blend is not None:
+            raise UsageError(f"--{'mask' if mask is not None else 'style-blend'} needs --style paintings")
         report = apply_files(stylizer, inputs, output, suffix=suffix, callback=progress)
     if report.failed:  # each was reported, naming its file, as it failed: here only how many
         done = len(report.written) + len(report.failed)
@@ -505,13 +560,15 @@ def apply(
 @app.command(cls=_Command)
 @user_errors
 def export(
-    model: Annotated[Path, typer.Argument(help="A .safetensors or pytorch/examples .pth model.", show_default=False)],
+    model: Annotated[Path, typer.Argument(
+        help="A .safetensors model (Johnson or AdaIN) or a pytorch/examples .pth model.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
 ) -> None:
     """Export a fast model to ONNX (checked in ONNX Runtime); needs `pip install 'painterly[onnx]'`.
 
-    The exported model takes any image size, and its output is compared with PyTorch's before it is kept.
+    The exported model takes any image size (an AdaIN model also takes the painting, at run time), and
+    its outputs are compared with PyTorch's before it is kept.
     """
     from .export import export_onnx
 
@@ -523,13 +580,19 @@ def export(
 @app.command(cls=_Command)
 @user_errors
 def convert(
-    model: Annotated[Path, typer.Argument(help="A pytorch/examples fast_neural_style .pth model.", show_default=False)],
+    model: Annotated[Path, typer.Argument(
+        help="A pytorch/examples fast_neural_style .pth model, or pytorch-AdaIN's decoder.pth (with --encoder).",
+        show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .safetensors file to write.")],
+    encoder: Annotated[Path | None, typer.Option(
+        help="pytorch-AdaIN's vgg_normalised.pth: MODEL is then its decoder.pth, and both become one "
+        "arbitrary-style model file.", show_default=False)] = None,
 ) -> None:
-    """Convert a pytorch/examples .pth model into a painterly .safetensors model with metadata."""
+    """Convert a pytorch/examples .pth model, or the published AdaIN decoder and encoder, into a painterly
+    .safetensors model with metadata."""
     from .modelfile import convert_model
 
-    print(f"wrote {convert_model(model, output)}")
+    print(f"wrote {convert_model(model, output, encoder=encoder)}")
 
 
 @app.command(cls=_Command)
@@ -555,7 +618,7 @@ def serve(
         metavar="MINUTES", help="Remove each job's results this long after they were written.",
     )] = web.KEEP_RESULTS_MINUTES,
 ) -> None:
-    """Start the web UI (Fast, Optimize and Video tabs); needs `pip install 'painterly[web]'`."""
+    """Start the web UI (Fast, Any painting, Optimize and Video tabs); needs `pip install 'painterly[web]'`."""
     try:
         web.serve(host=host, port=port, models=models, workdir=workdir, vgg_weights=vgg_weights, device=device,
                   max_upload_mb=max_upload_mb, max_pixels=max_pixels, concurrency=concurrency,

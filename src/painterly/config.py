@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import UsageError
 
@@ -26,10 +27,19 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLINGS = ("max", "avg")
 LOSS_NORMALISATIONS = ("target", "paper")
 VGG_ARCHS = ("vgg16", "vgg19")
+VGG_LAYOUTS = ("torchvision", "adain")  # features.VGGFeatures: torchvision's VGG, or AdaIN's normalised VGG-19
 NET_ARCHS = ("standard", "light")  # TransformerNet sizes (transformer.ARCHITECTURES)
-LR_SCHEDULES = ("constant", "cosine")
+# AdaIN decoders `train` learns: adain.ADAIN_ARCHITECTURES "standard" (the paper's) and "light".
+ADAIN_TRAIN_ARCHS = ("adain", "adain-light")
+TRAIN_ARCHS = (*NET_ARCHS, *ADAIN_TRAIN_ARCHS)  # what `train --arch` takes: the network kind and its size
+# "inverse" is the AdaIN paper's decay, lr / (1 + 5e-5 · step) (pytorch-AdaIN's adjust_learning_rate).
+LR_SCHEDULES = ("constant", "cosine", "inverse")
+INVERSE_LR_DECAY = 5e-5
 BACKENDS = ("auto", "torch", "onnx")
-FAST_COLOR_MODES = ("luminance",)  # a fast model has learned its style: there is no style image to recolour
+# `apply`'s choices: "histogram" recolours the painting an arbitrary-style (AdaIN) model is given; a Johnson
+# model has learned its style, so there is no painting to recolour (JOHNSON_COLOR_MODES).
+FAST_COLOR_MODES = ("luminance", "histogram")
+JOHNSON_COLOR_MODES = ("luminance",)
 
 # Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -189,31 +199,75 @@ def choices_text(choices: Sequence[str]) -> str:
 # Johnson et al.: VGG-16, content relu2_2, style relu1_2 relu2_2 relu3_3 relu4_3.
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+# Huang & Belongie: the style loss at relu1_1 … relu4_1; the content loss at the decoder's bottleneck
+# (adain.ADAIN_ARCHITECTURES: relu4_1, and relu3_1 for the light decoder; tests/test_training_adain.py
+# checks that the two tables agree).
+ADAIN_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+ADAIN_BOTTLENECKS = {"adain": "relu4_1", "adain-light": "relu3_1"}
+ADAIN_SIZE_MULTIPLES = {"adain": 8, "adain-light": 4}  # one ×2 per pooling before the bottleneck
+ADAIN_STEPS = 160_000  # pytorch-AdaIN's max_iter: ≈15 epochs of COCO at batch 8
+
+# The settings whose default depends on the kind of network trained, each written once here;
+# TrainConfig leaves them None and fills them in (`to_dict()`, hence every model file and
+# checkpoint, records the resolved values). AdaIN's are the paper's recipe (Huang & Belongie 2017,
+# pytorch-AdaIN's train.py): Adam 1e-4 with lr/(1 + 5e-5·step), batch 8, no TV, VGG-19, the
+# paper's plain mean squared errors, photos and paintings resized to 512 on their short side
+# before the 256² crop, style layers summed with weight 1 each.
+TRAIN_DEFAULTS: dict[str, dict[str, object]] = {
+    "johnson": {"lr": 1e-3, "lr_schedule": "constant", "batch_size": 4, "tv_weight": 1.0, "vgg": "vgg16",
+                "content_layers": JOHNSON_CONTENT_LAYERS, "style_layers": JOHNSON_STYLE_LAYERS,
+                "loss_normalisation": "target", "resize": None},
+    "adain": {"lr": 1e-4, "lr_schedule": "inverse", "batch_size": 8, "tv_weight": 0.0, "vgg": "vgg19",
+              "content_layers": None,  # the arch's bottleneck (ADAIN_BOTTLENECKS)
+              "style_layers": ADAIN_STYLE_LAYERS, "loss_normalisation": "paper",
+              "resize": 512},
+}
+_KIND_DEPENDENT = (*TRAIN_DEFAULTS["johnson"], "epochs", "steps", "style_layer_weights")
+# The default of a field TrainConfig fills in from its kind's (None, typed as the resolved value).
+KIND_DEFAULT: Any = None
+
+
+def train_kind(arch: str) -> str:
+    """"adain" for the AdaIN decoders, "johnson" for a TransformerNet: what `arch` trains."""
+    return "adain" if arch in ADAIN_TRAIN_ARCHS else "johnson"
 
 
 @dataclass
 class TrainConfig:
-    """Training a fast (Johnson) style network on a folder of photos."""
+    """Training a fast network on a folder of photos: a Johnson TransformerNet for one painting, or an
+    AdaIN decoder (`arch` "adain"/"adain-light") for any painting, from a folder of paintings.
+
+    Fields defaulting to KIND_DEFAULT (None) take their kind's default (TRAIN_DEFAULTS) when the
+    config is made; an explicit None asks for it too.
+    """
 
     data: str = ""  # folder of training photos, searched recursively
     size: int = 256  # side of the square random crops
-    style_size: int | None = None  # long side of the style image; None: as it is
-    epochs: int = 2  # passes over the data, unless `steps` is set
-    steps: int | None = None  # total optimiser steps; overrides epochs
-    batch_size: int = 4
-    lr: float = 1e-3
-    lr_schedule: str = "constant"  # or "cosine" (decays to 1 % of lr at the last step)
+    style_size: int | None = None  # long side of the style image; None: as it is (Johnson only)
+    epochs: int = KIND_DEFAULT  # passes over the data, unless `steps` is set; 2
+    # Total optimiser steps; overrides epochs. None: `epochs` of the photos (Johnson), ADAIN_STEPS
+    # unless `epochs` is given (AdaIN).
+    steps: int | None = None
+    batch_size: int = KIND_DEFAULT  # 4 (Johnson), 8 (AdaIN)
+    lr: float = KIND_DEFAULT  # 1e-3 (Johnson), 1e-4 (AdaIN)
+    # "cosine" decays to 1 % of lr at the last step, "inverse" is lr/(1 + 5e-5·step); constant
+    # (Johnson), inverse (AdaIN)
+    lr_schedule: str = KIND_DEFAULT
     content_weight: float = 1.0
-    style_weight: float = 10.0  # with "target" normalisation each term starts near 1
-    tv_weight: float = 1.0
-    content_layers: tuple[str, ...] = JOHNSON_CONTENT_LAYERS
-    style_layers: tuple[str, ...] = JOHNSON_STYLE_LAYERS
-    style_layer_weights: tuple[float, ...] | None = None
-    vgg: str = "vgg16"
+    style_weight: float = 10.0  # with "target" normalisation each term starts near 1; the AdaIN paper's λ
+    tv_weight: float = KIND_DEFAULT  # 1 (Johnson), 0 (AdaIN)
+    content_layers: tuple[str, ...] = KIND_DEFAULT  # relu2_2 (Johnson), the bottleneck (AdaIN)
+    style_layers: tuple[str, ...] = KIND_DEFAULT  # Johnson's four (Johnson), relu1_1 … relu4_1 (AdaIN)
+    style_layer_weights: tuple[float, ...] | None = None  # None: equal summing to 1 (Johnson), 1 each (AdaIN)
+    vgg: str = KIND_DEFAULT  # vgg16 (Johnson), vgg19 (AdaIN: its encoder is VGG-19)
     vgg_weights: str | None = None
     pooling: str = "max"
-    loss_normalisation: str = "target"
-    arch: str = "standard"  # TransformerNet size: "standard" (Johnson) or "light"
+    loss_normalisation: str = KIND_DEFAULT  # target (Johnson), paper (AdaIN: plain mean squared errors)
+    # "standard"/"light": a TransformerNet of that size; "adain"/"adain-light": an AdaIN decoder
+    arch: str = "standard"
+    # Short side photos (and AdaIN's paintings) are scaled to before the crop; None (Johnson): `size`,
+    # so a crop covers the photo's height or width; 512 (AdaIN, as the paper).
+    resize: int | None = KIND_DEFAULT
     # Channels-last memory for the TransformerNet, the photos and VGG: faster convolutions on GPUs with
     # tensor cores (benchmarks/gpu.py measures it); the weights come out the same, in the usual layout.
     channels_last: bool = False
@@ -232,11 +286,40 @@ class TrainConfig:
     preview_every: int = 0  # >0: stylise a few fixed photos every N steps
 
     def __post_init__(self) -> None:
+        # As given, before the kind's defaults fill them: `replace(arch=...)` resolves afresh from these.
+        self._given = {name: getattr(self, name) for name in _KIND_DEPENDENT}
+        self._resolve()
+        self.validate()
+
+    @property
+    def kind(self) -> str:
+        """"johnson" or "adain": which network `arch` trains."""
+        return train_kind(self.arch)
+
+    @property
+    def bottleneck(self) -> str | None:
+        """The AdaIN decoder's bottleneck layer (its content-loss layer); None for a Johnson network."""
+        return ADAIN_BOTTLENECKS.get(self.arch)
+
+    def _resolve(self) -> None:
+        """Fill the fields left None with the kind's defaults, and make the sequences tuples."""
+        check_choice("arch", self.arch, TRAIN_ARCHS)
+        defaults = dict(TRAIN_DEFAULTS[self.kind])
+        if self.kind == "adain":
+            defaults["content_layers"] = (self.bottleneck,)
+            if self.steps is None and self.epochs is None:
+                self.steps = ADAIN_STEPS
+        for name, value in defaults.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.epochs is None:
+            self.epochs = 2
         self.content_layers = tuple(self.content_layers)
         self.style_layers = tuple(self.style_layers)
         if self.style_layer_weights is not None:
             self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
-        self.validate()
+        elif self.kind == "adain":  # the paper sums its layers' terms
+            self.style_layer_weights = (1.0,) * len(self.style_layers)
 
     def validate(self) -> None:
         for name in ("size", "epochs", "batch_size", "checkpoint_every", "log_every"):
@@ -245,14 +328,20 @@ class TrainConfig:
             _positive_int("steps", self.steps)
         if self.style_size is not None:
             _positive_int("style_size", self.style_size)
-        if self.size % SIZE_MULTIPLE:
-            raise UsageError(f"size must be a multiple of {SIZE_MULTIPLE} (the network downsamples twice), "
-                             f"got {self.size}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
+        multiple = ADAIN_SIZE_MULTIPLES.get(self.arch, SIZE_MULTIPLE)
+        if self.size % multiple:
+            pools = "the network downsamples twice" if self.kind == "johnson" else "the encoder pools before it"
+            raise UsageError(f"size must be a multiple of {multiple} ({pools}), got {self.size}")
+        if self.resize is not None:
+            _positive_int("resize", self.resize)
+            if self.resize < self.size:
+                raise UsageError(f"resize ({self.resize}) must be at least the crop size ({self.size})")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise UsageError(f"lr must be a positive number, got {self.lr}")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        check_choice("arch", self.arch, NET_ARCHS)
         _check_loss_and_device(self)
+        if self.kind == "adain":
+            self._validate_adain()
         if self.workers < 0 or self.preview_every < 0:
             raise UsageError("workers and preview_every must not be negative")
         minutes = self.checkpoint_minutes
@@ -263,6 +352,21 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
+    def _validate_adain(self) -> None:
+        """What an AdaIN decoder's training cannot take: the encoder it decodes is VGG-19 as trained."""
+        if self.vgg != "vgg19":
+            raise UsageError(f"vgg must be vgg19 for --arch {self.arch}: the AdaIN encoder is VGG-19, got {self.vgg}")
+        if self.pooling != "max":
+            raise UsageError(f"pooling must be max for --arch {self.arch}: the AdaIN encoder pools as VGG-19 was "
+                             f"trained, got {self.pooling}")
+        if self.content_layers != (self.bottleneck,):
+            raise UsageError(f"content_layers must be {self.bottleneck} for --arch {self.arch}: the content loss "
+                             f"compares the output with the AdaIN target at the bottleneck, got "
+                             f"{','.join(self.content_layers or ()) or 'none'}")
+        if self.style_size is not None:
+            raise UsageError(f"style_size is for a Johnson network's one painting; --arch {self.arch} resizes "
+                             "its paintings like the photos, with resize")
+
     def layer_weights(self) -> dict[str, float]:
         return _layer_weights(self.style_layers, self.style_layer_weights)
 
@@ -270,7 +374,12 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def replace(self, **changes) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`; the settings this one took from its kind's defaults are resolved
+        afresh, so `replace(arch="adain")` gets AdaIN's learning rate, not Johnson's."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        values.update(self._given)
+        values.update(changes)
+        return TrainConfig(**values)
 
 
 # The fast network's sides must be a multiple of this, so its two stride-2 convolutions and two x2
@@ -309,20 +418,36 @@ class ApplyConfig:
     precision: str = "auto"
     smooth: float = 0.0  # video: temporal smoothing against flicker, in [0, 1)
     max_pixels: int | None = None  # largest input (image or frame) accepted; None: $PAINTERLY_MAX_PIXELS or the default
+    # Arbitrary-style (AdaIN) models only. alpha: 1 paints with the painting's statistics, 0 decodes the
+    # photo's own features (interpolated in feature space, unlike `strength`, which blends pixels).
+    alpha: float = 1.0
+    # Long side the painting is resized to before its statistics are measured (pytorch-AdaIN's test.py:
+    # 512, though it resizes the short side); it sets the brush strokes' scale. None: as it is.
+    style_size: int | None = 512
+    style_blend: tuple[float, ...] | None = None  # one weight per painting; None: equal
+    mask_feather: int = 8  # pixels over which a --mask region's edge fades into the next
 
     def __post_init__(self) -> None:
+        if self.style_blend is not None:
+            self.style_blend = tuple(float(w) for w in self.style_blend)
         self.validate()
 
     def validate(self) -> None:
         if not (isinstance(self.strength, (int, float)) and 0.0 <= self.strength <= 1.0):
             raise UsageError(f"strength must be between 0 and 1, got {self.strength}")
-        if self.preserve_color == "histogram":
-            raise UsageError(
-                "preserve_color 'histogram' recolours the style image before stylising, but a fast model "
-                "has already learned its style; use 'luminance'"
-            )
-        if self.preserve_color is not None:
+        if self.preserve_color is not None:  # "histogram" only for arbitrary-style models: FastStylizer checks
             check_choice("preserve_color", self.preserve_color, FAST_COLOR_MODES)
+        if isinstance(self.alpha, bool) or not (isinstance(self.alpha, (int, float)) and 0.0 <= self.alpha <= 1.0):
+            raise UsageError(f"alpha must be between 0 and 1, got {self.alpha}")
+        if self.style_size is not None:
+            _positive_int("style_size", self.style_size)
+        if self.style_blend is not None and (
+                not self.style_blend or any(not math.isfinite(w) or w < 0 for w in self.style_blend)
+                or sum(self.style_blend) <= 0):
+            raise UsageError("style_blend weights must be non-negative and not all zero")
+        if isinstance(self.mask_feather, bool) or not (isinstance(self.mask_feather, int) and self.mask_feather >= 0):
+            raise UsageError(f"mask_feather must be 0 (hard edges) or a positive number of pixels, "
+                             f"got {self.mask_feather!r}")
         if self.size is not None:
             _positive_int("size", self.size)
         if self.tile is not None and not (isinstance(self.tile, int) and (self.tile == 0 or self.tile >= MIN_TILE)):

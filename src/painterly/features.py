@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import weights as vgg_weights
-from .config import POOLINGS, VGG_ARCHS, StylizeConfig, TrainConfig, check_choice
+from .config import POOLINGS, VGG_ARCHS, VGG_LAYOUTS, StylizeConfig, TrainConfig, check_choice
 from .errors import UsageError
 from .events import Callback, MessageEvent, ignore
 from .losses import PerceptualLoss
@@ -75,6 +75,11 @@ class VGGFeatures(nn.Module):
         seed: seed of the random weights.
         state_dict: weights already loaded (skips `weights`); used to share one
             download between several encoders.
+        layout: ``"torchvision"`` (zero padding, floor pooling, ImageNet normalisation)
+            or ``"adain"``: the normalised VGG-19 published with AdaIN (Huang & Belongie
+            2017): reflection padding, ceil-mode max pooling and a learned 1×1 input conv
+            (``front``) on [0, 1] RGB instead of the normalisation. Its weights come only as
+            a `state_dict` (the same ``features.N`` keys, plus ``front.weight``/``front.bias``).
     """
 
     def __init__(
@@ -87,17 +92,23 @@ class VGGFeatures(nn.Module):
         seed: int = 0,
         state_dict: dict[str, torch.Tensor] | None = None,
         progress: bool = True,
+        layout: str = "torchvision",
     ) -> None:
         super().__init__()
         if not layers:
             raise UsageError("VGGFeatures needs at least one layer")
         check_choice("pooling", pooling, POOLINGS)
+        check_choice("layout", layout, VGG_LAYOUTS)
+        if layout == "adain" and state_dict is None:
+            raise UsageError("the adain VGG layout has no downloadable weights: pass its state_dict")
         self.arch = arch
+        self.layout = layout
         self.layers = tuple(dict.fromkeys(check_layers(layers, arch)))
         names = layer_names(arch)
         self.depth = max(names.index(name) for name in self.layers) + 1
         self._names = names[: self.depth]
         self.features = self._build(pooling)
+        self.front = nn.Conv2d(3, 3, 1) if layout == "adain" else None
         # Keys in torchvision's layout ("features.21.weight"), only those of the prefix built.
         required = [f"features.{key}" for key in self.features.state_dict()]
         if state_dict is None:
@@ -107,6 +118,8 @@ class VGGFeatures(nn.Module):
         else:
             self.weights_description = "given state dict"
         self.features.load_state_dict({key[len("features."):]: state_dict[key] for key in required})
+        if self.front is not None:
+            self.front.load_state_dict({"weight": state_dict["front.weight"], "bias": state_dict["front.bias"]})
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(vgg_weights.IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -119,12 +132,15 @@ class VGGFeatures(nn.Module):
     def _build(self, pooling: str) -> nn.Sequential:
         modules: list[nn.Module] = []
         in_channels = 3
+        reflect = self.layout == "adain"
         for item in _config(self.arch):
             if isinstance(item, int):
-                modules += [nn.Conv2d(in_channels, item, 3, padding=1), nn.ReLU(inplace=False)]
+                modules += [nn.Conv2d(in_channels, item, 3, padding=1, padding_mode="reflect" if reflect else "zeros"),
+                            nn.ReLU(inplace=False)]
                 in_channels = item
             else:  # "M"
-                pool = nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2)
+                pool = (nn.MaxPool2d(2, 2, ceil_mode=reflect) if pooling == "max"
+                        else nn.AvgPool2d(2, 2, ceil_mode=reflect))
                 modules.append(pool)
             if len(modules) >= self.depth:
                 break
@@ -158,7 +174,7 @@ class VGGFeatures(nn.Module):
         wanted = set(self.layers if layers is None else layers)
         if not wanted <= set(self.layers):
             raise ValueError(f"layers {sorted(wanted - set(self.layers))} are not computed by this encoder")
-        x = (image - self.mean) / self.std
+        x = self.front(image) if self.front is not None else (image - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, torch.Tensor] = {}

@@ -101,8 +101,9 @@ def read_settings(path: StrPath) -> dict | None:
     """The settings dict `save_image` stored in the file, or None when there is none.
 
     A stylised image painterly wrote holds one record, from the CLI, the API and the web UI alike:
-    "painterly" (the version), "method" ("gatys" or "fast"), "config" (the settings) and the inputs
-    (and, for "fast", the model) by name and SHA-256; `pipeline.settings_for` makes the Gatys one."""
+    "painterly" (the version), "method" ("gatys", "fast" or "adain"), "config" (the settings) and the
+    inputs (and, for "fast" and "adain", the model; for "adain", the paintings) by name and SHA-256;
+    `pipeline.settings_for` makes the Gatys one."""
     shown = os.fspath(path)
     with _open(path, shown) as img, _decoding(shown):
         if img.format == "PNG":

@@ -21,6 +21,7 @@ from torch import nn
 
 from .config import LOSS_NORMALISATIONS, check_choice
 from .errors import UsageError
+from .style_stats import normalised_weights as normalised_blend
 
 _EPS = 1e-8
 
@@ -172,14 +173,64 @@ def _positions(features: torch.Tensor) -> int:
     return features.shape[-2] * features.shape[-1]
 
 
-def normalised_blend(blend: Sequence[float] | None, count: int) -> list[float]:
-    if count == 0:
-        raise UsageError("at least one style image is needed")
-    if blend is None:
-        return [1.0 / count] * count
-    if len(blend) != count:
-        raise UsageError(f"--style-blend has {len(blend)} weights for {count} style images")
-    if any(b < 0 for b in blend) or sum(blend) <= 0:
-        raise UsageError("--style-blend weights must be non-negative and not all zero")
-    total = float(sum(blend))
-    return [b / total for b in blend]
+# --- AdaIN (Huang & Belongie 2017) --------------------------------------------------------------------
+
+Statistics = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer -> (mean, std), each (N, C, 1, 1)
+
+
+def _mse(value: torch.Tensor, target: torch.Tensor, normalisation: str) -> torch.Tensor:
+    """Paper: mean((x−y)²), as pytorch-AdaIN's nn.MSELoss. Target: that divided by mean(y²)."""
+    error = (value - target).pow(2).mean()
+    return error if normalisation == "paper" else error / (target.pow(2).mean() + _EPS)
+
+
+class AdaINLoss(nn.Module):
+    """The AdaIN decoder's loss over a `VGGFeatures` encoder: content ‖f(g(t)) − t‖² at the bottleneck,
+    style Σ_l w_l·(‖μ(f_l(g(t))) − μ(f_l(s))‖² + ‖σ(…) − σ(…)‖²) over the style layers, plus optional TV.
+
+    The paintings change with every batch, so their statistics (`style_statistics`) are computed per
+    step and passed in, pairing photo i with painting i. Means and standard deviations are
+    `adain.mean_std`'s (unbiased variance + 1e-5, as pytorch-AdaIN's calc_mean_std).
+    """
+
+    def __init__(self, encoder: nn.Module, bottleneck: str, style_layers: Mapping[str, float], *,
+                 content_weight: float, style_weight: float, tv_weight: float,
+                 normalisation: str = "paper") -> None:
+        super().__init__()
+        check_choice("loss_normalisation", normalisation, LOSS_NORMALISATIONS)
+        missing = ({bottleneck} | set(style_layers)) - set(getattr(encoder, "layers", ()))
+        if missing:
+            raise UsageError(f"the encoder does not compute layers {sorted(missing)}")
+        self.encoder = encoder
+        self.bottleneck = bottleneck
+        self.style_layers = dict(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.normalisation = normalisation
+
+    @torch.no_grad()
+    def style_statistics(self, paintings: torch.Tensor) -> Statistics:
+        """Each style layer's (and the bottleneck's) per-painting mean and std: the step's targets,
+        and the bottleneck statistics the AdaIN target t is made with."""
+        from .adain import mean_std  # adain.py builds on features.py, which imports this module
+
+        feats = self.encoder(paintings)
+        return {layer: mean_std(feats[layer]) for layer in dict.fromkeys([*self.style_layers, self.bottleneck])}
+
+    def forward(self, image: torch.Tensor, target: torch.Tensor, style: Statistics) -> LossTerms:
+        """The loss of decoded `image` (N, 3, H, W) for AdaIN targets `target` (N, C, h, w) and the
+        paintings' `style` statistics."""
+        from .adain import mean_std
+
+        norm = self.normalisation
+        feats = self.encoder(image, list(dict.fromkeys([self.bottleneck, *self.style_layers])))
+        content_term = _mse(feats[self.bottleneck].float(), target.float(), norm)
+        style_term = image.new_zeros(())
+        for layer, weight in self.style_layers.items():
+            mean, std = mean_std(feats[layer])
+            style_mean, style_std = style[layer]
+            style_term = style_term + weight * (_mse(mean, style_mean, norm) + _mse(std, style_std, norm))
+        tv_term = total_variation(image.float(), norm) if self.tv_weight else image.new_zeros(())
+        content_term = self.content_weight * content_term
+        style_term = self.style_weight * style_term
+        tv_term = self.tv_weight * tv_term
+        return LossTerms(content_term + style_term + tv_term, content_term, style_term, tv_term)

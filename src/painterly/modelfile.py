@@ -3,8 +3,11 @@
 A painterly model is a `.safetensors` file whose metadata (JSON strings, as
 safetensors requires) records the format version, the architecture, the
 style image, the full training settings, the steps trained and a SHA-256 of
-the tensors. Loading never unpickles code: safetensors has no code, and
-`.pth` files from pytorch/examples' fast_neural_style are read with
+the tensors. Two kinds share the format: a Johnson `TransformerNet`
+(format "painterly-transformer") and an arbitrary-style `AdaINNet` (format
+"painterly-adain": the decoder and the VGG encoder it was trained against).
+Loading never unpickles code: safetensors has no code, and `.pth` files
+(pytorch/examples' fast_neural_style, pytorch-AdaIN's) are read with
 `weights_only=True` (`torchfiles`).
 
 Model files come from strangers, so nothing in one is trusted: every
@@ -21,7 +24,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -31,9 +34,16 @@ from .errors import ModelFileError
 from .torchfiles import load_torch_file, state_dict_of, tensors_sha256
 from .transformer import MAX_PIXEL_SCALE, Architecture, TransformerNet
 
+if TYPE_CHECKING:
+    from .adain import AdaINNet
+
+    Network = TransformerNet | AdaINNet
+
 # 1 is still written: the checksum is an optional field that older painterly versions read as extra metadata.
 FORMAT_VERSION = 1
 FORMAT_NAME = "painterly-transformer"
+ADAIN_FORMAT = "painterly-adain"
+FORMATS = (FORMAT_NAME, ADAIN_FORMAT)
 CHECKSUM_FIELD = "tensors_sha256"
 TORCH_SUFFIXES = (".pth", ".pt", ".model")
 # Metadata fields stored as plain text; every other field is JSON.
@@ -43,7 +53,7 @@ _STALE_KEY = re.compile(r"(^|\.)in\d+\.running_(mean|var)$|(^|\.)in\d+\.num_batc
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | None = None,
+def save_model(model: Network, path: str | os.PathLike, *, style: dict | None = None,
                training: dict | None = None, steps: int = 0, extra: dict | None = None) -> Path:
     """Write `model` atomically (temp file, then rename): never a half-written model file.
 
@@ -58,11 +68,12 @@ def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | 
     if path.suffix != ".safetensors":
         raise ModelFileError(f"{path}: model files are written as .safetensors")
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    is_transformer = isinstance(model, TransformerNet)
     metadata = {
-        "format": FORMAT_NAME,
+        "format": FORMAT_NAME if is_transformer else ADAIN_FORMAT,
         "format_version": str(FORMAT_VERSION),
         "architecture": json.dumps(model.architecture.to_dict()),
-        "pixel_scale": json.dumps(model.pixel_scale),
+        **({"pixel_scale": json.dumps(model.pixel_scale)} if is_transformer else {}),
         "style": json.dumps(style or {}),
         "training": json.dumps(training or {}),
         "steps": str(steps),
@@ -76,12 +87,15 @@ def save_model(model: TransformerNet, path: str | os.PathLike, *, style: dict | 
     return path
 
 
-def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[TransformerNet, dict]:
-    """A TransformerNet in eval mode and its metadata, from painterly or pytorch/examples files."""
+def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -> tuple[Network, dict]:
+    """A network in eval mode and its metadata, from painterly or pytorch/examples files: a
+    TransformerNet, or an AdaINNet for a "painterly-adain" file (`is_arbitrary` tells them apart)."""
     path = Path(path)
     _check_file(path)
     if path.suffix == ".safetensors":
         tensors, metadata = _read_safetensors(path)  # shapes checked already if the architecture is recorded
+        if metadata.get("format") == ADAIN_FORMAT:
+            return _load_adain(tensors, metadata, path, device)
     elif path.suffix in TORCH_SUFFIXES:
         tensors, metadata = _read_torch(path), {"format": "pytorch-examples", "pixel_scale": 255.0}
     else:
@@ -102,6 +116,24 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     return model.to(device).eval(), metadata
 
 
+def is_arbitrary(metadata: dict) -> bool:
+    """Whether a model file's metadata is that of an arbitrary-style (AdaIN) model, which needs a
+    painting at run time."""
+    return metadata.get("format") == ADAIN_FORMAT
+
+
+def _load_adain(tensors: dict[str, torch.Tensor], metadata: dict, path: Path,
+                device: str | torch.device) -> tuple[Network, dict]:
+    from .adain import AdaINArchitecture, AdaINNet
+
+    if "architecture" not in metadata:
+        raise ModelFileError(f"{path}: an AdaIN model file must record its architecture")
+    _check_values(tensors, path)
+    model = AdaINNet(AdaINArchitecture(**metadata["architecture"]))
+    model.load_state_dict(tensors)  # names and shapes were checked against the architecture
+    return model.to(device).eval(), metadata
+
+
 def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata of a painterly model file, checked, without loading its tensors."""
     path = Path(path)
@@ -109,8 +141,19 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return _open_safetensors(path, with_tensors=False)[1]
 
 
-def convert_model(source: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Turn a pytorch/examples `.pth` into a painterly `.safetensors` with metadata."""
+def convert_model(source: str | os.PathLike, output: str | os.PathLike, *,
+                  encoder: str | os.PathLike | None = None) -> Path:
+    """Turn a pytorch/examples `.pth` into a painterly `.safetensors` with metadata; with `encoder`,
+    `source` is pytorch-AdaIN's `decoder.pth` and `encoder` its `vgg_normalised.pth`, made into one
+    AdaIN model file."""
+    from .provenance import describe_file
+
+    if encoder is not None:
+        from .adain import import_published
+
+        adain = import_published(Path(source), Path(encoder))
+        files = [describe_file(Path(source)), describe_file(Path(encoder))]
+        return save_model(adain, output, extra={"converted_from": {"files": files, "format": "pytorch-adain"}})
     model, metadata = load_model(source)
     return save_model(model, output, extra={"converted_from": {"file": str(source), "format": metadata["format"]}})
 
@@ -141,7 +184,7 @@ def _open_safetensors(path: Path, *, with_tensors: bool) -> tuple[dict[str, torc
                 return {}, metadata
             if "architecture" in metadata:
                 shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
-                _check_shapes(shapes, Architecture(**metadata["architecture"]), path)
+                _check_shapes(shapes, _architecture(metadata), path)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
         raise ModelFileError(f"{path}: not a readable safetensors model ({_one_line(error)})") from None
@@ -178,16 +221,39 @@ def _infer(tensors: dict[str, torch.Tensor], path: Path) -> Architecture:
         raise ModelFileError(f"{path}: not a TransformerNet state dict ({error})") from None
 
 
-def _check_shapes(shapes: dict[str, tuple[int, ...]], architecture: Architecture, path: Path) -> None:
-    """The tensors' names and shapes are exactly the architecture's; measured on a network of no memory."""
+def _architecture(metadata: dict) -> Any:
+    """The architecture a file's (checked) metadata records, of its kind."""
+    if metadata.get("format") == ADAIN_FORMAT:
+        from .adain import AdaINArchitecture
+
+        return AdaINArchitecture(**metadata["architecture"])
+    return Architecture(**metadata["architecture"])
+
+
+def _expected_shapes(architecture: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor name and shape of a network of `architecture`, measured on one of no memory."""
+    if isinstance(architecture, Architecture):
+        with torch.device("meta"):
+            return {key: tuple(value.shape) for key, value in TransformerNet(architecture).state_dict().items()}
+    from .adain import build_decoder, encoder_shapes
+
+    shapes = {f"encoder.{key}": tuple(shape) for key, shape in encoder_shapes(architecture).items()}
     with torch.device("meta"):
-        expected = {key: tuple(value.shape) for key, value in TransformerNet(architecture).state_dict().items()}
+        shapes.update({f"decoder.{key}": tuple(value.shape)
+                       for key, value in build_decoder(architecture).state_dict().items()})
+    return shapes
+
+
+def _check_shapes(shapes: dict[str, tuple[int, ...]], architecture: Any, path: Path) -> None:
+    """The tensors' names and shapes are exactly the architecture's."""
+    expected = _expected_shapes(architecture)
+    kind = "TransformerNet" if isinstance(architecture, Architecture) else "AdaIN"
     missing = [key for key in expected if key not in shapes]
     unexpected = [key for key in shapes if key not in expected]
     if missing or unexpected:
         problem = (f"missing {_names(missing)}" if missing else "") + ("; " if missing and unexpected else "") + (
             f"unexpected {_names(unexpected)}" if unexpected else "")
-        raise ModelFileError(f"{path}: not a TransformerNet state dict for {_arch(architecture)}: {problem}")
+        raise ModelFileError(f"{path}: not a {kind} state dict for {_arch(architecture)}: {problem}")
     for key, shape in expected.items():
         if shapes[key] != shape:
             raise ModelFileError(f"{path}: {key} has shape {shapes[key]}, expected {shape} for {_arch(architecture)}")
@@ -216,7 +282,7 @@ def _decode(metadata: dict[str, str], path: Path) -> dict:
             decoded[key] = json.loads(value)
         except (ValueError, RecursionError):
             raise ModelFileError(f"{path}: metadata field {key!r} is not valid JSON") from None
-    if decoded.get("format") not in (None, FORMAT_NAME):
+    if decoded.get("format") not in (None, *FORMATS):
         raise ModelFileError(f"{path}: a {_short(decoded['format'])} file, not a painterly model")
     if "format_version" in decoded:
         text = decoded["format_version"]
@@ -228,7 +294,12 @@ def _decode(metadata: dict[str, str], path: Path) -> dict:
                                  "reads; upgrade painterly")
     if "architecture" in decoded:
         try:
-            decoded["architecture"] = Architecture.from_dict(decoded["architecture"]).to_dict()
+            if decoded.get("format") == ADAIN_FORMAT:
+                from .adain import AdaINArchitecture
+
+                decoded["architecture"] = AdaINArchitecture.from_dict(decoded["architecture"]).to_dict()
+            else:
+                decoded["architecture"] = Architecture.from_dict(decoded["architecture"]).to_dict()
         except (TypeError, ValueError) as error:
             raise ModelFileError(f"{path}: metadata {error}") from None
     _check_field(decoded, "pixel_scale", path, f"a number above 0, at most {MAX_PIXEL_SCALE:g}",
@@ -266,7 +337,10 @@ def _names(keys: list[str]) -> str:
     return ", ".join(_short(key) for key in keys[:3]) + more
 
 
-def _arch(architecture: Architecture) -> str:
+def _arch(architecture: Any) -> str:
+    if not isinstance(architecture, Architecture):
+        return (f"bottleneck {architecture.bottleneck}, decoder width 1/{architecture.width}, "
+                f"{architecture.encoder} encoder")
     return (f"channels {architecture.channels}, {architecture.residual_blocks} residual blocks, "
             f"{architecture.edge_kernel}×{architecture.edge_kernel} edges")
 

@@ -1,10 +1,14 @@
-"""Johnson, Alahi & Fei-Fei (2016): train a feed-forward network to paint one style.
+"""Train a feed-forward network: a Johnson et al. (2016) TransformerNet to paint one style, or a Huang &
+Belongie (2017) AdaIN decoder to paint any painting, from a folder of photos (and, for AdaIN, a folder
+of paintings).
 
-`train()` runs unchanged on a CPU, a GPU, or N processes under torchrun. Its
+One loop (`_Run`) and one step (`Trainer`) serve both kinds; what differs is a task object each
+(`_JohnsonTask`, `_AdaINTask`): the network and the parameters the optimiser trains, the loss of a
+step on (photos, paintings), the preview. `train()` runs unchanged on a CPU, a GPU, or N processes under torchrun. Its
 promise: a run killed at any moment (even kill -9) and resumed ends with
 exactly the weights of an uninterrupted run with the same seed. That holds
 because
-* the batch of step s depends only on (seed, s) (see dataset.py);
+* the batch of step s, photos and paintings, depends only on (seed, s) (see dataset.py);
 * everything else a step changes (model, optimiser, learning-rate scale, step,
   every RNG state) is captured by `Trainer.state()` and written atomically;
 * a NaN rollback returns to the last checkpoint that `checkpoint_every` placed:
@@ -23,9 +27,12 @@ a model belong to one run: a new run into an output that has them is refused
 unless it resumes that run or is told to overwrite it (`_claim`). `Trainer` is
 the step on its own, for measuring it (benchmarks/gpu.py).
 
-Departures from the paper: an optional cosine learning-rate schedule; [0, 1]
+Departures from Johnson et al.: an optional cosine learning-rate schedule; [0, 1]
 pixels with the "target" loss normalisation (losses.py); upsampling+conv
-instead of fractionally strided convs (transformer.py).
+instead of fractionally strided convs (transformer.py). From Huang & Belongie:
+torchvision's VGG-19 (ImageNet, or random offline) instead of their normalised
+Caffe VGG; random flips of the crops; [0, 1] pixels; the same paper recipe
+otherwise (config.TRAIN_DEFAULTS).
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -49,10 +56,13 @@ from typing import IO, Any
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import images, pixels
+from . import weights as vgg_weights
+from .adain import ADAIN_ARCHITECTURES, AdaINNet, adaptive_instance_norm, encoder_state_from_vgg
 from .atomic import atomic_path, cannot_write
 from .checkpoint import (
     check_resumable,
@@ -64,12 +74,27 @@ from .checkpoint import (
     seed_everything,
     set_rng_states,
 )
-from .config import TrainConfig
-from .dataset import PhotoCrops, Skipped, StepBatches, collate, find_photos, first_readable, steps_per_epoch
+from .config import ADAIN_SIZE_MULTIPLES, INVERSE_LR_DECAY, TrainConfig
+from .dataset import (
+    PAINTINGS,
+    PairedBatches,
+    Pairs,
+    PhotoCrops,
+    Skipped,
+    StepBatches,
+    collate,
+    collate_pairs,
+    find_images,
+    find_photos,
+    first_readable,
+    folder_sha256,
+    steps_per_epoch,
+)
 from .devices import autocast_dtype, out_of_memory_guard, precision_name, resolve_device
 from .errors import OutputError, PainterlyError, UsageError
 from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent, ignore
 from .features import VGGFeatures, build_perceptual_loss
+from .losses import AdaINLoss, LossTerms
 from .modelfile import save_model
 from .provenance import describe_file
 from .transformer import SIZE_MULTIPLE, TransformerNet
@@ -77,12 +102,16 @@ from .transformer import SIZE_MULTIPLE, TransformerNet
 # Settings a resumed run may change. Steps and epochs reshape a cosine schedule, but nothing else.
 MAX_ROLLBACKS = 5  # non-finite losses in a row before giving up
 PREVIEW_PHOTOS, PREVIEW_SIDE = 4, 256
+PREVIEW_STYLE_SIDE = 256  # an AdaIN preview's painting, on its long side: the preview photos' scale
 LOSS_NAMES = ("total", "content", "style", "tv")
 
 
 def train(style: Path | str, config: TrainConfig, output: Path | str, *, callback: Callback = ignore,
           resume: bool = False, overwrite: bool = False, clock: Callable[[], float] = time.monotonic) -> Path:
-    """Train a TransformerNet to paint `style` on the photos in `config.data`; returns the model path.
+    """Train a TransformerNet to paint `style` (an image) on the photos in `config.data`, or, for
+    `config.arch` "adain"/"adain-light", an AdaIN decoder on those photos and the paintings in the
+    folder `style` (searched recursively); returns the model path. The wrong kind of `style` for the
+    arch is refused (UsageError) before anything is built.
 
     Beside `output` (NAME.safetensors) go `NAME.safetensors.ckpt` (every `checkpoint_every` steps,
     every `checkpoint_minutes`, on an interrupt and at the end), `.metrics.jsonl`, `.previews/` and,
@@ -172,20 +201,123 @@ def _processes(device_name: str) -> Iterator[_Processes]:
             dist.destroy_process_group()
 
 
+# --- what each kind of network trains -------------------------------------------------------
+
+
+class _JohnsonTask:
+    """A TransformerNet learning one painting (Johnson et al.): the perceptual loss against the style
+    targets of that painting, computed once."""
+
+    kind = "johnson"
+
+    def __init__(self, config: TrainConfig, style_image: torch.Tensor | None, device: torch.device, *,
+                 autocast: torch.dtype | None, channels_last: bool, callback: Callback) -> None:
+        if style_image is None:
+            raise UsageError(f"--arch {config.arch} learns one painting: give its image")
+        self.model = TransformerNet(config.arch).to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.trained: nn.Module = self.model  # the module the step differentiates through (DDP wraps it)
+        self.loss = build_perceptual_loss(config, device, autocast=autocast, channels_last=channels_last,
+                                          callback=callback)
+        encoder = self.loss.encoder
+        assert isinstance(encoder, VGGFeatures)
+        self.encoder = encoder
+        self.loss.set_style([style_image.to(device)])  # once: the style target never changes
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.model.parameters()
+
+    def terms(self, net: Callable[..., torch.Tensor], photos: torch.Tensor,
+              paintings: torch.Tensor | None) -> LossTerms:
+        return self.loss(net(photos), self.loss.content_features(photos))
+
+    def preview(self, photo: torch.Tensor, painting: torch.Tensor | None) -> torch.Tensor:
+        return self.model(photo)
+
+
+class _Decoding(nn.Module):
+    """An AdaINNet's decoder as the module a step differentiates through: DistributedDataParallel
+    averages the gradients of what its wrapped module's forward computes."""
+
+    def __init__(self, net: AdaINNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net.decode(features)
+
+
+class _AdaINTask:
+    """An AdaIN decoder learning to paint any painting (Huang & Belongie 2017): each step pairs photo i
+    with painting i, makes t = AdaIN(f(photo), f(painting)) with the frozen encoder, and trains the
+    decoder g on ‖f(g(t)) − t‖² plus the painting's feature statistics (losses.AdaINLoss).
+
+    The loss encoder is VGG-19 through the style layers (relu4_1 even for the light decoder, whose
+    bottleneck is relu3_1); the network's own encoder is its prefix up to the bottleneck, with the
+    same weights (copied from it), and travels in the model file.
+    """
+
+    kind = "adain"
+
+    def __init__(self, config: TrainConfig, device: torch.device, *, autocast: torch.dtype | None,
+                 channels_last: bool, callback: Callback) -> None:
+        architecture = ADAIN_ARCHITECTURES[_ADAIN_SIZES[config.arch]]
+        assert config.bottleneck == architecture.bottleneck, "config.ADAIN_BOTTLENECKS disagrees with adain.py"
+        self.bottleneck = architecture.bottleneck
+        encoder = VGGFeatures(list(dict.fromkeys(config.content_layers + config.style_layers)), arch="vgg19",
+                              weights=config.vgg_weights, pooling=config.pooling, seed=config.seed).to(device)
+        encoder.set_speed(autocast=autocast, channels_last=channels_last)
+        warning = vgg_weights.random_weights_warning(config.vgg_weights)
+        if warning is not None:
+            callback(MessageEvent(warning, "warning"))
+        self.encoder = encoder
+        vgg = {f"features.{key}": value.cpu() for key, value in encoder.features.state_dict().items()}
+        self.model = AdaINNet(architecture, encoder_state=encoder_state_from_vgg(vgg, architecture)).to(device)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.model.encoder.set_speed(channels_last=True)
+        self.trained = _Decoding(self.model)
+        self.loss = AdaINLoss(encoder, self.bottleneck, config.layer_weights(), content_weight=config.content_weight,
+                              style_weight=config.style_weight, tv_weight=config.tv_weight,
+                              normalisation=config.loss_normalisation)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.model.decoder.parameters()
+
+    def terms(self, net: Callable[..., torch.Tensor], photos: torch.Tensor,
+              paintings: torch.Tensor | None) -> LossTerms:
+        if paintings is None:
+            raise UsageError("an AdaIN training step needs a batch of paintings beside the photos")
+        style = self.loss.style_statistics(paintings)
+        with torch.no_grad():
+            target = adaptive_instance_norm(self.model.encode(photos), *style[self.bottleneck])
+        return self.loss(net(target), target, style)
+
+    def preview(self, photo: torch.Tensor, painting: torch.Tensor | None) -> torch.Tensor:
+        assert painting is not None, "AdaIN previews pair each photo with a painting"
+        return self.model.stylize(photo, *self.model.statistics(painting))
+
+
+_ADAIN_SIZES = {"adain": "standard", "adain-light": "light"}  # TrainConfig.arch -> adain.ADAIN_ARCHITECTURES
+
+
 # --- the model and its optimiser ------------------------------------------------------------
 
 
 class Trainer:
-    """The network, its optimiser and the perceptual loss, and one training step on a batch.
+    """The network, its optimiser and its loss, and one training step on a batch.
 
     What `train()` runs between its checkpoints, usable on its own to measure a step (benchmarks/gpu.py
     times `train_step` on photos already on the device). `state()`/`restore()` capture all that a step
-    changes. `config.channels_last` and `config.compile` apply here; the random-weights warning goes to
-    `callback`. `processes` is the torchrun job `train()` joined; None: this process alone, on
-    `config.device`.
+    changes. What differs between a Johnson network (`style_image`: the one painting it learns) and an
+    AdaIN decoder (no style image: each step brings its paintings) is in its task object (`task`); the
+    step, the precision, DDP, compile and the state are the same code. `config.channels_last` and
+    `config.compile` apply here; the random-weights warning goes to `callback`. `processes` is the
+    torchrun job `train()` joined; None: this process alone, on `config.device`.
     """
 
-    def __init__(self, config: TrainConfig, style_image: torch.Tensor, *, callback: Callback = ignore,
+    def __init__(self, config: TrainConfig, style_image: torch.Tensor | None = None, *, callback: Callback = ignore,
                  processes: _Processes | None = None) -> None:
         procs = processes or _Processes(resolve_device(config.device))
         self.procs, self.device, self.lr = procs, procs.device, config.lr
@@ -198,22 +330,25 @@ class Trainer:
                                       callback=callback)
         seed_everything(config.seed)  # a resume then restores the generators' later states
         self.channels_last = config.channels_last
-        self.model = TransformerNet(config.arch).to(self.device)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.net: Callable[[torch.Tensor], torch.Tensor] = self.model
+        self.task: _JohnsonTask | _AdaINTask
+        if config.kind == "adain":
+            if style_image is not None:
+                raise UsageError(f"--arch {config.arch} learns from the paintings of each batch, not one style image")
+            self.task = _AdaINTask(config, self.device, autocast=self.autocast, channels_last=self.channels_last,
+                                   callback=callback)
+        else:
+            self.task = _JohnsonTask(config, style_image, self.device, autocast=self.autocast,
+                                     channels_last=self.channels_last, callback=callback)
+        self.model = self.task.model
+        self.net: Callable[..., torch.Tensor] = self.task.trained
         if procs.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+            self.net = DistributedDataParallel(self.task.trained, device_ids=ids)
+        self.optimizer = torch.optim.Adam(self.task.parameters(), lr=config.lr)
         # fp16 needs loss scaling against underflowing gradients; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast == torch.float16 else None
-        self.loss = build_perceptual_loss(config, self.device, autocast=self.autocast,
-                                          channels_last=self.channels_last, callback=callback)
-        encoder = self.loss.encoder
-        assert isinstance(encoder, VGGFeatures)
-        self.encoder = encoder
-        self.loss.set_style([style_image.to(self.device)])  # once: the style target never changes
+        self.loss = self.task.loss
+        self.encoder = self.task.encoder
         if config.compile:
             # Static shapes: a run keeps one batch size and crop size. The loss calls `loss.encoder`.
             self.net = torch.compile(self.net, dynamic=False)
@@ -221,18 +356,19 @@ class Trainer:
         self.step = 0
         self.lr_scale = 1.0  # halved by each NaN rollback
 
-    def train_step(self, photos: torch.Tensor, lr: float | None = None) -> dict[str, float] | None:
+    def train_step(self, photos: torch.Tensor, lr: float | None = None,
+                   paintings: torch.Tensor | None = None) -> dict[str, float] | None:
         """One Adam step on a batch at `lr` (None: `config.lr`), counted in `step`; its losses, or None,
-        and no step, when the loss is not finite on some process."""
+        and no step, when the loss is not finite on some process. An AdaIN step takes `paintings`,
+        one per photo."""
         lr = self.lr if lr is None else lr
-        photos = photos.to(self.device, non_blocking=True)
-        if self.channels_last:
-            photos = photos.contiguous(memory_format=torch.channels_last)
+        photos = self._on_device(photos)
+        paintings = None if paintings is None else self._on_device(paintings)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            terms = self.loss(self.net(photos), self.loss.content_features(photos))
+            terms = self.task.terms(self.net, photos, paintings)
         losses = self.procs.mean(torch.stack([getattr(terms, name) for name in LOSS_NAMES]).detach())
         if not torch.isfinite(losses).all():  # decided on the mean, so every process skips together
             return None
@@ -246,8 +382,20 @@ class Trainer:
         self.step += 1
         return dict(zip(LOSS_NAMES, losses.tolist()))
 
+    def _on_device(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    @torch.no_grad()
+    def preview(self, photo: torch.Tensor, painting: torch.Tensor | None = None) -> torch.Tensor:
+        """The network's output for one photo (1, 3, H, W) now, clamped to [0, 1] (for AdaIN: painted
+        like `painting`)."""
+        device = self.device
+        out = self.task.preview(photo.to(device), None if painting is None else painting.to(device))
+        return out.float().clamp(0, 1)
+
     def weights_finite(self) -> bool:
-        return bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all())
+        return bool(torch.stack([p.isfinite().all() for p in self.task.parameters()]).all())
 
     def state(self) -> dict[str, Any]:
         """Everything a step changes, copied to the CPU: a checkpoint, and the rollback point."""
@@ -435,26 +583,55 @@ class _Inputs:
 
     photos: PhotoCrops
     previews: list[torch.Tensor]
-    skipped: Skipped  # unreadable photos met while looking for the previews
-    style_image: torch.Tensor
-    style_info: dict[str, str]  # what the model file records of the style
+    skipped: Skipped  # unreadable photos (and paintings) met while looking for the previews
+    style_image: torch.Tensor | None  # a Johnson network's one painting
+    style_info: dict[str, Any]  # what the model file records of the style: the painting, or the paintings
+    paintings: PhotoCrops | None = None  # an AdaIN decoder's paintings, cropped like the photos
+    preview_paintings: list[torch.Tensor] = field(default_factory=list)  # one for each preview photo
 
     @classmethod
     def read(cls, style: Path, config: TrainConfig) -> _Inputs:
         files = find_photos(config.data)
         previews, skipped = first_readable(files, PREVIEW_PHOTOS, config.data)
+        multiple = _size_multiple(config)
+        photos = PhotoCrops(files, config.size, config.seed, resize=config.resize)
+        preview_photos = [_preview_tensor(photo, PREVIEW_SIDE, multiple) for photo in previews]
+        if config.kind == "adain":
+            return cls._with_paintings(style, config, photos, preview_photos, skipped)
+        if style.is_dir():
+            raise UsageError(f"{style}: is a folder; --arch {config.arch} learns one painting: give its image file, "
+                             "or --arch adain to learn any painting from a folder of them")
         image = images.load_image(style)
         if config.style_size is not None:
             image = pixels.resize_long_side(image, config.style_size)
         info = {**describe_file(style), "file": style.name}
-        return cls(PhotoCrops(files, config.size, config.seed), [_preview_tensor(p) for p in previews],
-                   skipped, image, info)
+        return cls(photos, preview_photos, skipped, image, info)
+
+    @classmethod
+    def _with_paintings(cls, folder: Path, config: TrainConfig, photos: PhotoCrops, previews: list[torch.Tensor],
+                        skipped: Skipped) -> _Inputs:
+        """An AdaIN run's inputs: the folder of paintings (searched recursively), hashed as a whole."""
+        if folder.is_file():
+            raise UsageError(f"{folder}: is a file; --arch {config.arch} learns any painting from a folder of "
+                             "paintings (searched recursively): give the folder")
+        files = find_images(folder)
+        readable, unreadable = first_readable(files, len(previews), str(folder))
+        preview_paintings = [_preview_tensor(painting, PREVIEW_STYLE_SIDE, 1) for painting in readable]
+        info = {"paintings": str(folder), "count": len(files), "sha256": folder_sha256(folder, files)}
+        paintings = PhotoCrops(files, config.size, config.seed, resize=config.resize, stream=PAINTINGS)
+        return cls(photos, previews, {**skipped, **unreadable}, None, info, paintings,
+                   [preview_paintings[index % len(preview_paintings)] for index in range(len(previews))])
 
 
-def _preview_tensor(photo: np.ndarray) -> torch.Tensor:
-    """A preview photo at PREVIEW_SIDE on its long side, cropped to the multiple of 4 the network needs."""
-    small = pixels.resize_long_side(photo, PREVIEW_SIDE)
-    height, width = (side - side % SIZE_MULTIPLE for side in small.shape[:2])
+def _size_multiple(config: TrainConfig) -> int:
+    """What the network's image sides must be a multiple of."""
+    return ADAIN_SIZE_MULTIPLES.get(config.arch, SIZE_MULTIPLE)
+
+
+def _preview_tensor(image: np.ndarray, side: int, multiple: int) -> torch.Tensor:
+    """A preview photo (or painting) at `side` on its long side, cropped to the multiple the network needs."""
+    small = pixels.resize_long_side(image, side)
+    height, width = (length - length % multiple for length in small.shape[:2])
     return pixels.to_tensor(small[:height, :width])
 
 
@@ -484,8 +661,9 @@ def _metrics_lines(path: Path, step: int) -> list[str]:
 class _Outputs:
     """What rank 0 writes besides the model: checkpoints, the metrics log, TensorBoard, previews."""
 
-    def __init__(self, paths: _Paths, start_step: int, previews: list[torch.Tensor]) -> None:
-        self.paths, self.previews = paths, previews
+    def __init__(self, paths: _Paths, start_step: int, previews: list[torch.Tensor],
+                 paintings: list[torch.Tensor] | None = None) -> None:
+        self.paths, self.previews, self.paintings = paths, previews, paintings or []
         self.metrics: IO[str] | None = None
         self.tensorboard: Any = None
         self.rewind(start_step)
@@ -522,12 +700,11 @@ class _Outputs:
             self.tensorboard.add_scalar("lr", record["lr"], record["step"])
             self.tensorboard.add_scalar("images_per_s", record["images_per_s"], record["step"])
 
-    @torch.no_grad()
-    def write_previews(self, model: TransformerNet, step: int) -> None:
-        device = next(model.parameters()).device
+    def write_previews(self, trainer: Trainer, step: int) -> None:
         for index, photo in enumerate(self.previews):
-            out = model(photo.to(device)).float().clamp(0, 1)
-            images.save_image(out, self.paths.previews / f"step{step:06d}_{index}.png", settings={"step": step})
+            painting = self.paintings[index] if self.paintings else None
+            images.save_image(trainer.preview(photo, painting), self.paths.previews / f"step{step:06d}_{index}.png",
+                              settings={"step": step})
 
     def close(self) -> None:
         metrics, self.metrics = self.metrics, None
@@ -630,6 +807,8 @@ class _Run:
         self.saved_step: int | None = None
         self.wrote_model = False
         self.saved_at = clock()  # when the last checkpoint was written, for checkpoint_minutes
+        # An AdaIN run's painting files, to tell an unreadable painting from an unreadable photo.
+        self.painting_files = {str(path) for path in inputs.paintings.files} if inputs.paintings else set()
 
     def run(self, resume: bool) -> Path:
         self.trainer = Trainer(self.config, self.inputs.style_image, callback=self.report, processes=self.procs)
@@ -638,7 +817,8 @@ class _Run:
         self._announce()
         self._note_skipped(self.inputs.skipped)
         main = self.procs.is_main
-        self.outputs = _Outputs(self.paths, self.trainer.step, self.inputs.previews) if main else None
+        self.outputs = (_Outputs(self.paths, self.trainer.step, self.inputs.previews, self.inputs.preview_paintings)
+                        if main else None)
         try:
             self.last_good = self._state()
             with _Interrupts(self.report) as interrupts:
@@ -660,11 +840,11 @@ class _Run:
         tick = time.perf_counter()
         self.saved_at = self.clock()
         while self.trainer.step < self.total:
-            photos, skipped = next(batches)
+            photos, paintings, skipped = next(batches)
             self._note_skipped(skipped)
             lr = self._lr()
             failing = self.trainer.step + 1
-            losses = self.trainer.train_step(photos, lr)
+            losses = self.trainer.train_step(photos, lr, paintings)
             stop = rolled_back = False
             if losses is None or not self.trainer.weights_finite():
                 self._roll_back(failing)
@@ -685,23 +865,37 @@ class _Run:
                 self._checkpoint(rollback_point=False)
         return "done"
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, Skipped]]:
-        """Batches from the current step on; rebuilt after a rollback."""
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, Skipped]]:
+        """Batches from the current step on, (photos, paintings or None, files skipped); rebuilt after a rollback."""
         config, procs = self.config, self.procs
-        sampler = StepBatches(len(self.dataset), config.batch_size, config.seed, start=self.trainer.step,
-                              stop=self.total, rank=procs.rank, world_size=procs.world_size)
+        where = {"start": self.trainer.step, "stop": self.total, "rank": procs.rank, "world_size": procs.world_size}
+        dataset: Dataset
+        sampler: Sampler
+        join: Callable[[list[Any]], Any]
+        if self.inputs.paintings is None:
+            dataset, join = self.dataset, collate
+            sampler = StepBatches(len(self.dataset), config.batch_size, config.seed, **where)
+        else:
+            dataset, join = Pairs(self.dataset, self.inputs.paintings), collate_pairs
+            sampler = PairedBatches(len(self.dataset), len(self.inputs.paintings), config.batch_size, config.seed,
+                                    **where)
         # A generator of its own keeps the loader from drawing on (and changing) the global torch RNG.
-        loader = DataLoader(self.dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=collate,
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.workers, collate_fn=join,
                             pin_memory=procs.device.type == "cuda",
                             generator=torch.Generator().manual_seed(config.seed))
-        return iter(loader)
+        if self.inputs.paintings is not None:
+            return iter(loader)
+        return ((photos, None, skipped) for photos, skipped in loader)
 
     def _lr(self) -> float:
-        """Adam's rate for the next step: lr × rollback scale × schedule (cosine ends at 1 %)."""
+        """Adam's rate for the next step: lr × rollback scale × schedule (cosine ends at 1 %; inverse is the
+        AdaIN paper's 1/(1 + 5e-5·step), step counted from 0 as pytorch-AdaIN's iteration)."""
         factor = 1.0
         if self.config.lr_schedule == "cosine":
             progress = min(1.0, self.trainer.step / max(1, self.total - 1))
             factor = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        elif self.config.lr_schedule == "inverse":
+            factor = 1.0 / (1.0 + INVERSE_LR_DECAY * self.trainer.step)
         return self.config.lr * self.trainer.lr_scale * factor
 
     def _after_step(self, lr: float, seconds: float) -> bool:
@@ -715,7 +909,7 @@ class _Run:
             if step % config.log_every == 0:
                 self.outputs.log(record)
             if config.preview_every and step % config.preview_every == 0:
-                self.outputs.write_previews(self.trainer.model, step)
+                self.outputs.write_previews(self.trainer, step)
         try:
             self.report(TrainStepEvent(step, self.total, epoch, math.ceil(self.total / self.per_epoch),
                                        self.losses, lr, images_per_s, elapsed))
@@ -809,14 +1003,21 @@ class _Run:
     def _announce(self) -> None:
         config, procs = self.config, self.procs
         share = f"{config.batch_size}×{procs.world_size} processes" if procs.world_size > 1 else config.batch_size
-        self.report(MessageEvent(f"training on {len(self.dataset)} photos from {config.data}: {self.total} steps "
-                                 f"of batch {share}, {self.per_epoch} steps per epoch, on {procs.device}"))
+        paintings = self.inputs.paintings
+        also = "" if paintings is None else (
+            f" and {len(paintings)} paintings from {self.inputs.style_info['paintings']}")
+        self.report(MessageEvent(f"training on {len(self.dataset)} photos from {config.data}{also}: {self.total} "
+                                 f"steps of batch {share}, {self.per_epoch} steps per epoch, on {procs.device}"))
+
+    def _is_painting(self, path: str) -> bool:
+        return path in self.painting_files
 
     def _note_skipped(self, skipped: Skipped) -> None:
         for path, reason in skipped.items():
             if path not in self.skipped:
                 self.skipped[path] = reason
-                self.report(MessageEvent(f"skipping an unreadable photo: {reason}", "warning"))
+                what = "painting" if self._is_painting(path) else "photo"
+                self.report(MessageEvent(f"skipping an unreadable {what}: {reason}", "warning"))
 
     def _finish(self, stopped: bool) -> Path:
         """The final checkpoint and the model file; only weights that passed the NaN checks get here.
@@ -831,9 +1032,13 @@ class _Run:
                        steps=self.trainer.step)
         self.wrote_model = True
         if self.outputs is not None:
-            if self.skipped:
-                self.report(MessageEvent(f"skipped {len(self.skipped)} unreadable photos in {self.config.data}",
-                                         "warning"))
+            paintings = sum(self._is_painting(path) for path in self.skipped)
+            if len(self.skipped) > paintings:
+                self.report(MessageEvent(f"skipped {len(self.skipped) - paintings} unreadable photos in "
+                                         f"{self.config.data}", "warning"))
+            if paintings:
+                self.report(MessageEvent(f"skipped {paintings} unreadable paintings in "
+                                         f"{self.inputs.style_info['paintings']}", "warning"))
             self.report(DoneEvent(self.trainer.step, self._elapsed(), self.losses,
                                   self.trainer.encoder.weights_description, stopped,
                                   precision_name(self.trainer.autocast)))

@@ -16,6 +16,12 @@ until then; animations are short. GIF's writer merges identical consecutive fram
 their durations), so a still stretch may come out as fewer frames lasting as long.
 Transparency is flattened onto white, as for still images.
 
+An arbitrary-style (AdaIN) stylizer comes with its paintings bound (`FastStylizer.with_styles`):
+their statistics were measured once, and every frame of every clip is painted with them. Its
+`preserve_color="histogram"` is refused here: it recolours and measures the paintings for each
+photo, so each frame would be painted with other statistics (flicker, and an encoder pass of
+every painting per frame); `luminance` keeps a clip's colours frame by frame instead.
+
 Temporal smoothing (`ApplyConfig.smooth` = s) against flicker: out_t = (1-s)*styled_t +
 s*out_{t-1}, an exponential moving average of the stylised frames, restarted at scene cuts (a
 large mean difference between consecutive input frames). It costs one frame of memory and a
@@ -47,8 +53,8 @@ from .video_av import VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, Frame, Writte
 if TYPE_CHECKING:
     from .fast import FastStylizer
 
-__all__ = ["ANIMATION_EXTENSIONS", "VIDEO_EXTENSIONS", "WRITABLE_VIDEO_EXTENSIONS", "VideoReport", "is_video",
-           "read_video_settings", "stylize_video"]
+__all__ = ["ANIMATION_EXTENSIONS", "VIDEO_EXTENSIONS", "WRITABLE_VIDEO_EXTENSIONS", "VideoReport", "check_stylizer",
+           "is_video", "read_video_settings", "stylize_video"]
 
 ANIMATION_EXTENSIONS = (".gif", ".webp")
 # A mean absolute difference (in [0, 1]) between consecutive input frames above this is a scene
@@ -111,6 +117,7 @@ def stylize_video(
     """
     started = time.perf_counter()
     source_path, target_path = Path(source), Path(target)
+    check_stylizer(stylizer, source_path)
     _check_request(source_path, target_path)
     with _open_source(source_path, stylizer) as frames:
         settings = stylizer.describe(input=describe_file(source_path))
@@ -122,6 +129,15 @@ def stylize_video(
     seconds = time.perf_counter() - started
     return VideoReport(target_path, written.frames, written.fps, written.duration, written.size, written.audio,
                        seconds, written.frames / seconds, stopped_early=stopped)
+
+
+def check_stylizer(stylizer: FastStylizer, source: str | os.PathLike) -> None:
+    """Refuse, before any work, a stylizer that cannot paint a clip: an arbitrary-style model without
+    a painting, or with `preserve_color="histogram"` (see the module's notes)."""
+    stylizer.check_style()
+    if stylizer.is_arbitrary and stylizer.config.preserve_color == "histogram":
+        raise UsageError(f"{os.fspath(source)}: preserve_color 'histogram' measures the paintings again for each "
+                         "photo, so every frame of a video would be painted differently; use 'luminance'")
 
 
 def read_video_settings(path: str | os.PathLike) -> dict | None:

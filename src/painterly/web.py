@@ -1,4 +1,4 @@
-"""`painterly serve`: a local web UI over the public API (fast models, Gatys optimisation, video).
+"""`painterly serve`: a local web UI over the public API (fast models, any painting, Gatys optimisation, video).
 
 Safe by default: it listens on 127.0.0.1, refuses uploads over a size and images over a pixel
 limit, writes only inside its working folder, serves from it only the files it wrote there
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import COLOR_MODES, FAST_COLOR_MODES, OPTIMIZERS, ApplyConfig, StylizeConfig
+from .config import COLOR_MODES, FAST_COLOR_MODES, JOHNSON_COLOR_MODES, OPTIMIZERS, ApplyConfig, StylizeConfig
 from .errors import PainterlyError, UsageError
 
 if TYPE_CHECKING:
@@ -52,10 +52,15 @@ MAX_OPTIMIZE_SIDE = 2048
 _DEFAULTS = StylizeConfig()
 _FAST_DEFAULTS = ApplyConfig()
 _INTRO = (
-    "# painterly\nNeural style transfer on this machine: **Fast** applies a trained model in a moment, "
-    "**Optimize** paints a photo in the style of paintings step by step (Gatys et al.), "
+    "# painterly\nNeural style transfer on this machine: **Fast** applies a trained model of one style in a "
+    "moment, **Any painting** paints photos after any paintings you upload, as quickly (an arbitrary-style "
+    "model, AdaIN), **Optimize** paints a photo in the style of paintings step by step (Gatys et al.), "
     "**Video** applies a model to a short clip. Every download carries the settings that made it."
 )
+_MASK_HELP = ("A mask is a PNG with one flat colour per region (at most 16). Its regions are numbered in the order "
+              "their colours first appear, reading from the top-left row by row; region 1 takes painting 1, "
+              "and so on, unless **Regions** says otherwise: `2, 1, keep` gives region 1 the second painting, "
+              "region 2 the first, and keeps the photo in region 3.")
 # A result smaller than its box (the Optimize tab's 128-px first look in a 420-px box) is scaled to fit.
 _CSS = "#optimize-result img { width: 100%; height: 100%; object-fit: contain; }"
 
@@ -124,6 +129,8 @@ def build_app(
         gr.Markdown(_INTRO)
         with gr.Tab("Fast"):
             _fast_tab(handlers, heavy, max_side=max_side)
+        with gr.Tab("Any painting", elem_id="any-painting-tab"):
+            _any_painting_tab(handlers, heavy, max_side=max_side)
         with gr.Tab("Optimize"):
             _optimize_tab(handlers, heavy, max_side=max_side, random_weights=_uses_random_weights(vgg_weights))
         with gr.Tab("Video"):
@@ -305,31 +312,42 @@ def _refusing_urls(move: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # --- layout ----------------------------------------------------------------------------------
 
 
-def _model_picker(handlers: Handlers, tab: str) -> gradio.Dropdown:
-    """A dropdown of the models found, with a button that looks again."""
+def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False) -> gradio.Dropdown:
+    """A dropdown of the models of one kind found (fast, or arbitrary-style), with a button that looks again."""
     import gradio as gr
 
-    names = handlers.catalog.names()
+    from .web_handlers import ARBITRARY, FAST
+
+    kind = ARBITRARY if arbitrary else FAST
+    names = handlers.catalog.names(kind)
+    folders = ", ".join(map(str, handlers.catalog.folders))
+    info = f"arbitrary-style (AdaIN) models in {folders}" if arbitrary else f"models in {folders}"
     with gr.Row():
-        model = gr.Dropdown(names, value=names[0] if names else None, label="Model", scale=4,
-                            info=f"models in {', '.join(map(str, handlers.catalog.folders))}")
+        model = gr.Dropdown(names, value=names[0] if names else None, label="Model", scale=4, info=info,
+                            elem_id=f"{tab}-model")
         refresh = gr.Button("Refresh", scale=0, min_width=90, size="sm")
-    refresh.click(handlers.refresh_models, inputs=model, outputs=model, api_name=f"{tab}_models")
+
+    def refresh_models(current: str | None) -> gradio.Dropdown:
+        return handlers.refresh_models(current, kind)
+
+    refresh.click(refresh_models, inputs=model, outputs=model, api_name=f"{tab}_models")
     return model
 
 
 def _colour_choice(choices: tuple[str, ...], default: str | None) -> gradio.Radio:
     import gradio as gr
 
-    return gr.Radio(["none", *choices], value=default or "none", label="Preserve colour",
-                    info="luminance keeps the photo's colours and takes the style's light and texture")
+    info = "luminance keeps the photo's colours and takes the style's light and texture"
+    if "histogram" in choices:
+        info += "; histogram first gives the painting the photo's colours"
+    return gr.Radio(["none", *choices], value=default or "none", label="Preserve colour", info=info)
 
 
-def _long_side(max_side: int) -> gradio.Number:
+def _long_side(max_side: int, what: str = "Long side") -> gradio.Number:
     """An optional resize; its maximum keeps the output within the pixel limit whatever the input."""
     import gradio as gr
 
-    return gr.Number(_FAST_DEFAULTS.size or 0, label="Long side in pixels (0 = as uploaded)", precision=0,
+    return gr.Number(_FAST_DEFAULTS.size or 0, label=f"{what} in pixels (0 = as uploaded)", precision=0,
                      minimum=0, maximum=max_side)
 
 
@@ -343,7 +361,7 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
             uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="fast-images")
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength",
                                  info="0 = the original, 1 = fully styled")
-            colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
+            colour = _colour_choice(JOHNSON_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
             size = _long_side(max_side)
             run = gr.Button("Stylise", variant="primary", elem_id="fast-run")
         with gr.Column():
@@ -351,6 +369,46 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
             downloads = gr.File(label="Downloads (PNG with the settings inside)", file_count="multiple")
     run.click(handlers.fast, inputs=[uploads, model, strength, colour, size], outputs=[gallery, downloads],
               api_name="fast", **heavy)
+
+
+def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
+    """An arbitrary-style model applied to photos after any paintings: blended, or one per region of a mask."""
+    import gradio as gr
+
+    with gr.Row():
+        with gr.Column():
+            model = _model_picker(handlers, "any", arbitrary=True)
+            photos = gr.File(file_count="multiple", file_types=["image"], label="Photos", elem_id="any-photos")
+            paintings = gr.File(file_count="multiple", file_types=["image"], label="Paintings",
+                                elem_id="any-paintings")
+            style_blend = gr.Textbox("", label="Blend", placeholder="e.g. 0.7, 0.3 (empty: equal)",
+                                     info="one weight per painting, in upload order", elem_id="any-blend")
+            alpha = gr.Slider(0, 1, value=_FAST_DEFAULTS.alpha, step=0.05, label="Style strength (alpha)",
+                              info="0 = the photo's own features, 1 = fully the paintings' (mixed before painting)",
+                              elem_id="any-alpha")
+            colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
+            with gr.Accordion("A different painting in each region (mask)", open=False, elem_id="any-regions"):
+                gr.Markdown(_MASK_HELP)
+                mask = gr.File(file_types=["image"], label="Mask", elem_id="any-mask")
+                with gr.Row():
+                    regions = gr.Textbox("", label="Regions", placeholder="e.g. 2, 1, keep (empty: in upload order)",
+                                         info="the painting number each region takes, or keep", elem_id="any-order")
+                    feather = gr.Number(_FAST_DEFAULTS.mask_feather, label="Feather (pixels)", precision=0, minimum=0,
+                                        maximum=256, info="how far region edges fade into each other")
+            with gr.Accordion("More settings", open=False, elem_id="any-more"):
+                with gr.Row():
+                    size = _long_side(max_side, "Photos' long side")
+                    style_size = gr.Number(_FAST_DEFAULTS.style_size or 0, precision=0, minimum=0, maximum=max_side,
+                                           label="Painting's long side (0 = as uploaded)",
+                                           info="sets the scale of the strokes: larger paints bigger strokes")
+            run = gr.Button("Paint", variant="primary", elem_id="any-run")
+        with gr.Column():
+            gallery = gr.Gallery(label="Results", elem_id="any-gallery", columns=2, format="png")
+            downloads = gr.File(label="Downloads (PNG with the settings inside)", file_count="multiple",
+                                elem_id="any-downloads")
+    run.click(handlers.any_painting, inputs=[photos, paintings, model, style_blend, alpha, colour, mask, regions,
+                                             feather, size, style_size],
+              outputs=[gallery, downloads], api_name="any_painting", **heavy)
 
 
 def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weights: bool) -> None:
@@ -412,7 +470,7 @@ def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
             model = _model_picker(handlers, "video")
             clip = gr.Video(label="Clip", sources=["upload"])
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength")
-            colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
+            colour = _colour_choice(JOHNSON_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
             smooth = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.smooth, step=0.05, label="Smoothing",
                                info="blends each frame with the one before it against flicker")
             size = _long_side(max_side)

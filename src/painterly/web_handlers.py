@@ -33,11 +33,17 @@ from .events import (
     StopRequested,
     VideoProgressEvent,
 )
-from .fast import FastStylizer
+from .fast import KEEP, FastStylizer, Style
+from .modelfile import is_arbitrary, read_metadata
 from .pipeline import stylize_files
+from .regions import read_mask
 from .web_files import Workspace, download_name
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
+FAST = "fast"  # a model of one style (Johnson et al.): the Fast and Video tabs
+ARBITRARY = "arbitrary"  # a model that takes any painting at run time (AdaIN): the Any painting tab
+_KIND_TEXT = {FAST: "is a fast model of one style", ARBITRARY: "is an arbitrary-style model that needs a painting"}
+_KIND_TAB = {FAST: "Fast", ARBITRARY: "Any painting"}
 LIVE_UPDATES = 20  # about this many intermediate images per optimisation, whatever its length
 
 
@@ -66,27 +72,70 @@ class ModelCatalog:
     """The model files the UI offers, and one loaded network per file, shared by all requests.
 
     A request names a model by file name, and only names in the current listing are accepted:
-    no request can make the server open a path of its choosing.
+    no request can make the server open a path of its choosing. Each file is one of two kinds,
+    told apart once per file version: FAST (a Johnson network, one style) or ARBITRARY (AdaIN, any
+    painting); each tab lists and takes only its own kind.
     """
 
     def __init__(self, folders: list[Path], *, device: str) -> None:
         self.folders = folders
         self.device = device
         self._loaded: dict[tuple[Path, int], FastStylizer] = {}
+        self._kinds: dict[tuple[Path, int], str] = {}
         self._lock = threading.Lock()
 
-    def names(self) -> list[str]:
-        return sorted(self._listing())
+    def names(self, kind: str | None = None) -> list[str]:
+        """The listed file names, of one kind (FAST or ARBITRARY) when given."""
+        listing = self._listing()
+        return sorted(name for name, path in listing.items() if kind is None or self._kind(path) == kind)
 
-    def stylizer(self, name: str | None, config: ApplyConfig | None = None) -> FastStylizer:
-        """The loaded model, with `config`'s settings when given; loaded again only when its file has changed."""
+    def kind(self, name: str | None) -> str:
+        """FAST or ARBITRARY, for a listed model."""
+        return self._kind(self._path(name))
+
+    def stylizer(self, name: str | None, config: ApplyConfig | None = None, *, kind: str | None = None) -> FastStylizer:
+        """The loaded model, with `config`'s settings when given; loaded again only when its file has changed.
+
+        With `kind`, a model of the other kind is refused with a line that names the tab it belongs to.
+        """
         path = self._path(name)
+        if kind is not None and self._kind(path) != kind:
+            raise UsageError(f"{name} {_KIND_TEXT[self._kind(path)]}: choose it in the {_KIND_TAB[self._kind(path)]} "
+                             f"tab, or one of this tab's models")
+        loaded = self._load(path)
+        return loaded if config is None else loaded.with_config(config)
+
+    def _load(self, path: Path) -> FastStylizer:
         key = (path, path.stat().st_mtime_ns)
         with self._lock:  # two first requests for one model load it once
             if key not in self._loaded:
                 self._loaded[key] = FastStylizer(path, ApplyConfig(device=self.device))
-            loaded = self._loaded[key]
-        return loaded if config is None else loaded.with_config(config)
+            return self._loaded[key]
+
+    def _kind(self, path: Path) -> str:
+        """Whether `path` takes a painting at run time: from a .safetensors file's metadata (its header,
+        no tensors), by loading a .onnx file (its inputs say it; the loaded model is kept for use), and
+        FAST for pytorch/examples' .pth files. A file that cannot be read is FAST, so that it stays where
+        it was listed before arbitrary models existed and says what is wrong with it when chosen."""
+        try:
+            key = (path, path.stat().st_mtime_ns)
+        except OSError:
+            return FAST
+        with self._lock:
+            known = self._kinds.get(key)
+        if known is not None:
+            return known
+        kind = FAST
+        try:
+            if path.suffix.lower() == ".safetensors":
+                kind = ARBITRARY if is_arbitrary(read_metadata(path)) else FAST
+            elif path.suffix.lower() == ".onnx":
+                kind = ARBITRARY if self._load(path).is_arbitrary else FAST
+        except PainterlyError:
+            pass
+        with self._lock:
+            self._kinds[key] = kind
+        return kind
 
     def _path(self, name: str | None) -> Path:
         listing = self._listing()
@@ -194,9 +243,9 @@ class Handlers:
     max_pixels: int
     stops: StopSignals = field(default_factory=StopSignals)
 
-    def refresh_models(self, current: str | None) -> gr.Dropdown:
-        """Look for model files again, keeping the choice when it is still there."""
-        names = self.catalog.names()
+    def refresh_models(self, current: str | None, kind: str = FAST) -> gr.Dropdown:
+        """Look for model files (of one kind) again, keeping the choice when it is still there."""
+        names = self.catalog.names(kind)
         return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
 
     def fast(self, uploads: list[str] | None, model: str | None, strength: float, colour: str,
@@ -204,19 +253,64 @@ class Handlers:
         """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash."""
         if not uploads:
             raise _page_error("upload one or more images first")
-        notices: list[str] = []  # the library's warnings; a failed file is one of them and in the report too
         with shown_in_page(*uploads):
-            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size))
-            with self.workspace.job("fast") as folder:
-                report = apply_files(stylizer, uploads, folder, suffix=".png",
-                                     callback=functools.partial(_collect_warnings, notices))
-                failures = [reason for _, reason in report.failed]
-                if not report.written:
-                    raise _page_error(_as_uploaded("; ".join(failures), uploads))
-                model_name = Path(model or "").stem  # a listed model: `stylizer` has checked it
-                named = [_renamed(path, download_name(path.stem, model_name, suffix=path.suffix))
-                         for path in report.written]
-                results = self.workspace.written(named)
+            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size), kind=FAST)
+            return self._apply(stylizer, uploads, "fast", [Path(model or "").stem])  # a listed model: checked
+
+    def any_painting(self, uploads: list[str] | None, paintings: list[str] | None, model: str | None,
+                     style_blend: str | None, alpha: float, colour: str, mask: str | None, regions: str | None,
+                     feather: float | None, size: float | None, style_size: float | None
+                     ) -> tuple[list[str], list[str]]:
+        """Stylise each photo after the uploaded paintings with an arbitrary-style model, as `painterly apply
+        MODEL PHOTO --style PAINTING...` does: blended by `style_blend`, or one painting per region of `mask`
+        (`regions` says which: "2, 1, keep"; empty: in upload order).
+
+        The model is loaded once (the catalog's), and each painting is read and measured once per request,
+        for all its photos (with colour "histogram" it is recoloured toward each photo, so measured per
+        photo, as the method needs). The PNGs carry the model, the settings, the photo's and each
+        painting's SHA-256, and the mask's.
+        """
+        if not uploads:
+            raise _page_error("upload one or more photos first")
+        if not paintings:
+            raise _page_error("upload one or more paintings")
+        with shown_in_page(*uploads, *paintings, *([mask] if mask else [])):
+            blend = _blend(style_blend)
+            if mask and blend is not None:
+                raise UsageError("blend: with a mask each region takes its own painting; empty the blend field, "
+                                 "or remove the mask to blend the paintings over the whole photo")
+            config = self._apply_config(1.0, colour, size).replace(
+                alpha=_number(alpha, "alpha"), style_size=_size(style_size), style_blend=blend)
+            if mask:
+                config = config.replace(mask_feather=int(_number(feather, "feather")))
+            stylizer = self.catalog.stylizer(model, config, kind=ARBITRARY)
+            region_mask = read_mask(mask, max_pixels=self.max_pixels) if mask else None  # checked before measuring
+            order = None if region_mask is None else _region_order(regions, len(paintings), region_mask.count,
+                                                                   Path(mask or "").name)
+            read = [stylizer.read_painting(path) for path in paintings]
+            # Measured here, once each, however many regions take a painting; "histogram" measures per photo.
+            measured: list[Style] = list(read) if config.preserve_color == "histogram" else [
+                stylizer.style_statistics(painting) for painting in read]
+            if order is not None:
+                styles = [None if index is None else measured[index] for index in order]
+                styled = stylizer.with_styles(styles, mask=region_mask)
+            else:
+                styled = stylizer.with_styles(measured)
+            return self._apply(styled, uploads, "any-painting", [Path(path).stem for path in paintings])
+
+    def _apply(self, stylizer: FastStylizer, uploads: list[str], kind: str, made_by: list[str]
+               ) -> tuple[list[str], list[str]]:
+        """`apply_files` into a new job folder: results named after each upload and `made_by` (the model, or
+        the paintings), the library's warnings and each failed file shown once by its name, as uploaded."""
+        notices: list[str] = []  # the library's warnings; a failed file is one of them and in the report too
+        with self.workspace.job(kind) as folder:
+            report = apply_files(stylizer, uploads, folder, suffix=".png",
+                                 callback=functools.partial(_collect_warnings, notices))
+            failures = [reason for _, reason in report.failed]
+            if not report.written:
+                raise _page_error(_as_uploaded("; ".join(failures), uploads))
+            named = [_renamed(path, download_name(path.stem, *made_by, suffix=path.suffix)) for path in report.written]
+            results = self.workspace.written(named)
         for notice in [*(text for text in notices if text not in failures), *failures]:  # each once
             gr.Warning(_as_uploaded(notice, uploads))  # by its file name, not its path on the server
         return results, results
@@ -265,7 +359,7 @@ class Handlers:
             from .video import stylize_video  # PyAV is an optional extra of its own
 
             config = self._apply_config(strength, colour, size).replace(smooth=smooth)
-            stylizer = self.catalog.stylizer(model, config)
+            stylizer = self.catalog.stylizer(model, config, kind=FAST)
             with self.workspace.job("video") as folder:
                 output = folder / download_name(Path(clip).stem, Path(model or "").stem, suffix=".mp4")
                 stylize_video(stylizer, Path(clip), output, callback=functools.partial(_show_video_progress, progress))
@@ -343,6 +437,29 @@ def _blend(text: str | None) -> tuple[float, ...] | None:
         return tuple(float(part) for part in text.replace(";", ",").split(",") if part.strip())
     except ValueError:
         raise UsageError(f"style blend: expected numbers separated by commas, one per painting, got {text!r}") from None
+
+
+def _region_order(text: str | None, paintings: int, regions: int, mask_name: str) -> list[int | None]:
+    """The painting (0-based; None keeps the photo) each mask region takes: "2, 1, keep" is 1-based; empty: in
+    upload order. The mask's region count must match, so that no painting is silently left out."""
+    if not text or not text.strip():
+        order: list[int | None] = list(range(paintings))
+        given = "paintings"
+    else:
+        order, given = [], "entries under Regions"
+        for part in (part.strip() for part in text.replace(";", ",").split(",") if part.strip()):
+            if part.lower() == KEEP:
+                order.append(None)
+            elif part.isdigit() and 1 <= int(part) <= paintings:
+                order.append(int(part) - 1)
+            else:
+                numbers = "painting number 1" if paintings == 1 else f"painting numbers 1 to {paintings}"
+                raise UsageError(f"regions: expected {numbers} or {KEEP!r}, separated by commas, got {part!r}")
+    if len(order) != regions:
+        raise UsageError(f"{mask_name} has {regions} regions (colours, in the order they first appear from the "
+                         f"top-left) and {len(order)} {given}: name one painting number (or {KEEP}) per region "
+                         f"under Regions, e.g. 2, 1, {KEEP}")
+    return order
 
 
 def _colour(choice: str) -> str | None:

@@ -1,0 +1,172 @@
+"""The AdaIN benchmark rows (issue 10) at tiny sizes: the reference is pytorch-AdaIN's network with
+painterly's weights (same output), the jobs time what they say, and the rows have their shape."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
+
+from benchmarks import adain_jobs, worker  # noqa: E402
+from benchmarks.suite import TINY, Suite, _adain_light_note, _adain_note  # noqa: E402
+from painterly.modelfile import load_model  # noqa: E402
+from painterly.pixels import to_tensor  # noqa: E402
+
+SIZE = 64  # the reference's relu4_1 is then 8×8
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: tiny work gains nothing from two, and on a busy machine OpenMP threads wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+    """The suite's AdaIN rows at the tiny plan's size, each registered job run as the worker runs it
+    (without a process of its own), and the model files its "adain-models" job wrote; made once."""
+    results: dict[str, dict] = {}
+
+    def in_process(job: str, **args: object) -> dict:
+        module, function = worker.JOBS[job].split(":")
+        results[job] = getattr(importlib.import_module(module), function)(**args)
+        return results[job]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        suite = Suite(TINY, in_process, tmp_path_factory.mktemp("adain-bench"))  # any (job, **args) -> dict runs
+        rows = suite.rows(("adain-inference",))
+    finally:
+        torch.set_num_threads(threads)
+    return rows, results["adain-models"]
+
+
+@pytest.fixture(scope="module")
+def models(suite_run):
+    return suite_run[1]
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.4])
+def test_reference_runs_the_same_network_as_painterly(models, one_thread, alpha):
+    """The speed-up compares like with like: same weights, same computation, same output."""
+    reference = adain_jobs.reference_network(Path(models["torch"]))
+    ours, _ = load_model(models["torch"])
+    photo, painting = to_tensor(adain_jobs.square_content(SIZE)), to_tensor(adain_jobs.square_painting(SIZE))
+    theirs = reference.style_transfer(photo, painting, alpha)
+    with torch.inference_mode():
+        mean, std = ours.statistics(painting)
+        mine = ours.stylize(photo, mean, std, alpha)
+    assert theirs.shape == (1, 3, SIZE, SIZE)
+    assert float(theirs.std()) > 0  # not a constant picture, so the comparison means something
+    torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    other = reference.style_transfer(photo, photo.flip(-1), alpha)  # another "painting" changes the output
+    assert not torch.allclose(other, theirs)
+
+
+def test_reference_is_pytorch_adains_layout():
+    """vgg[:31] of pytorch-AdaIN's net.vgg (ends at relu4_1, 512 channels) and its decoder's 29 modules."""
+    from benchmarks.reference import ReferenceAdaIN
+
+    net = ReferenceAdaIN()
+    assert len(net.vgg) == 31 and len(net.decoder) == 29
+    assert isinstance(net.vgg[-1], torch.nn.ReLU) and net.vgg[-2].out_channels == 512
+    assert all(pool.ceil_mode for pool in net.vgg if isinstance(pool, torch.nn.MaxPool2d))
+    assert all(p.requires_grad for p in net.vgg.parameters())  # test.py never freezes them
+
+
+def test_light_model_cannot_stand_in_for_the_reference(models):
+    with pytest.raises(ValueError, match="pytorch-AdaIN's network"):
+        adain_jobs.reference_network(Path(models["light-torch"]))
+
+
+def test_flops_count_the_photo_only(models):
+    """painterly's count is one encoder and one decoder pass; the reference's adds the painting's encoding."""
+    reference = adain_jobs.reference_inference(models["torch"], SIZE, runs=1)
+    standard = adain_jobs.network_flops(models["torch"], SIZE)
+    light = adain_jobs.network_flops(models["light-torch"], SIZE)
+    assert reference["seconds"] > 0 and reference["flops"] > standard > 3 * light > 0
+    # encoder ≈ decoder in work, so the reference (two encoders, one decoder) does about 1.5× painterly's
+    assert 1.4 < reference["flops"] / standard < 1.6
+    assert adain_jobs.network_flops(models["torch"], 2 * SIZE) == pytest.approx(4 * standard, rel=0.01)
+
+
+@pytest.mark.parametrize("variant", ["torch", "onnx", "light-torch", "light-onnx"])
+def test_painterly_job_times_stylisation_with_statistics_measured_once(models, one_thread, variant):
+    backend = variant.removeprefix("light-")
+    result = adain_jobs.painterly_inference(models[variant], SIZE, runs=2, backend=backend)
+    assert len(result["samples"]) == 2 and result["seconds"] > 0 and result["statistics_seconds"] > 0
+    assert result["precision"] in ("fp32", "bf16")
+    assert (result["flops"] is None) == (backend == "onnx")  # ONNX Runtime has no hooks to count with
+
+
+def test_rows_have_their_shape(suite_run):
+    rows, _ = suite_run
+    variants = [row.variant for row in rows]
+    auto = rows[0].painterly["precision"]
+    expected = ["torch", "onnx", "light-torch", "light-onnx"]
+    assert variants == (expected if auto == "fp32" else ["torch", "torch-fp32", *expected[1:]])
+    reference = rows[0].reference
+    for row in rows:
+        assert row.workload == "adain-inference" and row.size == f"{TINY.adain_sizes[0]}²" and row.timed
+        assert row.reference is reference  # one reference measurement per size, shared
+        assert "error" not in row.painterly, row.painterly
+        assert row.painterly["seconds"] > 0 and row.painterly["flops"] > 0  # ONNX rows get the torch count
+        assert row.painterly["matmul_gflops"] > 0  # measured in the torch worker, credited to ONNX in fp32
+        assert "matmul rate" in row.note and "measured in its worker" in row.note
+        assert "statistics, measured once" in row.note
+    standard, light = rows[0].painterly["flops"], rows[-1].painterly["flops"]
+    assert reference["flops"] > standard > light and reference["matmul_gflops"] > 0
+    assert "encoding the painting again" in rows[0].note and "encoding" not in rows[-1].note
+    assert all("light vs standard AdaIN" in row.note for row in rows if row.variant.startswith("light-"))
+
+
+def test_notes_judge_the_targets_at_1024_only():
+    """≥ 2× the reference and ≥ 60 % of the rate for the standard network; ≥ 3× light over standard."""
+    machine = {"fp32_gflops": 100.0, "bf16_gflops": 200.0}
+    reference = {"seconds": 10.0, "flops": 1.5e12, "matmul_gflops": 150.0}  # 150 GFLOP/s: 100 % of its rate
+    fast = {"seconds": 4.0, "flops": 1e12, "precision": "fp32", "statistics_seconds": 1.0, "matmul_gflops": 375.0}
+    slow = {**fast, "seconds": 6.0, "precision": "bf16", "matmul_gflops": None}  # no rate of its own: the suite's
+    met = _adain_note(1024, reference, fast, machine, standard_network=True)  # 2.5×, 250 of 375 GFLOP/s
+    assert "≥ 2× the reference met" in met and "≥ 60 % of the fp32 rate met" in met
+    assert "67 % of the fp32 matmul rate (375 GFLOP/s, measured in its worker" in met
+    assert "1.50× that" in met and "at 100 % of the fp32 rate" in met
+    missed = _adain_note(1024, reference, slow, machine, standard_network=True)  # 1.7×, 167 of 200 GFLOP/s
+    assert "≥ 2× the reference MISSED" in missed and "≥ 60 % of the bf16 rate met" in missed
+    assert "83 % of the bf16 matmul rate (200 GFLOP/s, measured by the suite" in missed
+    assert "targets" not in _adain_note(512, reference, fast, machine, standard_network=True)
+    light = _adain_note(1024, reference, fast, machine, standard_network=False)
+    assert "targets" not in light and "encoding the painting" not in light
+    assert "3.0× faster (target ≥ 3×: met)" in _adain_light_note(1024, "torch", {"seconds": 3.0}, {"seconds": 1.0})
+    assert "2.9× faster (target ≥ 3×: MISSED)" in _adain_light_note(1024, "onnx", {"seconds": 2.9}, {"seconds": 1.0})
+    assert "target" not in _adain_light_note(512, "onnx", {"seconds": 2.9}, {"seconds": 1.0})
+    assert _adain_note(1024, {"error": "boom"}, fast, machine, standard_network=True) == ""
+
+
+@pytest.mark.slow
+def test_command_reports_adain_rows(tmp_path):
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "adain-inference", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["variant"] for row in rows} >= {"torch", "onnx", "light-torch", "light-onnx"}
+    for row in rows:
+        assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+        assert row["share_of_fp32_peak"]["reference"] > 0 and row["share_of_fp32_peak"]["painterly"] > 0
+        assert row["painterly"]["peak_rss"] > 0
+    assert "adain-inference (light-onnx)" in done.stdout
