@@ -54,6 +54,16 @@ fast-inference (512², 1024², 2048²; --quick 512² and 1024²)
     Two more rows run the light architecture (`--arch light`) on both backends; their notes give
     its speed-up over the standard network.
 
+adain-inference (512², 1024²)
+    One AdaIN transfer: a photo and a painting, both size². Reference: `ReferenceAdaIN.style_transfer`
+    (as pytorch-AdaIN's test.py: nn.Sequential VGG to relu4_1 and decoder, eager fp32, no_grad, the
+    painting encoded for every photo). painterly: `FastStylizer.style_statistics` once, then
+    `with_styles([stats]).stylize(photo)` on torch (precision "auto", and fp32 where "auto" is not)
+    and ONNX Runtime, and the light architecture on both. Random weights (seed 0) in the published
+    encoder layout, so the standard model is the reference's network weight for weight. Notes: each
+    row's share of the matmul rate of its precision (measured in its worker), the reference's work
+    per photo, the painting's statistics time, and issue 10's targets at 1024².
+
 train-step (256², batch 4)
     One training step of a fast network. Reference: `ReferenceTrainer.step` on a ready batch.
     painterly: `train()` with TrainConfig's defaults (precision "auto") on a folder of 8 generated

@@ -103,3 +103,14 @@ def unwritable_folder(folder: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
+# The web UI's browser tests drive Debian's Chromium (scripts/test.sh installs it), not Playwright's download.
+CHROMIUM = "/usr/bin/chromium"
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium, headless, with nothing of its own reaching out to the network."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])

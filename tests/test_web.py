@@ -27,6 +27,7 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from helpers import CHROMIUM, launch_chromium
 from painterly import cli, samples, web, weights
 from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
@@ -39,7 +40,6 @@ from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace, downl
 MODEL = "tiny.safetensors"
 MAX_UPLOAD_MB = 1
 MAX_PIXELS = 1_000_000
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_ENV = "PAINTERLY_WEB_SCREENSHOT"
 
 
@@ -630,13 +630,6 @@ def test_default_model_dir_follows_painterly_home(monkeypatch, tmp_path):
 
 # --- the browser -------------------------------------------------------------------------------
 
-
-
-def launch_chromium(playwright):
-    """Debian's Chromium, headless, with nothing of its own reaching out to the network."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
 
 
 def test_a_real_browser_stylises_an_upload(server, tmp_path):

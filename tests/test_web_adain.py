@@ -20,6 +20,7 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from helpers import CHROMIUM, launch_chromium
 from painterly import samples, web, weights
 from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
 from painterly.config import ApplyConfig
@@ -34,7 +35,6 @@ ADAIN = "any.safetensors"
 JOHNSON = "tiny.safetensors"
 MAX_UPLOAD_MB = 1
 MAX_PIXELS = 1_000_000
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT_ENV = "PAINTERLY_WEB_ADAIN_SCREENSHOT"  # where the browser test saves a screenshot of the tab
 
 
@@ -315,13 +315,6 @@ def test_each_painting_is_measured_once_for_all_photos(server, tmp_path, monkeyp
 
 
 # --- the browser ---------------------------------------------------------------------------------
-
-
-def launch_chromium(playwright):
-    """Debian's Chromium, headless, with nothing of its own reaching out to the network."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
 
 
 def test_a_real_browser_paints_a_photo_after_a_painting(server, tmp_path):
