@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,11 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from painterly.images import save_image
 from painterly.losses import PerceptualLoss
-from painterly.transformer import TransformerNet
+from painterly.modelfile import save_model
+from painterly.transformer import Architecture, TransformerNet
 
 STYLE = {"image": "starry.jpg", "size": 256}
 TRAINING = {"lr": 0.001, "style_weight": 1e10, "batch_size": 4}
@@ -114,3 +118,36 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+# --- the web UI's tests (test_web.py, test_web_adain.py) ---------------------------------------
+
+
+def tiny_model(path: Path) -> Path:
+    """A random TransformerNet a few kernels wide whose output sits around mid-grey, not clipped."""
+    torch.manual_seed(0)
+    model = TransformerNet(Architecture(channels=(4, 8, 8), residual_blocks=1)).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        model.deconv3.conv2d.weight.mul_(0.3)
+        model.deconv3.conv2d.bias.fill_(0.5)
+    return save_model(model, path, style={"image": "random"})
+
+
+def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth gradient with some noise: a real picture, not a flat colour."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / max(height, width)
+    image = np.stack([x, y, 1 - x * y], axis=2) * rng.uniform(0.5, 1, 3) + rng.normal(0, 0.05, (height, width, 3))
+    return np.clip(image, 0, 1).astype(np.float32)
+
+
+def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) -> Path:
+    return save_image(picture(height, width, seed), path)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -11,7 +11,6 @@ import hashlib
 import http.server
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,54 +22,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import CHROMIUM, launch_chromium
+from helpers import CHROMIUM, free_port, launch_chromium, picture, tiny_model, write_picture
 from painterly import cli, samples, web, weights
 from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
-from painterly.modelfile import save_model
-from painterly.transformer import Architecture, TransformerNet
 from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace, download_name
 
 MODEL = "tiny.safetensors"
 MAX_UPLOAD_MB = 1
 MAX_PIXELS = 1_000_000
 SCREENSHOT_ENV = "PAINTERLY_WEB_SCREENSHOT"
-
-
-def tiny_model(path: Path) -> Path:
-    """A random TransformerNet a few kernels wide whose output sits around mid-grey, not clipped."""
-    torch.manual_seed(0)
-    model = TransformerNet(Architecture(channels=(4, 8, 8), residual_blocks=1)).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-        model.deconv3.conv2d.weight.mul_(0.3)
-        model.deconv3.conv2d.bias.fill_(0.5)
-    return save_model(model, path, style={"image": "random"})
-
-
-def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth gradient with some noise: a real picture, not a flat colour."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    image = np.stack([x, y, 1 - x * y], axis=2) * rng.uniform(0.5, 1, 3) + rng.normal(0, 0.05, (height, width, 3))
-    return np.clip(image, 0, 1).astype(np.float32)
-
-
-def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) -> Path:
-    return save_image(picture(height, width, seed), path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import CHROMIUM, launch_chromium
+from helpers import CHROMIUM, free_port, launch_chromium, tiny_model, write_picture
 from painterly import samples, web, weights
 from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
 from painterly.config import ApplyConfig
@@ -29,7 +28,6 @@ from painterly.fast import FastStylizer, Painting
 from painterly.images import read_array, read_settings, save_image
 from painterly.modelfile import save_model
 from painterly.provenance import describe_file
-from painterly.transformer import Architecture, TransformerNet
 
 ADAIN = "any.safetensors"
 JOHNSON = "tiny.safetensors"
@@ -51,32 +49,6 @@ def adain_model(path: Path) -> Path:
     return save_model(net, path, style={"kind": "random, for tests"})
 
 
-def johnson_model(path: Path) -> Path:
-    torch.manual_seed(0)
-    model = TransformerNet(Architecture(channels=(4, 8, 8), residual_blocks=1)).eval()
-    with torch.no_grad():
-        model.deconv3.conv2d.bias.fill_(0.5)
-    return save_model(model, path, style={"image": "random"})
-
-
-def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth gradient with some noise: a real picture, not a flat colour."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    image = np.stack([x, y, 1 - x * y], axis=2) * rng.uniform(0.3, 1, 3) + rng.normal(0, 0.1, (height, width, 3))
-    return np.clip(image, 0, 1).astype(np.float32)
-
-
-def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) -> Path:
-    return save_image(picture(height, width, seed), path)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -88,7 +60,7 @@ def server(tmp_path_factory):
     models = root / "models"
     models.mkdir()
     adain_model(models / ADAIN)
-    johnson_model(models / JOHNSON)
+    tiny_model(models / JOHNSON)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PAINTERLY_HOME", str(root / "home"))  # no models from the real user cache
         patch.setenv("GRADIO_TEMP_DIR", str(root / "uploads"))
