@@ -16,6 +16,7 @@ the ONNX worker's peak memory is that of ONNX Runtime alone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -118,39 +119,25 @@ def reference_inference(model: str, size: int, runs: int, matmul_size: int = 204
     return {**timing.summary(), "matmul_gflops": _matmul_rate("fp32", matmul_size)}
 
 
-def network_flops(model: str, size: int) -> int:
-    """Conv FLOPs of one size² photo through the model's encoder and decoder (the painting's
-    statistics are measured once, not per photo), counted on meta tensors: no arithmetic done."""
-    import torch
-
-    from painterly.adain import AdaINArchitecture, AdaINNet
-    from painterly.modelfile import read_metadata
-
-    arch = AdaINArchitecture.from_dict(read_metadata(model)["architecture"])
-    with torch.device("meta"):
-        net = AdaINNet(arch)
-        with ConvFlops() as counter, torch.inference_mode():
-            net.decoder(net.encode(torch.empty(1, 3, size, size)))  # `decode` autocasts, which meta cannot
-    return counter.total
-
-
 def painterly_inference(model: str, size: int, runs: int, backend: str, precision: str = "auto",
                         matmul_size: int = 2048) -> dict:
     """FastStylizer on the same photo and painting: `style_statistics` once (timed apart, after the photos,
     as `statistics_seconds`), then `with_styles([statistics]).stylize(photo)`, array in and array out,
     timed. The painting is measured at its full size (`style_size`), as the reference encodes it.
-    The torch job also counts its conv FLOPs and measures the matmul rate of the precision it ran in."""
+    The torch job also counts the conv FLOPs of its timed calls (one encoder and one decoder pass per
+    photo: the painting's statistics are measured once) and the matmul rate of the precision it ran in."""
     stylizer = FastStylizer(model, ApplyConfig(backend=backend, device="cpu", precision=precision, style_size=size))
     painting, photo = square_painting(size), square_content(size)
     source = {"image": f"{STYLE_NAME} squeezed to {size}²"}
     styled = stylizer.with_styles([stylizer.style_statistics(painting, source=source)])
-    timing = time_calls(lambda: styled.stylize(photo), runs).summary()
+    counter = ConvFlops() if backend == "torch" else None  # ONNX Runtime has no hooks
+    with counter or contextlib.nullcontext():
+        timing = time_calls(lambda: styled.stylize(photo), runs, counter).summary()
     start = time.perf_counter()
     stylizer.style_statistics(painting, source=source)
     statistics_seconds = time.perf_counter() - start
     result = {**timing, "precision": styled.precision, "statistics_seconds": statistics_seconds}
-    if backend == "torch":  # ONNX Runtime has no hooks, and its worker no torch: the suite credits the torch row's
-        result["flops"] = network_flops(model, size)
+    if backend == "torch":  # the ONNX worker has no torch: the suite credits it with the torch row's FLOPs
         result["matmul_gflops"] = _matmul_rate(styled.precision, matmul_size)
     return result
 

@@ -12,10 +12,15 @@ from painterly.devices import native_bf16
 
 from .measure import time_calls
 
+# Where bf16 is emulated a 2048² torch.mm takes minutes (and says only "slow"): it is timed at this size instead.
+EMULATED_BF16_MATMUL_SIZE = 512
+
 
 def describe(matmul_size: int) -> dict:
     """CPU, versions, threads, whether bf16 is native, and the peak GFLOP/s each workload's share is computed
     against."""
+    native = native_bf16(torch.device("cpu"))
+    bf16_size = matmul_size if native else min(matmul_size, EMULATED_BF16_MATMUL_SIZE)
     return {
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
@@ -24,8 +29,9 @@ def describe(matmul_size: int) -> dict:
         "python": platform.python_version(),
         "matmul_size": matmul_size,
         "fp32_gflops": matmul_gflops(matmul_size, torch.float32),
-        "bf16_gflops": matmul_gflops(matmul_size, torch.bfloat16),
-        "native_bf16": native_bf16(torch.device("cpu")),  # else bf16 is emulated: slower than fp32
+        "bf16_matmul_size": bf16_size,
+        "bf16_gflops": matmul_gflops(bf16_size, torch.bfloat16),
+        "native_bf16": native,  # else bf16 is emulated: slower than fp32
     }
 
 

@@ -6,6 +6,9 @@ from .suite import Row
 
 HEADER = ("workload", "size", "reference", "painterly", "speed-up", "peak RSS ref", "peak RSS painterly",
           "% fp32 peak ref", "% fp32 peak painterly")
+# Rows of these workloads measure stability, not time against a reference: a table of their own.
+STABILITY_WORKLOADS = ("video-temporal",)
+STABILITY_HEADER = ("workload", "clip", "warping error", "input's", "ghosting", "fidelity", "frames/s", "peak RSS")
 
 
 def document(rows: list[Row], machine: dict, mode: str, images: str) -> dict:
@@ -43,8 +46,14 @@ def text(summary: dict) -> str:
     machine = summary["machine"]
     lines = [f"painterly benchmarks ({summary['mode']}); times are medians per step or call unless noted",
              _machine_line(machine), f"images: {summary['images']}", ""]
-    table = [HEADER] + [_cells(row) for row in summary["rows"]]
-    lines += _aligned(table)
+    timed = [row for row in summary["rows"] if row["workload"] not in STABILITY_WORKLOADS]
+    stability = [row for row in summary["rows"] if row["workload"] in STABILITY_WORKLOADS]
+    if timed or not stability:
+        lines += _aligned([HEADER] + [_cells(row) for row in timed])
+    if stability:
+        lines += ([""] if timed else []) + ["stability: mean absolute differences in 8-bit levels; warping error "
+                                            "along the true motion, the input's own beside it"]
+        lines += _aligned([STABILITY_HEADER] + [_stability_cells(row) for row in stability])
     notes = [note for row in summary["rows"] for note in _notes(row)]
     if notes:
         lines += ["", "notes:"] + [f"  {note}" for note in notes]
@@ -56,8 +65,14 @@ def _machine_line(machine: dict) -> str:
         return f"machine: not measured ({machine['error']}); no share of peak"
     return (f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
             f"torch threads: {machine['torch_threads']}; torch.mm {machine['matmul_size']}²: "
-            f"fp32 {machine['fp32_gflops']:.0f} GFLOP/s, bf16 {machine['bf16_gflops']:.0f} GFLOP/s; "
+            f"fp32 {machine['fp32_gflops']:.0f} GFLOP/s, "
+            f"bf16 {machine['bf16_gflops']:.0f} GFLOP/s{_bf16_size(machine)}; "
             f"the worker measuring this (torch loaded) peaked at {_memory(machine)}")
+
+
+def _bf16_size(machine: dict) -> str:
+    size = machine.get("bf16_matmul_size", machine["matmul_size"])
+    return "" if size == machine["matmul_size"] else f" (emulated, timed at {size}²)"
 
 
 def _name(row: dict) -> str:
@@ -70,6 +85,20 @@ def _cells(row: dict) -> tuple[str, ...]:
             f"{row['speedup']:.1f}×" if row["speedup"] else "—",
             _memory(row["reference"]), _memory(row["painterly"]),
             _percent(shares["reference"]), _percent(shares["painterly"]))
+
+
+def _stability_cells(row: dict) -> tuple[str, ...]:
+    result = row["painterly"] or {}
+    if "error" in result or "skipped" in result:
+        return (_name(row), row["size"], "failed" if "error" in result else "skipped", "", "", "", "", "")
+
+    def level(key: str) -> str:
+        value = result.get(key)
+        return "—" if value is None else f"{value:.2f}"
+
+    rate = result.get("frames_per_s")
+    return (_name(row), row["size"], level("warping_error"), level("input_warping_error"), level("ghosting"),
+            level("fidelity"), f"{rate:.3g}" if rate else "—", _memory(result))
 
 
 def _time(result: dict | None, row: dict) -> str:

@@ -9,7 +9,7 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 echo "ruff: $(.venv/bin/ruff --version)"
-.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff check src tests benchmarks hubconf.py
 echo "mypy: $(.venv/bin/mypy --version)"
 .venv/bin/mypy
 # One pytest-xdist worker per core (PYTEST_XDIST_AUTO_NUM_WORKERS overrides the count; `-n 0` after it runs

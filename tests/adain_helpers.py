@@ -1,6 +1,8 @@
 """Tiny AdaIN models for the apply-path tests: random VGG encoders (only the convs they use), a decoder
 whose output sits mid-range, written as real model files, and a hand-made ONNX graph with the
-runtime's input and output names. (Imported as `adain_helpers`: pytest puts tests/ on sys.path.)"""
+runtime's input and output names; and pytorch-AdaIN's published files (`decoder.pth`,
+`vgg_normalised.pth`) rebuilt independently with random weights, for the import and the model zoo.
+(Imported as `adain_helpers`: pytest puts tests/ on sys.path.)"""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from painterly import weights
 from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
@@ -74,3 +77,59 @@ def painting(height: int, width: int, tint: tuple[float, float, float], seed: in
 def photo(height: int, width: int, seed: int = 1) -> np.ndarray:
     """Statistically the same everywhere (noise), so a region's own statistics are the whole image's."""
     return np.random.default_rng(seed).random((height, width, 3), dtype=np.float32)
+
+
+# --- pytorch-AdaIN's published files, rebuilt as plain nn.Sequential networks -----------------------
+
+VGG19_TO_RELU4_1 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512]
+
+
+def reference_encoder() -> nn.Sequential:
+    """The published normalised VGG-19 up to relu4_1: a 1×1 conv, then pad+conv+ReLU per conv and
+    ceil-mode max pools, one module each, in that order."""
+    modules: list[nn.Module] = [nn.Conv2d(3, 3, 1)]
+    channels = 3
+    for item in VGG19_TO_RELU4_1:
+        if item == "M":
+            modules.append(nn.MaxPool2d(2, 2, 0, ceil_mode=True))
+        else:
+            assert isinstance(item, int)
+            modules += [nn.ReflectionPad2d(1), nn.Conv2d(channels, item, 3), nn.ReLU()]
+            channels = item
+    return nn.Sequential(*modules)
+
+
+def reference_decoder() -> nn.Sequential:
+    """The published decoder, module by module as the paper's Table/code lists it."""
+    layout = [(512, 256), "up", (256, 256), (256, 256), (256, 256), (256, 128), "up", (128, 128), (128, 64), "up",
+              (64, 64), (64, 3)]
+    modules: list[nn.Module] = []
+    for index, item in enumerate(layout):
+        if item == "up":
+            modules.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            continue
+        modules += [nn.ReflectionPad2d(1), nn.Conv2d(*item, 3)]
+        if index < len(layout) - 1:
+            modules.append(nn.ReLU())
+    return nn.Sequential(*modules)
+
+
+def randomised(module: nn.Module, seed: int) -> nn.Module:
+    """Weights small enough that 12 layers neither vanish nor explode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.08)
+    return module.eval()
+
+
+def write_published(folder: Path, *, seed: int = 1) -> tuple[Path, Path, nn.Module, nn.Module]:
+    """decoder.pth and vgg_normalised.pth in `folder`, written in pytorch-AdaIN's key layout (the encoder
+    file with the layers past relu4_1 too, as the published one has them); also the two networks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vgg, decoder = randomised(reference_encoder(), seed), randomised(reference_decoder(), seed + 1)
+    encoder_state = dict(vgg.state_dict())
+    encoder_state["32.weight"], encoder_state["32.bias"] = torch.zeros(512, 512, 3, 3), torch.zeros(512)
+    torch.save(encoder_state, folder / "vgg_normalised.pth")
+    torch.save(decoder.state_dict(), folder / "decoder.pth")
+    return folder / "decoder.pth", folder / "vgg_normalised.pth", vgg, decoder

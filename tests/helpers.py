@@ -4,12 +4,15 @@ created in). (Imported as `helpers`: pytest puts tests/ on sys.path.)"""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,3 +154,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextmanager
+def file_server(root: Path) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving the files in `root` (query strings ignored, as a URL like
+    `.../saved_models.zip?dl=1` needs); yields its base URL. For the weights' and the model zoo's downloads."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def dead_url() -> str:
+    """A URL on a port nobody listens on: connection refused."""
+    return f"http://127.0.0.1:{free_port()}"

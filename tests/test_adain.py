@@ -1,6 +1,6 @@
 """The AdaIN engine's core: the operation, the networks, the published weights and the model file.
 
-The published layout is rebuilt here independently, as plain nn.Sequential networks in the
+The published layout is rebuilt independently (tests/adain_helpers.py), as plain nn.Sequential networks in the
 order pytorch-AdaIN's net.py lists its modules, with a style transfer written the way its
 test.py does it; painterly's import of state dicts in that key layout must give the same output.
 """
@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from adain_helpers import reference_decoder, write_published
 from painterly import weights
 from painterly.adain import (
     ADAIN_ARCHITECTURES,
@@ -36,38 +37,6 @@ from painterly.style_stats import StyleStatistics, blend_statistics
 
 # --- a plain reference of the test's own ---------------------------------------------------------
 
-VGG19_TO_RELU4_1 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512]
-
-
-def reference_encoder() -> nn.Sequential:
-    """The published normalised VGG-19 up to relu4_1: a 1×1 conv, then pad+conv+ReLU per conv and
-    ceil-mode max pools, one module each, in that order."""
-    modules: list[nn.Module] = [nn.Conv2d(3, 3, 1)]
-    channels = 3
-    for item in VGG19_TO_RELU4_1:
-        if item == "M":
-            modules.append(nn.MaxPool2d(2, 2, 0, ceil_mode=True))
-        else:
-            modules += [nn.ReflectionPad2d(1), nn.Conv2d(channels, item, 3), nn.ReLU()]
-            channels = item
-    return nn.Sequential(*modules)
-
-
-def reference_decoder() -> nn.Sequential:
-    """The published decoder, module by module as the paper's Table/code lists it."""
-    layout = [(512, 256), "up", (256, 256), (256, 256), (256, 256), (256, 128), "up", (128, 128), (128, 64), "up",
-              (64, 64), (64, 3)]
-    modules: list[nn.Module] = []
-    for index, item in enumerate(layout):
-        if item == "up":
-            modules.append(nn.Upsample(scale_factor=2, mode="nearest"))
-            continue
-        modules += [nn.ReflectionPad2d(1), nn.Conv2d(*item, 3)]
-        if index < len(layout) - 1:
-            modules.append(nn.ReLU())
-    return nn.Sequential(*modules)
-
-
 def reference_mean_std(feat: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
     n, c = feat.shape[:2]
     var = feat.reshape(n, c, -1).var(dim=2) + eps
@@ -84,26 +53,11 @@ def reference_transfer(vgg: nn.Module, decoder: nn.Module, content: torch.Tensor
     return decoder(alpha * t + (1 - alpha) * content_f)
 
 
-def randomised(module: nn.Module, seed: int) -> nn.Module:
-    """Weights small enough that 12 layers neither vanish nor explode."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in module.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.08)
-    return module.eval()
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> tuple[Path, Path, nn.Module, nn.Module]:
     """decoder.pth and vgg_normalised.pth written in pytorch-AdaIN's key layout (the encoder file with
     the layers past relu4_1 too, as the published one has them)."""
-    folder = tmp_path_factory.mktemp("published")
-    vgg, decoder = randomised(reference_encoder(), 1), randomised(reference_decoder(), 2)
-    encoder_state = dict(vgg.state_dict())
-    encoder_state["32.weight"], encoder_state["32.bias"] = torch.zeros(512, 512, 3, 3), torch.zeros(512)
-    torch.save(encoder_state, folder / "vgg_normalised.pth")
-    torch.save(decoder.state_dict(), folder / "decoder.pth")
-    return folder / "decoder.pth", folder / "vgg_normalised.pth", vgg, decoder
+    return write_published(tmp_path_factory.mktemp("published"))
 
 
 @functools.cache

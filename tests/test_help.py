@@ -16,7 +16,7 @@ import typer
 from painterly import config
 from painterly.cli import app
 
-COMMANDS = ["stylize", "demo", "train", "apply", "export", "convert", "serve", "weights"]
+COMMANDS = ["stylize", "demo", "train", "apply", "export", "convert", "card", "models", "serve", "weights"]
 
 # The choices each option takes, from the tuples config.py validates against.
 CHOICES = {

@@ -15,7 +15,9 @@
 * The painterly lines that are cheap and offline as written run for real, in a folder with
   the inputs they name (a tiny random model standing in for starry.safetensors): `weights`,
   `weights --verify`, `apply` to a file, to stdout from stdin, over a folder, `export` and
-  `apply` of the ONNX file. The others take minutes as written (stylize, train, demo, an 8k image,
+  `apply` of the ONNX file, and `models pull candy`, `apply candy ...`, `models`, `models info
+  candy` against a local mirror (a zip of tiny models in pytorch/examples' format). The others
+  take minutes as written (stylize, train, demo, an 8k image,
   a video) or run until stopped (serve), and are parsed only: their behaviour is tested in their
   own test files.
 
@@ -40,12 +42,13 @@ import typer.main
 from typer.testing import CliRunner
 
 from adain_helpers import adain_net
-from helpers import random_model
+from helpers import file_server, random_model
 from painterly import images, samples
 from painterly.cli import app
 from painterly.config import StylizeConfig
 from painterly.modelfile import save_model
 from painterly.provenance import file_sha256
+from zoo_helpers import zoo_mirror
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -61,6 +64,10 @@ RUN_FOR_REAL = (
     "painterly apply starry.safetensors photos/ -o stylized/ --strength 0.8 --preserve-color luminance",
     "painterly export starry.safetensors -o starry.onnx",
     "painterly apply starry.onnx photo.jpg -o out.png",
+    "painterly models pull candy",  # from a local mirror of the catalogue's downloads, into $PAINTERLY_HOME
+    "painterly apply candy photo.jpg -o photo_candy.png",
+    "painterly models",
+    "painterly models info candy",
 )
 
 
@@ -247,16 +254,20 @@ def check_in_help(words: list[str], *command: str) -> None:
 def check_painterly(words: list[str]) -> None:
     """`painterly COMMAND ARGS...`: parsed by the real command, every option shown by its --help."""
     assert words[0] == "painterly" and len(words) > 1, words
-    name, args = words[1], words[2:]
+    names, args = [words[1]], words[2:]
     commands = typer.main.get_command(app).commands  # a group: its subcommands by name
-    assert name in commands, f"no painterly command {name!r}"
+    assert names[0] in commands, f"no painterly command {names[0]!r}"
+    command = commands[names[0]]
+    while hasattr(command, "commands") and args and args[0] in command.commands:  # `models pull ...`
+        names.append(args[0])
+        command, args = command.commands[args[0]], args[1:]
     try:
-        commands[name].make_context(f"painterly {name}", list(args))  # parses and checks, runs nothing
+        command.make_context(f"painterly {' '.join(names)}", list(args))  # parses and checks, runs nothing
     except Exception as error:  # click's usage errors (Typer bundles its own click)
         if not hasattr(error, "format_message"):
             raise
-        pytest.fail(f"painterly {name} does not parse {args}: {error.format_message()}")
-    check_in_help(args, *PAINTERLY, name)
+        pytest.fail(f"painterly {' '.join(names)} does not parse {args}: {error.format_message()}")
+    check_in_help(args, *PAINTERLY, *names)
 
 
 def check_pip(words: list[str]) -> None:
@@ -357,8 +368,11 @@ def test_the_cheap_painterly_lines_run_for_real(tmp_path):
     images.save_image(samples.landscape(48, 64), tmp_path / "photos" / "a.png")
     images.save_image(samples.landscape(40, 56), tmp_path / "photos" / "beach" / "b.jpg")
     save_model(random_model("light"), tmp_path / "starry.safetensors", style={"image": "starry.jpg"}, steps=1)
-    env = {**readme_environment(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    home = tmp_path / "painterly-home"  # the catalogue's models are pulled into home/models
+    env = {**readme_environment(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PAINTERLY_HOME": str(home)}
     photo = images.read_array(tmp_path / "photo.jpg")[0]
+    candy = home / "models" / "candy.safetensors"
 
     def stylised(name: str, backend: str) -> None:
         array = images.read_array(tmp_path / name)[0]
@@ -379,12 +393,18 @@ def test_the_cheap_painterly_lines_run_for_real(tmp_path):
         RUN_FOR_REAL[4]: lambda out: folder(),
         RUN_FOR_REAL[5]: lambda out: (tmp_path / "starry.onnx").stat().st_size > 0,
         RUN_FOR_REAL[6]: lambda out: stylised("out.png", "onnx"),
+        RUN_FOR_REAL[7]: lambda out: out.strip() == str(candy) and candy.is_file(),
+        RUN_FOR_REAL[8]: lambda out: stylised("photo_candy.png", "torch"),
+        RUN_FOR_REAL[9]: lambda out: re.search(r"^candy .* pulled$", out, re.MULTILINE) is not None,
+        RUN_FOR_REAL[10]: lambda out: "BSD-3-Clause" in out and "recorded at first download" in out,
     }
-    for line in RUN_FOR_REAL:
-        done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, f"{line}\n{done.stderr}"
-        assert checks[line](done.stdout) is not False, f"{line}\n{done.stdout}"
+    with file_server(zoo_mirror(tmp_path / "zoo-mirror")) as mirror:
+        env["PAINTERLY_MODELS_MIRROR"] = mirror
+        for line in RUN_FOR_REAL:
+            done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, f"{line}\n{done.stderr}"
+            assert checks[line](done.stdout) is not False, f"{line}\n{done.stdout}"
 
 
 # --- scripts/demo.sh installs only what the demo needs -----------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import json
 import os
@@ -13,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import save_file
 
-from helpers import run_limited
+from helpers import dead_url, file_server, run_limited
 from painterly import weights
 from painterly.errors import WeightsError
 from painterly.events import DownloadEvent
@@ -68,27 +65,14 @@ def server(tmp_path: Path):
     """A real HTTP server on 127.0.0.1 serving the files put in the yielded folder; yields (base URL, folder)."""
     root = tmp_path / "served"
     root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with file_server(root) as url:
+        yield url, root
 
 
-@pytest.fixture
-def dead_url() -> str:
+@pytest.fixture(name="dead_url")
+def dead_url_fixture() -> str:
     """A URL on a port nobody listens on: connection refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return dead_url()
 
 
 def assert_offline_message(error: pytest.ExceptionInfo) -> None:

@@ -90,6 +90,8 @@ _VGG_WEIGHTS_DEFAULT = "$PAINTERLY_VGG_WEIGHTS, else imagenet"
 _MAX_PIXELS_DEFAULT = f"$PAINTERLY_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}"
 _DEVICE_HELP = "Where to compute; auto: a CUDA GPU, then Apple's MPS, then the CPU."
 _SEED_HELP = "Seed of every random choice: the same seed and settings give the same result."
+_MODEL_NAME_HELP = ("a catalogue name (`painterly models`; pulled on first use) or hf://owner/repo[/file][@revision] "
+                    "(a model on the Hugging Face Hub).")
 
 
 class _Command(TyperCommand):
@@ -476,8 +478,8 @@ def train(
 @app.command(cls=_Command)
 @user_errors
 def apply(
-    model: Annotated[Path, typer.Argument(help="A .safetensors, .onnx or pytorch/examples .pth model.",
-                                          show_default=False)],
+    model: Annotated[str, typer.Argument(
+        help=f"A .safetensors, .onnx or pytorch/examples .pth model, or {_MODEL_NAME_HELP}", show_default=False)],
     inputs: Annotated[list[str], typer.Argument(
         help="Images, folders, videos (need `pip install 'painterly[video]'`), or - for stdin.", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help="A file, a folder, or - for stdout.")],
@@ -560,10 +562,12 @@ def apply(
 @app.command(cls=_Command)
 @user_errors
 def export(
-    model: Annotated[Path, typer.Argument(
-        help="A .safetensors model (Johnson or AdaIN) or a pytorch/examples .pth model.", show_default=False)],
+    model: Annotated[str, typer.Argument(
+        help=f"A .safetensors model (Johnson or AdaIN), a pytorch/examples .pth model, or {_MODEL_NAME_HELP}",
+        show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="The .onnx file to write.")],
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = DEFAULT_OPSET,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
     """Export a fast model to ONNX (checked in ONNX Runtime); needs `pip install 'painterly[onnx]'`.
 
@@ -571,8 +575,10 @@ def export(
     its outputs are compared with PyTorch's before it is kept.
     """
     from .export import export_onnx
+    from .progress import ProgressPrinter
 
-    report = export_onnx(model, output, opset=opset)
+    with ProgressPrinter(quiet=quiet) as progress:  # a catalogue name not yet pulled is pulled first
+        report = export_onnx(model, output, opset=opset, callback=progress)
     print(f"wrote {report.path} (opset {report.opset}; ONNX Runtime vs PyTorch max abs difference "
           f"{report.max_abs_diff:.2g}, {report.seconds:.1f} s)")
 
@@ -593,6 +599,38 @@ def convert(
     from .modelfile import convert_model
 
     print(f"wrote {convert_model(model, output, encoder=encoder)}")
+
+
+@app.command(cls=_Command)
+@user_errors
+def card(
+    model: Annotated[str, typer.Argument(
+        help=f"A painterly .safetensors model (Johnson or AdaIN), or {_MODEL_NAME_HELP}", show_default=False)],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="The card to write: DIR/README.md, with the model file put in DIR too, is what the "
+        "Hub shows.")],
+    style_image: Annotated[Path | None, typer.Option(
+        help="The painting: a thumbnail is written beside the card and shown in it.", show_default=False)] = None,
+    sample: Annotated[Path | None, typer.Option(
+        metavar="<photo>", help="A photo to paint with the model (an AdaIN model paints it with --style-image): the "
+        "result is written beside the card and shown in it.", show_default=False)] = None,
+    repo: Annotated[str | None, typer.Option(
+        metavar="<owner/repo>", help="The Hub repo the model goes to, for the card's commands.",
+        show_default="OWNER/REPO, to replace")] = None,
+    licence: Annotated[str | None, typer.Option(
+        metavar="<spdx>", help="The model's licence, e.g. MIT.",
+        show_default="the licence the file records (a catalogue model's), else unknown")] = None,
+) -> None:
+    """Write a Hugging Face Hub model card (README.md) from a model file's metadata: the style, the training
+    settings and steps, the VGG weights, the checksums, and how to use and upload it (`hf upload`)."""
+    from .card import write_card
+    from .progress import ProgressPrinter
+    from .zoo import resolve_model
+
+    with ProgressPrinter() as progress:  # a catalogue name not yet pulled, or an hf:// model, is downloaded first
+        path = write_card(resolve_model(model, callback=progress), output, style_image=style_image, sample=sample,
+                          repo=repo, licence=licence)
+    print(f"wrote {path}")
 
 
 @app.command(cls=_Command)
@@ -664,6 +702,148 @@ def weights_command(
         print(f"{row['arch']}: {state}\n  file: {row['path']}\n  from: {row['url']}")
     print("Other sources: --vgg-weights PATH (or $PAINTERLY_VGG_WEIGHTS) for a local .pth/.safetensors file, "
           "--vgg-weights random for offline use (much lower quality).")
+
+
+models_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=False)
+app.add_typer(models_app, name="models")
+
+_MODEL_NAME = "A catalogue name (`painterly models` lists them)."
+
+
+@models_app.callback(invoke_without_command=True)
+@user_errors
+def models_command(
+    ctx: typer.Context,
+    json_listing: Annotated[bool, typer.Option("--json", help="Print the listing as JSON, for scripts.")] = False,
+) -> None:
+    """Published models by name: the catalogue, and which are on disk.
+
+    Without a command: each model's name, kind, size, licence and source, and whether it is pulled. A
+    catalogue name works wherever a model path does (`painterly apply candy photo.jpg -o out.png`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import zoo
+
+    rows = zoo.listing()
+    if json_listing:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [["NAME", "KIND", "SIZE", "LICENCE", "SOURCE", "ON DISK"]]
+    table += [[row["name"], row["kind"], _size(row["size"]), row["licence"], row["source"],
+               "pulled" if row["pulled"] else "-"] for row in rows]
+    print(_columns(table))
+    print(f"\nPulled models are in {zoo.models_dir()} (${zoo.HOME_ENV}/models).\n"
+          "`painterly models pull NAME` fetches one, `painterly models info NAME` says where it comes from.")
+
+
+def _size(size: int | None) -> str:
+    """Bytes for a person: 1.2 MB, 130 kB; "?" where no size is known (nothing published, nothing pulled)."""
+    if size is None:
+        return "?"
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+
+
+def _columns(rows: list[list[str]]) -> str:
+    """Rows of cells as a plain table, each column as wide as its widest cell."""
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+
+
+@models_app.command("pull", cls=_Command)
+@user_errors
+def models_pull(
+    name: Annotated[str, typer.Argument(help=_MODEL_NAME, show_default=False)],
+    file: Annotated[Path | None, typer.Option(
+        help="A download fetched by hand (the file the catalogue's URL serves): checked and converted "
+             "instead of downloading.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download and convert again, even if it is on disk.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
+) -> None:
+    """Download, check and cache a catalogue model.
+
+    The download's hash is checked, the model converted into a painterly model file with its provenance
+    in the cache, and its path printed. Offline: $PAINTERLY_MODELS_MIRROR (a base URL serving each
+    download under its file name), or --file."""
+    from . import zoo
+    from .progress import ProgressPrinter
+
+    with ProgressPrinter(quiet=quiet) as progress:
+        path = zoo.pull(name, file=file, force=force, callback=progress)
+    print(path)
+
+
+@models_app.command("info", cls=_Command)
+@user_errors
+def models_info(
+    name: Annotated[str, typer.Argument(help=_MODEL_NAME, show_default=False)],
+    json_info: Annotated[bool, typer.Option("--json", help="Print it as JSON, for scripts.")] = False,
+) -> None:
+    """Where a catalogue model comes from.
+
+    Its source and licence (and where the licence was read), the painting and its credit, the training
+    recipe, each download's URL and SHA-256 (published, or recorded at the first download), and the
+    file on disk."""
+    from . import zoo
+
+    details = zoo.info(name)
+    print(json.dumps(details, indent=2) if json_info else _provenance_text(details))
+
+
+def _provenance_text(details: dict) -> str:
+    """`zoo.info`'s record as `painterly models info` shows it: the model, then each download, each part's
+    SHA-256 and how it is known, then the file on disk."""
+    from . import zoo
+
+    licence, source, style = details["licence"], details["source"], details["style"]
+    kind = "adain: any painting, given with --style" if details["arbitrary"] else f"{details['kind']}: one style"
+    lines = [f"{details['name']}: {details['title']}",
+             f"  kind:     {kind}",
+             f"  source:   {source['project']}, {source['url']}",
+             f"  licence:  {licence['spdx']} (read in {licence['file']}; it covers {licence['covers']})"]
+    if style:
+        painting = style.get("title", "untitled")
+        lines.append(f"  style:    {painting}, by {style.get('artist', 'unknown')}"
+                     + (f"; the image: {style['image']}" if "image" in style else ""))
+    recipe = dict(details["recipe"])
+    if recipe:
+        known = recipe.pop("known", None)
+        lines.append(f"  recipe{f' (from {known})' if known else ''}:")
+        lines += [f"    {key.replace('_', ' ')}: {value}" for key, value in recipe.items()]
+    for download in details["downloads"]:
+        lines.append(f"download {download['file']} (cited: {download['cited']})")
+        lines += [f"  url:      {url}" for url in download["catalogue_urls"]]
+        if download["urls"] != download["catalogue_urls"]:
+            lines += [f"  mirror:   {url} (${zoo.MIRROR_ENV}: what a pull fetches)" for url in download["urls"]]
+        if download["sha256"]:
+            lines.append(f"  sha256:   {download['sha256']} ({zoo.PUBLISHED})")
+        if download["cached"]:
+            lines.append(f"  cached:   {download['cached']}")
+    for part in details["parts"]:
+        inside = f"{part['member']} in {part['download']}" if part["member"] else part["download"]
+        known = part["sha256_source"]
+        if known == zoo.RECORDED:
+            known = f"{known} on {part['recorded']}" + (f", from {part['url']}" if part["url"] else "")
+        lines.append(f"part {part['role']}: {inside}")
+        lines.append(f"  sha256:   {part['sha256']} ({known})" if part["sha256"] else f"  sha256:   {known}")
+    if details["pulled"]:
+        lines.append(f"model file: {details['path']} ({_size(details['size'])})")
+        if details["sha256"]:
+            lines.append(f"  sha256:   {details['sha256']} (recorded when it was written, {details['written']})")
+    else:
+        lines.append(f"model file: not pulled (`painterly models pull {details['name']}` writes {details['path']})")
+    return "\n".join(lines)
+
+
+@models_app.command("remove", cls=_Command)
+@user_errors
+def models_remove(name: Annotated[str, typer.Argument(help=_MODEL_NAME, show_default=False)]) -> None:
+    """Delete a pulled model from the cache.
+
+    The SHA-256s recorded at its first download are kept, so a later pull is still checked against them."""
+    from . import zoo
+
+    removed = zoo.remove(name)
+    print(f"removed {removed}" if removed is not None else f"{name} is not on disk ({zoo.model_path(name)})")
 
 
 def main(argv: list[str] | None = None) -> None:

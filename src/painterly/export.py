@@ -46,6 +46,7 @@ from . import __version__
 from .atomic import atomic_path, same_file
 from .config import SIZE_MULTIPLE
 from .errors import ModelFileError, PainterlyError, UsageError
+from .events import Callback, ignore
 from .runtimes import ADAIN_INPUTS, ADAIN_OUTPUTS, first_line, onnx_metadata, open_onnx_session
 
 if TYPE_CHECKING:
@@ -110,8 +111,12 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     tolerance: float = 1e-3,
     check_sizes: Sequence[Size] | None = None,
+    callback: Callback = ignore,
 ) -> ExportReport:
     """Export a painterly `.safetensors` (Johnson or AdaIN) or pytorch/examples `.pth` model to `output` (.onnx).
+
+    `model_path` may also be a catalogue name or an hf:// reference (`zoo.resolve_model`): a model not
+    yet pulled is pulled first, its download reported to `callback`, once the request has been checked.
 
     The file is written beside `output` under a temporary name, run in ONNX
     Runtime on seeded random inputs at every size in `check_sizes` (by default
@@ -121,11 +126,14 @@ def export_onnx(
     behind and an existing `output` is untouched.
     """
     started = time.perf_counter()
-    model_path, output = Path(model_path), Path(output)
-    _check_request(model_path, output, opset, tolerance, check_sizes)
+    output = Path(output)
+    _check_request(Path(model_path), output, opset, tolerance, check_sizes)  # before anything is pulled
     onnx = _require("onnx")
     _require("onnxruntime")
     from .modelfile import load_model
+    from .zoo import resolve_model
+
+    model_path = resolve_model(model_path, callback=callback)
 
     model, metadata = load_model(model_path)
     graph = _graph_of(model, metadata)

@@ -47,6 +47,7 @@ from .provenance import describe_file
 from .regions import RegionMask, mask_from_labels, read_mask
 from .runtimes import Backend, Region, StyleInput, open_backend
 from .style_stats import StyleStatistics, blend_statistics, normalised_weights
+from .zoo import resolve_model
 
 if TYPE_CHECKING:
     import torch
@@ -105,8 +106,10 @@ class FastStylizer:
     """
 
     def __init__(self, model: str | Path, config: ApplyConfig | None = None, *, callback: Callback = ignore) -> None:
+        """`model` is a model file, a catalogue name (pulled first if missing, its download reported to
+        `callback`) or an hf:// reference: whatever `zoo.resolve_model` takes."""
         self.config = config if config is not None else ApplyConfig()
-        self.model_path = Path(model)
+        self.model_path = resolve_model(model, callback=callback)
         self.runtime: Backend = open_backend(self.model_path, self.config, callback=callback)  # a bf16 warning
         self._model_record: dict | None = None
         self._binding: _Binding | None = None
@@ -341,7 +344,8 @@ class FastStylizer:
         too) and, when given, the input."""
         if self._model_record is None:  # hashed once: a model file can be large
             model = describe_file(self.model_path)
-            model.update({key: self.metadata[key] for key in ("style", "steps") if key in self.metadata})
+            # A catalogue model's file records where it came from (zoo.py): so does every output made with it.
+            model.update({key: self.metadata[key] for key in ("style", "steps", "provenance") if key in self.metadata})
             self._model_record = model
         settings = {**self.config.to_dict(), "tile": "auto" if self.config.tile is None else self.config.tile,
                     "backend": self.backend, "device": self.device, "precision": self.precision}

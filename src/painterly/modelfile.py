@@ -142,20 +142,32 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def convert_model(source: str | os.PathLike, output: str | os.PathLike, *,
-                  encoder: str | os.PathLike | None = None) -> Path:
+                  encoder: str | os.PathLike | None = None, style: dict | None = None,
+                  provenance: dict | None = None) -> Path:
     """Turn a pytorch/examples `.pth` into a painterly `.safetensors` with metadata; with `encoder`,
     `source` is pytorch-AdaIN's `decoder.pth` and `encoder` its `vgg_normalised.pth`, made into one
-    AdaIN model file."""
+    AdaIN model file.
+
+    `style` is recorded as the model's style; `provenance` (where a published model came from, as
+    the model zoo writes it) is stored as the "provenance" field, and the source files are then
+    named by file name alone: the provenance says where they came from, a local path would not.
+    """
     from .provenance import describe_file
 
+    def named(path: str | os.PathLike) -> str:
+        return Path(path).name if provenance is not None else os.fspath(path)
+
+    extra = {} if provenance is None else {"provenance": provenance}
     if encoder is not None:
         from .adain import import_published
 
         adain = import_published(Path(source), Path(encoder))
-        files = [describe_file(Path(source)), describe_file(Path(encoder))]
-        return save_model(adain, output, extra={"converted_from": {"files": files, "format": "pytorch-adain"}})
+        files = [{**describe_file(path), "file": named(path)} for path in (Path(source), Path(encoder))]
+        return save_model(adain, output, style=style,
+                          extra={"converted_from": {"files": files, "format": "pytorch-adain"}, **extra})
     model, metadata = load_model(source)
-    return save_model(model, output, extra={"converted_from": {"file": str(source), "format": metadata["format"]}})
+    return save_model(model, output, style=style,
+                      extra={"converted_from": {"file": named(source), "format": metadata["format"]}, **extra})
 
 
 def _check_file(path: Path) -> None:

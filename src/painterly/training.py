@@ -94,6 +94,7 @@ from .devices import autocast_dtype, out_of_memory_guard, precision_name, resolv
 from .errors import OutputError, PainterlyError, UsageError
 from .events import Callback, CheckpointEvent, DoneEvent, MessageEvent, StopRequested, TrainStepEvent, ignore
 from .features import VGGFeatures, build_perceptual_loss
+from .locks import LockBusy, exclusive
 from .losses import AdaINLoss, LossTerms
 from .modelfile import save_model
 from .provenance import describe_file
@@ -526,55 +527,20 @@ def _locked(paths: _Paths, take: bool) -> Iterator[None]:
     """Hold an exclusive lock on `OUTPUT.lock` for the run (when `take`: rank 0), refusing a second run.
 
     Two runs into one output would interleave their metrics logs and checkpoints and leave a model
-    from one beside the log of the other. flock's lock dies with its process, so one left by a
-    `kill -9` never blocks the resume; the file is removed at the end, while still locked.
+    from one beside the log of the other. `locks.exclusive`: the lock dies with its process, so one
+    left by a `kill -9` never blocks the resume; the file is removed at the end.
     """
     if not take:
         yield
         return
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system: no lock to take
-        yield
-        return
-    path = paths.lock
-    handle = _lock_file(path, paths.model, fcntl)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()  # while locked: a run that opened it meanwhile sees a removed file and retries
-        handle.close()  # releases the lock
-
-
-def _lock_file(path: Path, model: Path, fcntl: Any) -> IO[str]:
-    """`path` opened and locked, and still the file at `path` (a run ending removes it)."""
-    for _ in range(10):
+    with contextlib.ExitStack() as held:
         try:
-            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
-        except OSError as error:
-            raise cannot_write(path, error) from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            handle.close()
-            by = f" (process {holder})" if holder.isdigit() else ""
-            raise OutputError(f"{path}: another training run{by} holds this lock on {model}; "
+            held.enter_context(exclusive(paths.lock, wait=False))
+        except LockBusy as busy:
+            by = f" (process {busy.holder})" if busy.holder else ""
+            raise OutputError(f"{paths.lock}: another training run{by} holds this lock on {paths.model}; "
                               "wait for it to end, or train into another --output") from None
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            current = None
-        if current is not None and os.path.samestat(os.fstat(handle.fileno()), current):
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            return handle
-        handle.close()  # locked a file the run before removed: take the one there now
-    raise OutputError(f"{path}: cannot take the lock (the file keeps being replaced)")
+        yield
 
 
 @dataclass

@@ -4,7 +4,10 @@ Safe by default: it listens on 127.0.0.1, refuses uploads over a size and images
 limit, writes only inside its working folder, serves from it only the files it wrote there
 (besides Gradio's uploads), removes results after `keep_results_minutes` and the working folder
 (Gradio's uploads and cache included, unless GRADIO_TEMP_DIR puts them elsewhere) at shutdown,
-and fetches no URL for anyone. The page says whether the Optimize tab has its VGG weights.
+and fetches no URL for anyone (a published model is pulled by the server itself, from the
+catalogue's own URLs or $PAINTERLY_MODELS_MIRROR, never from a URL a request names). The page says
+whether the Optimize tab has its VGG weights; the Fast and Any painting tabs list the catalogue's
+models of their kind, downloaded or not, with their licence and source.
 Heavy jobs share one bounded pool of workers behind Gradio's queue. This module lays out the
 page; `web_handlers.py` does the work behind each button and `web_files.py` keeps the working
 folder and guards what is served.
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import COLOR_MODES, FAST_COLOR_MODES, JOHNSON_COLOR_MODES, OPTIMIZERS, ApplyConfig, StylizeConfig
 from .errors import PainterlyError, UsageError
+from .zoo import models_dir
 
 if TYPE_CHECKING:
     import gradio
@@ -65,13 +69,7 @@ _MASK_HELP = ("A mask is a PNG with one flat colour per region (at most 16). Its
 _CSS = "#optimize-result img { width: 100%; height: 100%; object-fit: contain; }"
 
 
-def default_model_dir() -> Path:
-    """Where trained models live unless `--models` says otherwise.
-
-    $PAINTERLY_HOME/models, else ~/.cache/painterly/models.
-    """
-    home = os.environ.get("PAINTERLY_HOME")
-    return Path(home) / "models" if home else Path.home() / ".cache" / "painterly" / "models"
+default_model_dir = models_dir  # where trained and pulled models live unless `--models` adds a folder: the zoo's
 
 
 def build_app(
@@ -88,7 +86,7 @@ def build_app(
 ) -> gradio.Blocks:
     """The web UI as a Gradio app, not yet launched.
 
-    Models are listed from `models` and `default_model_dir()`. Results go into a new
+    Models are listed from `models` and `zoo.models_dir()`, beside the catalogue's. Results go into a new
     `painterly-web-*` folder inside `workdir` (default: the system's temporary folder); each job's
     folder is removed `keep_results_minutes` after it was written, and the `painterly-web-*`
     folder when the server shuts down (or the process exits); `workdir` itself is kept. Gradio's
@@ -114,7 +112,7 @@ def build_app(
 
     folders = [Path(models)] if models is not None else []
     handlers = Handlers(
-        catalog=ModelCatalog([*folders, default_model_dir()], device=device),
+        catalog=ModelCatalog([*folders, models_dir()], device=device),
         workspace=workspace,
         vgg_weights=vgg_weights,
         device=device,
@@ -312,18 +310,20 @@ def _refusing_urls(move: Callable[[Any], Any]) -> Callable[[Any], Any]:
 # --- layout ----------------------------------------------------------------------------------
 
 
-def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False) -> gradio.Dropdown:
-    """A dropdown of the models of one kind found (fast, or arbitrary-style), with a button that looks again."""
+def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False, published: bool = False
+                  ) -> gradio.Dropdown:
+    """A dropdown of the models of one kind found (fast, or arbitrary-style), with a button that looks again;
+    with `published`, the catalogue's models of that kind beside it (`_published_picker`)."""
     import gradio as gr
 
     from .web_handlers import ARBITRARY, FAST
 
     kind = ARBITRARY if arbitrary else FAST
-    names = handlers.catalog.names(kind)
+    choices = handlers.catalog.choices(kind)
     folders = ", ".join(map(str, handlers.catalog.folders))
     info = f"arbitrary-style (AdaIN) models in {folders}" if arbitrary else f"models in {folders}"
     with gr.Row():
-        model = gr.Dropdown(names, value=names[0] if names else None, label="Model", scale=4, info=info,
+        model = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model", scale=4, info=info,
                             elem_id=f"{tab}-model")
         refresh = gr.Button("Refresh", scale=0, min_width=90, size="sm")
 
@@ -331,7 +331,40 @@ def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False) -> g
         return handlers.refresh_models(current, kind)
 
     refresh.click(refresh_models, inputs=model, outputs=model, api_name=f"{tab}_models")
+    if published:
+        _published_picker(handlers, tab, kind, model)
     return model
+
+
+def _published_picker(handlers: Handlers, tab: str, kind: str, model: gradio.Dropdown) -> None:
+    """The catalogue's models of `kind`, downloaded or not, and a line with the licence and source of the one
+    chosen. Choosing one pulls it if need be (progress in the page), then makes it the model list's choice.
+
+    The list is looked at again on each page load and whenever the model list's choice changes, so a
+    model pulled elsewhere (`painterly models pull`, another page) shows as downloaded without a restart.
+    """
+    import gradio as gr
+
+    from .web_handlers import licence_line
+
+    entries = handlers.catalog.published(kind)
+    if not entries:
+        return
+    chooser = gr.Radio(handlers.published_choices(kind), value=None, label="Published models",
+                       info=f"downloaded the first time one is chosen, into {models_dir()}",
+                       elem_id=f"{tab}-published")
+    licence = gr.Markdown(licence_line(entries, None), elem_id=f"{tab}-published-licence")
+
+    def choose(name: str | None, progress: gradio.Progress = gr.Progress()) -> tuple:  # noqa: B008 - Gradio's way
+        return handlers.choose_published(name, kind, progress)
+
+    def look_again(current: str | None) -> tuple:
+        return handlers.published_models(current, kind)
+
+    # A failed pull leaves the choice as the model list has it, so choosing the same model again retries.
+    chooser.input(choose, inputs=chooser, outputs=[model, chooser, licence], api_name=f"{tab}_pull").failure(
+        look_again, inputs=model, outputs=[chooser, licence], api_visibility="private")
+    gr.on(None, look_again, inputs=model, outputs=[chooser, licence], api_visibility="private")  # load, change
 
 
 def _colour_choice(choices: tuple[str, ...], default: str | None) -> gradio.Radio:
@@ -357,7 +390,7 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
 
     with gr.Row():
         with gr.Column():
-            model = _model_picker(handlers, "fast")
+            model = _model_picker(handlers, "fast", published=True)
             uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="fast-images")
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength",
                                  info="0 = the original, 1 = fully styled")
@@ -377,7 +410,7 @@ def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None
 
     with gr.Row():
         with gr.Column():
-            model = _model_picker(handlers, "any", arbitrary=True)
+            model = _model_picker(handlers, "any", arbitrary=True, published=True)
             photos = gr.File(file_count="multiple", file_types=["image"], label="Photos", elem_id="any-photos")
             paintings = gr.File(file_count="multiple", file_types=["image"], label="Paintings",
                                 elem_id="any-paintings")

@@ -5,6 +5,8 @@ Imported only by `web.build_app`, once it has made sure that Gradio is installed
 closes it (a message that fades leaves only the outputs' red "Error" badges behind); anything
 else is a bug, which Gradio reports as a bare "Error" while the traceback stays in the server log.
 Results are named after what made them (`tubingen_starry_night.png`), as their downloads are.
+The catalogue's published models (`zoo`) are offered by name beside the model files found, and pulled
+the first time one is chosen, with the download's progress in the page.
 """
 
 from __future__ import annotations
@@ -18,20 +20,24 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 
-from . import pixels
+from . import pixels, zoo
 from .apply import apply_files
 from .config import ApplyConfig, StylizeConfig
 from .errors import PainterlyError, UsageError
 from .events import (
+    Callback,
     DoneEvent,
+    DownloadEvent,
     Event,
     MessageEvent,
     StepEvent,
     StopRequested,
     VideoProgressEvent,
+    ignore,
 )
 from .fast import KEEP, FastStylizer, Style
 from .modelfile import is_arbitrary, read_metadata
@@ -44,6 +50,7 @@ FAST = "fast"  # a model of one style (Johnson et al.): the Fast and Video tabs
 ARBITRARY = "arbitrary"  # a model that takes any painting at run time (AdaIN): the Any painting tab
 _KIND_TEXT = {FAST: "is a fast model of one style", ARBITRARY: "is an arbitrary-style model that needs a painting"}
 _KIND_TAB = {FAST: "Fast", ARBITRARY: "Any painting"}
+_ZOO_KINDS = {"johnson": FAST, "adain": ARBITRARY}  # a catalogue entry's kind -> the tabs that take it
 LIVE_UPDATES = 20  # about this many intermediate images per optimisation, whatever its length
 
 
@@ -69,12 +76,15 @@ def _as_uploaded(message: str, uploads: Iterable[str]) -> str:
 
 
 class ModelCatalog:
-    """The model files the UI offers, and one loaded network per file, shared by all requests.
+    """The models the UI offers, and one loaded network per file, shared by all requests.
 
-    A request names a model by file name, and only names in the current listing are accepted:
-    no request can make the server open a path of its choosing. Each file is one of two kinds,
-    told apart once per file version: FAST (a Johnson network, one style) or ARBITRARY (AdaIN, any
-    painting); each tab lists and takes only its own kind.
+    A request names a model by file name or by catalogue name, and only those are accepted: no
+    request can make the server open a path of its choosing. The files are the folders' model
+    files; a catalogue model is offered once pulled (its file in `zoo.models_dir()` is listed under
+    its name, not as a file) and pulled on first use, one download per name at a time. Each model
+    is one of two kinds, told apart once per file version (a catalogue model by its entry): FAST (a
+    Johnson network, one style) or ARBITRARY (AdaIN, any painting); each tab lists and takes only
+    its own kind.
     """
 
     def __init__(self, folders: list[Path], *, device: str) -> None:
@@ -82,28 +92,64 @@ class ModelCatalog:
         self.device = device
         self._loaded: dict[tuple[Path, int], FastStylizer] = {}
         self._kinds: dict[tuple[Path, int], str] = {}
+        self._pulls: dict[str, threading.Lock] = {}  # catalogue name -> held while it is being pulled
         self._lock = threading.Lock()
 
     def names(self, kind: str | None = None) -> list[str]:
-        """The listed file names, of one kind (FAST or ARBITRARY) when given."""
-        listing = self._listing()
-        return sorted(name for name, path in listing.items() if kind is None or self._kind(path) == kind)
+        """The listed names (file names, and the names of the catalogue models pulled), of one kind
+        (FAST or ARBITRARY) when given."""
+        return sorted(name for name, path in self._listing().items()
+                      if kind is None or self._kind_of(name, path) == kind)
+
+    def choices(self, kind: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of each listed model, as the page's model list shows them: a file by its name, a
+        pulled catalogue model by what it is and where it comes from."""
+        entries = zoo.catalogue()
+        return [(published_label(entries[name]) if name in entries else name, name) for name in self.names(kind)]
+
+    def published(self, kind: str) -> list[zoo.Entry]:
+        """The catalogue's models of `kind`, pulled or not, in the catalogue's order."""
+        return [entry for entry in zoo.catalogue().values() if _ZOO_KINDS.get(entry.kind) == kind]
 
     def kind(self, name: str | None) -> str:
-        """FAST or ARBITRARY, for a listed model."""
-        return self._kind(self._path(name))
+        """FAST or ARBITRARY, for a listed model or a catalogue model (pulled or not)."""
+        return self._kind_of(name, None if name in zoo.catalogue() else self._path(name))
 
-    def stylizer(self, name: str | None, config: ApplyConfig | None = None, *, kind: str | None = None) -> FastStylizer:
+    def stylizer(self, name: str | None, config: ApplyConfig | None = None, *, kind: str | None = None,
+                 callback: Callback = ignore) -> FastStylizer:
         """The loaded model, with `config`'s settings when given; loaded again only when its file has changed.
 
-        With `kind`, a model of the other kind is refused with a line that names the tab it belongs to.
+        With `kind`, a model of the other kind is refused with a line that names the tab it belongs
+        to (a catalogue model before it is downloaded). A catalogue model is pulled first if it is
+        not on disk, and checked as every use of a pulled model is (`pull`); progress goes to `callback`.
         """
-        path = self._path(name)
-        if kind is not None and self._kind(path) != kind:
-            raise UsageError(f"{name} {_KIND_TEXT[self._kind(path)]}: choose it in the {_KIND_TAB[self._kind(path)]} "
-                             f"tab, or one of this tab's models")
+        if kind is not None:
+            self.check_kind(name, kind)
+        path = self.pull(name or "", callback=callback) if name in zoo.catalogue() else self._path(name)
         loaded = self._load(path)
         return loaded if config is None else loaded.with_config(config)
+
+    def check_kind(self, name: str | None, kind: str) -> None:
+        """A model of the other kind than `kind` is refused with a line that names the tab it belongs to."""
+        model_kind = self.kind(name)
+        if model_kind != kind:
+            raise UsageError(f"{name} {_KIND_TEXT[model_kind]}: choose it in the {_KIND_TAB[model_kind]} "
+                             f"tab, or one of this tab's models")
+
+    def pull(self, name: str, *, callback: Callback = ignore) -> Path:
+        """The catalogue model `name`'s file: `zoo.pull`, which downloads it if it is not on disk and checks
+        it if it is. Requests for one name take turns, so that two never pull it into the same file at
+        once; one that waits says so to `callback` (a MessageEvent), then finds the model pulled."""
+        entry = zoo.entry(name)  # an unknown name is a ModelFileError naming the closest ones
+        with self._lock:
+            turn = self._pulls.setdefault(entry.name, threading.Lock())
+        if not turn.acquire(blocking=False):
+            callback(MessageEvent(f"{entry.name}: waiting for the download another request started"))
+            turn.acquire()
+        try:
+            return zoo.pull(entry.name, callback=callback)
+        finally:
+            turn.release()
 
     def _load(self, path: Path) -> FastStylizer:
         key = (path, path.stat().st_mtime_ns)
@@ -111,6 +157,14 @@ class ModelCatalog:
             if key not in self._loaded:
                 self._loaded[key] = FastStylizer(path, ApplyConfig(device=self.device))
             return self._loaded[key]
+
+    def _kind_of(self, name: str | None, path: Path | None) -> str:
+        """A catalogue model's kind is its entry's (known before it is downloaded); a file's is `_kind`'s."""
+        entry = zoo.catalogue().get(name or "")
+        if entry is not None:
+            return _ZOO_KINDS[entry.kind]
+        assert path is not None  # a listed file
+        return self._kind(path)
 
     def _kind(self, path: Path) -> str:
         """Whether `path` takes a painting at run time: from a .safetensors file's metadata (its header,
@@ -146,14 +200,47 @@ class ModelCatalog:
         return listing[name]
 
     def _listing(self) -> dict[str, Path]:
-        """File name -> path; on equal names the earlier folder (--models) wins."""
+        """Name -> path: each folder's model files by file name (on equal names the earlier folder, --models,
+        wins), and each pulled catalogue model by its catalogue name instead of its file name."""
+        pulled = {name: zoo.model_path(name) for name in zoo.catalogue() if zoo.is_pulled(name)}
+        pulled_files = {path.resolve() for path in pulled.values()}
         found: dict[str, Path] = {}
         for folder in self.folders:
             if folder.is_dir():
                 for path in sorted(folder.iterdir()):
-                    if path.suffix.lower() in MODEL_SUFFIXES and path.is_file():
+                    if (path.suffix.lower() in MODEL_SUFFIXES and not path.name.startswith(".")  # temporaries, locks
+                            and path.is_file() and path.resolve() not in pulled_files):
                         found.setdefault(path.name, path)
-        return found
+        return {**found, **pulled}
+
+
+def published_label(entry: zoo.Entry, pulled: bool | None = None) -> str:
+    """A catalogue model as the page lists it: "candy — Candy, pytorch/examples", and with `pulled`
+    whether it is on disk yet."""
+    label = f"{entry.name} — {entry.title.split(' — ')[0]}, {entry.source['project']}"
+    if pulled is None:
+        return label
+    return f"{label} · {'downloaded' if pulled else 'not downloaded yet'}"
+
+
+def licence_line(entries: list[zoo.Entry], chosen: str | None) -> str:
+    """A line of Markdown for beside the catalogue's models: the licence, source and painting of the one
+    `chosen`; with none chosen, each licence and source with the models under it."""
+    by_name = {entry.name: entry for entry in entries}
+    if chosen in by_name:
+        entry = by_name[chosen]
+        licence, source, style = entry.licence, entry.source, entry.style
+        painting = f"; painting: {style['title']}, {style['artist']}" if style.get("title") else ""
+        return (f"**{entry.name}**: licence {licence['spdx']} ({licence['covers']}; read in {licence['file']}), "
+                f"from [{source['project']}]({source['url']}){painting}. "
+                f"`painterly models info {entry.name}` tells the rest.")
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for entry in entries:
+        key = (entry.licence["spdx"], entry.source["project"], entry.source["url"])
+        groups.setdefault(key, []).append(entry.name)
+    listed = "; ".join(f"{', '.join(names)}: licence {spdx}, from [{project}]({url})"
+                       for (spdx, project, url), names in groups.items())
+    return f"Published models, downloaded the first time one is chosen: {listed}." if listed else ""
 
 
 class StopSignals:
@@ -244,31 +331,59 @@ class Handlers:
     stops: StopSignals = field(default_factory=StopSignals)
 
     def refresh_models(self, current: str | None, kind: str = FAST) -> gr.Dropdown:
-        """Look for model files (of one kind) again, keeping the choice when it is still there."""
-        names = self.catalog.names(kind)
-        return gr.Dropdown(choices=names, value=current if current in names else (names[0] if names else None))
+        """Look for models (of one kind) again, keeping the choice when it is still there."""
+        choices = self.catalog.choices(kind)
+        names = [name for _, name in choices]
+        return gr.Dropdown(choices=choices, value=current if current in names else (names[0] if names else None))
+
+    def published_choices(self, kind: str = FAST) -> list[tuple[str, str]]:
+        """(label, name) of each catalogue model of one kind, said to be downloaded or not yet as the disk is now."""
+        return [(published_label(entry, zoo.is_pulled(entry.name)), entry.name)
+                for entry in self.catalog.published(kind)]
+
+    def published_models(self, current: str | None, kind: str = FAST) -> tuple[gr.Radio, str]:
+        """The catalogue's models of one kind (`published_choices`), with `current` (the model list's choice)
+        picked when it is one of them, and the licence line beside them."""
+        choices = self.published_choices(kind)
+        value = current if current in [name for _, name in choices] else None
+        return gr.Radio(choices=choices, value=value), licence_line(self.catalog.published(kind), value)
+
+    def choose_published(self, name: str | None, kind: str = FAST, progress: gr.Progress = gr.Progress()  # noqa: B008 - how Gradio injects a progress bar
+                         ) -> tuple[gr.Dropdown, gr.Radio, str]:
+        """A catalogue model chosen: pulled if it is not on disk (the download's progress in the page), then
+        the model list's choice. A failed pull is the zoo's one line in the page, and the cache as it was."""
+        if not name:
+            raise _page_error("choose one of the published models")
+        with shown_in_page():
+            self.catalog.check_kind(name, kind)
+            self.catalog.pull(name, callback=functools.partial(_show_download, progress))
+        return (self.refresh_models(name, kind), *self.published_models(name, kind))
 
     def fast(self, uploads: list[str] | None, model: str | None, strength: float, colour: str,
-             size: float | None) -> tuple[list[str], list[str]]:
-        """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash."""
+             size: float | None, progress: gr.Progress = gr.Progress()  # noqa: B008 - how Gradio injects a progress bar
+             ) -> tuple[list[str], list[str]]:
+        """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash.
+        A catalogue model not on disk is pulled first, its progress in the page."""
         if not uploads:
             raise _page_error("upload one or more images first")
         with shown_in_page(*uploads):
-            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size), kind=FAST)
+            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size), kind=FAST,
+                                             callback=functools.partial(_show_download, progress))
             return self._apply(stylizer, uploads, "fast", [Path(model or "").stem])  # a listed model: checked
 
     def any_painting(self, uploads: list[str] | None, paintings: list[str] | None, model: str | None,
                      style_blend: str | None, alpha: float, colour: str, mask: str | None, regions: str | None,
-                     feather: float | None, size: float | None, style_size: float | None
+                     feather: float | None, size: float | None, style_size: float | None,
+                     progress: gr.Progress = gr.Progress()  # noqa: B008 - how Gradio injects a progress bar
                      ) -> tuple[list[str], list[str]]:
         """Stylise each photo after the uploaded paintings with an arbitrary-style model, as `painterly apply
         MODEL PHOTO --style PAINTING...` does: blended by `style_blend`, or one painting per region of `mask`
         (`regions` says which: "2, 1, keep"; empty: in upload order).
 
-        The model is loaded once (the catalog's), and each painting is read and measured once per request,
-        for all its photos (with colour "histogram" it is recoloured toward each photo, so measured per
-        photo, as the method needs). The PNGs carry the model, the settings, the photo's and each
-        painting's SHA-256, and the mask's.
+        The model is loaded once (the catalog's; a catalogue model not on disk is pulled first), and each
+        painting is read and measured once per request, for all its photos (with colour "histogram" it is
+        recoloured toward each photo, so measured per photo, as the method needs). The PNGs carry the model,
+        the settings, the photo's and each painting's SHA-256, and the mask's.
         """
         if not uploads:
             raise _page_error("upload one or more photos first")
@@ -283,7 +398,8 @@ class Handlers:
                 alpha=_number(alpha, "alpha"), style_size=_size(style_size), style_blend=blend)
             if mask:
                 config = config.replace(mask_feather=int(_number(feather, "feather")))
-            stylizer = self.catalog.stylizer(model, config, kind=ARBITRARY)
+            stylizer = self.catalog.stylizer(model, config, kind=ARBITRARY,
+                                             callback=functools.partial(_show_download, progress))
             region_mask = read_mask(mask, max_pixels=self.max_pixels) if mask else None  # checked before measuring
             order = None if region_mask is None else _region_order(regions, len(paintings), region_mask.count,
                                                                    Path(mask or "").name)
@@ -386,6 +502,17 @@ def _collect_warnings(notices: list[str], event: Event) -> None:
 def _show_video_progress(progress: gr.Progress, event: Event) -> None:
     if isinstance(event, VideoProgressEvent) and event.total_frames:
         progress((event.frames_done, event.total_frames), desc="stylising frames", unit="frames")
+    else:
+        _show_warning(event)
+
+
+def _show_download(progress: gr.Progress, event: Event) -> None:
+    """A catalogue model's pull in the page: the download's bytes, or why it waits; warnings as notices."""
+    if isinstance(event, DownloadEvent):
+        name = urlsplit(event.url).path.rstrip("/").rsplit("/", 1)[-1] or event.url
+        progress((event.done, event.total), desc=f"downloading {name}", unit="bytes")
+    elif isinstance(event, MessageEvent) and event.level != "warning":
+        progress(None, desc=event.text)
     else:
         _show_warning(event)
 

@@ -15,27 +15,24 @@ progress as `DownloadEvent`s; the library never draws a bar itself.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import importlib
 import math
 import os
 import re
 import shutil
-import ssl
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
-from urllib.request import Request, urlopen
 
 from .atomic import atomic_path
 from .config import VGG_ARCHS
+from .downloads import NETWORK_ERRORS, fetch, reason
 from .errors import OutputError, WeightsError
-from .events import Callback, DownloadEvent, ignore
+from .events import Callback, ignore
 from .provenance import file_sha256
 
 if TYPE_CHECKING:
@@ -90,9 +87,6 @@ _VGG_PREFIXES = ("module.", "_orig_mod.", "model.")
 _TORCH_SUFFIXES = (".pth", ".pt", ".bin")
 # torch.hub's naming rule: the hex digits after the last "-" are the start of the sha256.
 _HASH_IN_NAME = re.compile(r".*-([0-9a-f]{8,})\.[^.]+")
-_CHUNK = 1 << 20
-# What a failed download raises (ssl.SSLError can escape urlopen mid-stream); other OSErrors are the disk's.
-_NETWORK_ERRORS = (URLError, HTTPException, TimeoutError, ConnectionError, ssl.SSLError)
 
 
 class WeightsUnavailable(WeightsError):
@@ -225,35 +219,6 @@ def verify(path: Path, spec: WeightsSpec) -> bool:
     return _sha256(path).startswith(spec.sha256_prefix)
 
 
-def _fetch(url: str, dst: Path, *, timeout: float, callback: Callback) -> str:
-    """Stream `url` into `dst`, reporting each chunk as a DownloadEvent, and return its sha256.
-
-    A network failure is raised as `WeightsUnavailable`-to-be (one of `_NETWORK_ERRORS`); a failure
-    to write `dst` stays an OSError, for `atomic_path` to word as the disk's.
-    """
-    digest = hashlib.sha256()
-    with urlopen(Request(url, headers={"User-Agent": "painterly"}), timeout=timeout) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        done = 0
-        callback(DownloadEvent(url, done, total))
-        with open(dst, "wb") as out:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                callback(DownloadEvent(url, done, total))
-    return digest.hexdigest()
-
-
-def _reason(error: Exception) -> str:
-    """A short reason for a network failure, for the offline message."""
-    if isinstance(error, HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, URLError):
-        return str(error.reason)
-    return str(error) or type(error).__name__
-
-
 def _offline(spec: WeightsSpec, reason: str, *, explicit: bool = False) -> WeightsUnavailable:
     reason = " ".join(reason.split())  # one line, whatever the network layer said
     template = DOWNLOAD_FAILED_MESSAGE if explicit else OFFLINE_MESSAGE
@@ -279,9 +244,9 @@ def download(spec: WeightsSpec, *, progress: bool = True, timeout: float = 30, c
     try:
         with atomic_path(dst) as tmp:
             try:
-                digest = _fetch(spec.url, tmp, timeout=timeout, callback=callback if progress else ignore)
-            except _NETWORK_ERRORS as error:  # OSErrors too, but the network's, not the disk's
-                raise _offline(spec, _reason(error), explicit=explicit) from error
+                digest = fetch(spec.url, tmp, timeout=timeout, callback=callback if progress else ignore)
+            except NETWORK_ERRORS as error:  # OSErrors too, but the network's, not the disk's
+                raise _offline(spec, reason(error), explicit=explicit) from error
             if not digest.startswith(spec.sha256_prefix):
                 raise WeightsError(
                     f"{spec.url}: downloaded file has sha256 {digest}, expected one starting with "
@@ -388,15 +353,25 @@ def random_state_dict(arch: str, *, seed: int = 0, upto: int | None = None) -> d
     (LSUV, Mishkin & Matas 2016, deterministic). Biases are zero, which keeps the ReLU
     output proportional to the weight scale. `upto` limits the number of convs; the
     result is a prefix of the full network for the same seed.
+
+    The same arguments always give the same tensors, and making them costs a forward pass per
+    conv, so the last few are kept (a web server or a test run asks again and again); each call
+    gets its own copies, free to change.
     """
+    convs = _convs(arch)
+    upto = len(convs) if upto is None else upto
+    if not 0 <= upto <= len(convs):
+        raise ValueError(f"upto must be between 0 and {len(convs)} for {arch}, got {upto}")
+    return {key: value.clone() for key, value in _random_state(arch, seed, upto).items()}
+
+
+@functools.lru_cache(maxsize=4)
+def _random_state(arch: str, seed: int, upto: int) -> dict[str, torch.Tensor]:
     import torch
     import torch.nn.functional as F
 
     with torch.no_grad():  # no autograd graph: these are constants
         convs = _convs(arch)
-        upto = len(convs) if upto is None else upto
-        if not 0 <= upto <= len(convs):
-            raise ValueError(f"upto must be between 0 and {len(convs)} for {arch}, got {upto}")
         generator = torch.Generator().manual_seed(seed)
         x = _probe_images(generator)
         state: dict[str, torch.Tensor] = {}
