@@ -77,6 +77,19 @@ peak-memory
     8-bit input alone is 192 MiB). --quick skips the 8192² image unless `--only peak-memory`
     asks for nothing else.
 
+video-temporal (480p clips of 48 frames; --quick 24 frames; --tiny 64×48, 4 frames, no training, no Gatys)
+    Flicker, measured on clips the benchmark makes from the eval photos with exactly known motion
+    (benchmarks/clips.py): a pan, a zoom with rotation, an object crossing a background (occlusions),
+    each clean and with per-frame sensor noise. Weight-free, in 8-bit levels (temporal_metrics.py):
+    warping error |O_t − W(O_{t−1})| over the pixels visible in both frames, W the true motion, with
+    the input's own as its floor; ghosting, |O_t − S_t| over the pixels just disoccluded; fidelity,
+    |O_t − S_t| everywhere (S_t: per-frame stylisation of the noise-free frame), so a frozen clip
+    cannot win; frames/s (the network's time plus the blend's). Rows: per frame, --smooth 0.5 and 0.8,
+    --stabilize 0.5 and 0.8 (flow at run time), on the random TransformerNet (seed 0); a light network
+    trained with the temporal loss against one trained without (same steps, seed, crops of the eval
+    photos); Gatys per frame against Gatys video on a very short clip. Notes: issue 12's targets, met
+    or not.
+
 painterly's jobs run with the malloc setting painterly's CLI makes
 (`painterly.allocator.keep_freed_memory`; not for ONNX Runtime, as `painterly apply`); the
 references run with glibc's defaults, as a script of theirs would. GPU figures come from a separate script,

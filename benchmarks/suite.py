@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
 WORKLOADS = ("gatys-step", "gatys-precision", "gatys-time-to-quality", "fast-inference", "train-step",
-             "peak-memory", "adain-inference")
+             "peak-memory", "adain-inference", "video-temporal")
 TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
 # Issue 10's AdaIN targets, at ADAIN_TARGET_SIZE²: the reference's time over painterly's, painterly's
 # counted conv FLOP/s over the matmul rate of the precision it ran in, standard's time over light's.
@@ -45,17 +45,30 @@ class Plan:
     matmul_size: int = 2048
     adain_sizes: tuple[int, ...] = (512, 1024)  # photo and painting both size²
     emulated_bf16: bool = True  # False: the bf16 rows are skipped (and say so) where the CPU only emulates bf16
+    temporal_size: tuple[int, int] = (480, 640)  # (height, width) of the synthetic clips: 480p
+    temporal_frames: int = 48  # two seconds at 24 frames/s
+    temporal_smooth: tuple[float, ...] = (0.5, 0.8)  # --smooth strengths measured
+    temporal_stabilize: tuple[float, ...] = (0.5, 0.8)  # --stabilize strengths; the largest is held to the targets
+    temporal_train_steps: int = 200  # for the pair trained with and without the temporal loss; 0: skipped
+    temporal_train_size: int = 128
+    temporal_train_batch: int = 2
+    temporal_train_weight: float = 100.0  # TrainConfig.temporal_weight of the trained one: a term near the style term
+    gatys_video_size: tuple[int, int] = (96, 128)  # Gatys video's very short clip
+    gatys_video_frames: int = 6  # 0: skipped
+    gatys_video_steps: int = 100  # L-BFGS steps of each per-frame run and of Gatys video's first frame
 
 
 FULL = Plan()
 QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30,
-                            quality_cap_s=120.0, fast_sizes=(512, 1024), tiled_size=None)
+                            quality_cap_s=120.0, fast_sizes=(512, 1024), tiled_size=None, temporal_frames=24,
+                            temporal_train_steps=60)
 # For the test suite: every job at sizes that take a second or two, and the bf16 rows only where the CPU
 # computes bf16 (emulated, one Gatys row alone takes seconds).
 # (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
 TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_size=64, quality_steps=3,
             quality_cap_s=30.0, fast_sizes=(64,), train_size=32, train_batch=2, memory_gatys_size=64,
-            tiled_size=384, tile=128, matmul_size=256, adain_sizes=(64,), emulated_bf16=False)
+            tiled_size=384, tile=128, matmul_size=256, adain_sizes=(64,), emulated_bf16=False,
+            temporal_size=(48, 64), temporal_frames=4, temporal_train_steps=0, gatys_video_frames=0)
 
 
 def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
@@ -121,7 +134,7 @@ class Suite:
         make = {"gatys-step": self.gatys_step, "gatys-precision": self.gatys_precision,
                 "gatys-time-to-quality": self.gatys_time_to_quality,
                 "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory,
-                "adain-inference": self.adain_inference}
+                "adain-inference": self.adain_inference, "video-temporal": self.video_temporal}
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
@@ -245,6 +258,13 @@ class Suite:
                     note = _adain_light_note(size, backend, standard.get(backend), painterly) + note
                 rows.append(Row("adain-inference", f"{size}²", reference, painterly, variant=variant, note=note))
         return rows
+
+    def video_temporal(self) -> list[Row]:
+        """Issue 12: flicker on synthetic clips of known motion, per frame, --smooth, --stabilize, trained
+        with the temporal loss, Gatys video (benchmarks.temporal_report plans it and judges the targets)."""
+        from .temporal_report import temporal_rows
+
+        return temporal_rows(self.plan, self.run)
 
     def train_step(self) -> list[Row]:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs

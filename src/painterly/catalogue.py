@@ -24,7 +24,7 @@ from typing import NoReturn
 from urllib.parse import urlparse
 
 from . import __version__
-from .errors import ModelFileError
+from .errors import ModelFileError, one_line, quote_short
 
 CATALOGUE_FILE = "catalogue.toml"
 KINDS = ("johnson", "adain")
@@ -118,7 +118,7 @@ def load_catalogue(path: str | os.PathLike) -> dict[str, Entry]:
     except OSError as error:
         raise ModelFileError(f"{path}: cannot read the model catalogue ({error.strerror or error})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: not a valid model catalogue ({_one_line(error)})") from None
+        raise ModelFileError(f"{path}: not a valid model catalogue ({one_line(error)})") from None
     check = _Check(path)
     check.fields(data, "the catalogue", required=("downloads", "models"))
     downloads = {name: _download_entry(check, name, table)
@@ -165,10 +165,10 @@ class _Check:
     def fields(self, value: object, where: str, *, required: tuple[str, ...],
                optional: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
-            self.fail(where, f"must be a table, not {_short(value)}")
+            self.fail(where, f"must be a table, not {quote_short(value)}")
         unknown = [key for key in value if key not in (*required, *optional)]
         if unknown:
-            self.fail(where, f"unknown field {_short(unknown[0])}; known: {', '.join((*required, *optional))}")
+            self.fail(where, f"unknown field {quote_short(unknown[0])}; known: {', '.join((*required, *optional))}")
         missing = [key for key in required if key not in value]
         if missing:
             self.fail(where, f"missing {', '.join(missing)}")
@@ -179,23 +179,23 @@ class _Check:
             self.fail(where, "must hold at least one table")
         for name, table in value.items():
             if not isinstance(table, dict):
-                self.fail(f"{where[:-1]}.{_short(name)}]", f"must be a table, not {_short(table)}")
+                self.fail(f"{where[:-1]}.{quote_short(name)}]", f"must be a table, not {quote_short(table)}")
         return value
 
     def text(self, value: object, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
-            self.fail(where, f"must be text, not {_short(value)}")
+            self.fail(where, f"must be text, not {quote_short(value)}")
         return value
 
     def url(self, value: object, where: str) -> str:
         parsed = urlparse(self.text(value, where))
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            self.fail(where, f"must be an http(s) URL, not {_short(value)}")
+            self.fail(where, f"must be an http(s) URL, not {quote_short(value)}")
         return str(value)
 
     def size(self, value: object, where: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            self.fail(where, f"must be a whole number of bytes above 0, not {_short(value)}")
+            self.fail(where, f"must be a whole number of bytes above 0, not {quote_short(value)}")
         return value
 
     def texts(self, value: object, where: str, *, required: tuple[str, ...], optional: tuple[str, ...] = ()
@@ -205,17 +205,17 @@ class _Check:
 
 
 def _download_entry(check: _Check, name: str, table: dict) -> Download:
-    where = f'[downloads."{name}"]' if _FILE_NAME.fullmatch(name) else f"[downloads.{_short(name)}]"
+    where = f'[downloads."{name}"]' if _FILE_NAME.fullmatch(name) else f"[downloads.{quote_short(name)}]"
     if not _FILE_NAME.fullmatch(name):
         check.fail(where, "a download's name is a plain file name (letters, digits, '.', '_', '-')")
     check.fields(table, where, required=("urls", "max_size"), optional=("sha256", "size", "cited"))
     urls = table["urls"]
     if not isinstance(urls, list) or not urls:
-        check.fail(where, f"urls must be a list of at least one URL, not {_short(urls)}")
+        check.fail(where, f"urls must be a list of at least one URL, not {quote_short(urls)}")
     max_size = check.size(table["max_size"], f"{where} max_size")
     sha256 = table.get("sha256")
     if sha256 is not None and (not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256)):
-        check.fail(where, f"sha256 must be 64 lower-case hex digits, not {_short(sha256)}")
+        check.fail(where, f"sha256 must be 64 lower-case hex digits, not {quote_short(sha256)}")
     size = table.get("size")
     if size is not None and check.size(size, f"{where} size") > max_size:
         check.fail(where, f"size {size} is over max_size {max_size}")
@@ -224,17 +224,17 @@ def _download_entry(check: _Check, name: str, table: dict) -> Download:
 
 
 def _model_entry(check: _Check, name: str, table: dict, downloads: dict[str, Download]) -> Entry:
-    where = f"[models.{name}]" if MODEL_NAME.fullmatch(name) else f"[models.{_short(name)}]"
+    where = f"[models.{name}]" if MODEL_NAME.fullmatch(name) else f"[models.{quote_short(name)}]"
     if not MODEL_NAME.fullmatch(name):
         check.fail(where, "a model name is lower-case letters, digits, '.', '_' and '-' (it names its file)")
     check.fields(table, where, required=("kind", "title", "parts", "licence", "source"),
                  optional=("style", "recipe"))
     kind = table["kind"]
     if kind not in KINDS:
-        check.fail(where, f"kind must be one of {', '.join(KINDS)}, not {_short(kind)}")
+        check.fail(where, f"kind must be one of {', '.join(KINDS)}, not {quote_short(kind)}")
     raw_parts = table["parts"]
     if not isinstance(raw_parts, list) or not raw_parts:
-        check.fail(where, f"parts must be a list of tables, not {_short(raw_parts)}")
+        check.fail(where, f"parts must be a list of tables, not {quote_short(raw_parts)}")
     parts = tuple(_part(check, f"{where} parts[{index}]", raw, kind, downloads) for index, raw in enumerate(raw_parts))
     roles = [part.role for part in parts]
     if sorted(roles) != sorted(ROLES[kind]):
@@ -244,10 +244,10 @@ def _model_entry(check: _Check, name: str, table: dict, downloads: dict[str, Dow
         check.fail(where, "only a johnson model has a style (an AdaIN model takes the painting at run time)")
     recipe = table.get("recipe", {})
     if not isinstance(recipe, dict):
-        check.fail(f"{where} recipe", f"must be a table, not {_short(recipe)}")
+        check.fail(f"{where} recipe", f"must be a table, not {quote_short(recipe)}")
     for key, value in recipe.items():
         if not isinstance(value, (str, int, float)):
-            check.fail(f"{where} recipe", f"{key} must be text or a number, not {_short(value)}")
+            check.fail(f"{where} recipe", f"{key} must be text or a number, not {quote_short(value)}")
     return Entry(
         name=name, kind=kind, title=check.text(table["title"], f"{where} title"), parts=parts,
         downloads=tuple(downloads[download] for download in dict.fromkeys(part.download for part in parts)),
@@ -263,22 +263,14 @@ def _part(check: _Check, where: str, raw: object, kind: str, downloads: dict[str
     table = check.fields(raw, where, required=("role", "download"), optional=("member",))
     if table["role"] not in ROLES[kind]:
         check.fail(where, f"role must be one of {', '.join(ROLES[kind])} for a {kind} model, "
-                          f"not {_short(table['role'])}")
+                          f"not {quote_short(table['role'])}")
     if not isinstance(table["download"], str) or table["download"] not in downloads:
-        check.fail(where, f"download {_short(table['download'])} is not one of the [downloads] tables "
+        check.fail(where, f"download {quote_short(table['download'])} is not one of the [downloads] tables "
                           f"({', '.join(downloads)})")
     member = table.get("member")
     if member is not None and (not isinstance(member, str) or not _FILE_NAME.fullmatch(member)):
-        check.fail(where, f"member must be a plain file name (its last path segment in the zip), not {_short(member)}")
+        check.fail(where, "member must be a plain file name (its last path segment in the zip), "
+                          f"not {quote_short(member)}")
     return Part(role=table["role"], download=table["download"], member=member)
 
 
-def _short(value: object) -> str:
-    """A value from a file, for a message: cut short."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

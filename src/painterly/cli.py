@@ -240,9 +240,11 @@ def _main(
 @app.command(cls=_Command)
 @user_errors
 def stylize(
-    content: Annotated[Path, typer.Argument(help="The photo to repaint.", show_default=False)],
+    content: Annotated[Path, typer.Argument(
+        help="The photo to repaint, or a video (needs `pip install 'painterly[video,flow]'`).", show_default=False)],
     styles: Annotated[list[Path], typer.Argument(help="One or more paintings.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output image (.png .jpg .webp .tif).")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Output image (.png .jpg .webp .tif); for a video, a video (.mp4 .mkv .webm .mov).")],
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
     coarse_steps: Annotated[int | None, typer.Option(
@@ -295,13 +297,23 @@ def stylize(
         metavar=_one_of(PRECISIONS), help=_PRECISION_HELP)] = _DEFAULTS.precision,
     save_every: Annotated[int, typer.Option(
         help="Also write an intermediate image every N steps (0 = off).")] = _DEFAULTS.save_every,
+    temporal_weight: Annotated[float, typer.Option(
+        help="Video: weight of the temporal loss tying each frame to the previous result moved along the "
+        "motion (0 = only start from it).")] = _DEFAULTS.temporal_weight,
+    frame_steps: Annotated[int | None, typer.Option(
+        help="Video: steps on each frame after the first.", show_default="two fifths of --steps")] = None,
     max_pixels: Annotated[int | None, typer.Option(
         help="Largest input image accepted, in pixels.", show_default=_MAX_PIXELS_DEFAULT)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=_QUIET_HELP)] = False,
 ) -> None:
-    """Optimise an image so it keeps CONTENT's layout and takes on the STYLES' textures (Gatys et al.)."""
+    """Optimise an image so it keeps CONTENT's layout and takes on the STYLES' textures (Gatys et al.).
+
+    A video CONTENT is painted frame by frame, each from the previous result (Ruder et al.), audio kept;
+    a run stopped half-way continues from its last finished frame when run again with the same settings.
+    """
     from . import images
+    from .gatys_video import is_video_path
     from .pipeline import stylize_files
     from .progress import ProgressPrinter
 
@@ -314,10 +326,11 @@ def stylize(
         style_scale=style_scale, init=init, preserve_color=preserve_color, multiscale=multiscale,
         min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
         loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
-        save_every=save_every,
+        save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps,
     )
     inputs = [content, *styles] + ([Path(init)] if init not in INITS else [])
-    images.check_output(output, protect=inputs)
+    if not is_video_path(content):  # a video's output is checked by gatys_video
+        images.check_output(output, protect=inputs)
     with ProgressPrinter(quiet=quiet) as progress:
         summary = stylize_files(content, styles, output, config, callback=progress, max_pixels=max_pixels)
     if json_summary:
@@ -412,6 +425,11 @@ def train(
     tv_weight: Annotated[float | None, typer.Option(
         help="Total-variation weight, against pixel noise (0 = off).",
         show_default=f"{_TRAIN.tv_weight:g}; adain: {_ADAIN_TRAIN.tv_weight:g}")] = None,
+    temporal_weight: Annotated[float, typer.Option(
+        help="Johnson networks: weight of a temporal loss against flicker on video (0 = off): each crop is "
+             "also moved a little, as by a camera, with noise, and the network's output of it must match its "
+             "output moved alike. Costs one more pass of the network per step (not of VGG).",
+    )] = _TRAIN.temporal_weight,
     content_layers: Annotated[str | None, typer.Option(
         help=f"VGG layers the content is compared at, comma-separated (adain: its bottleneck, "
              f"{ADAIN_BOTTLENECKS['adain']}; adain-light: {ADAIN_BOTTLENECKS['adain-light']}).",
@@ -465,6 +483,7 @@ def train(
     config = TrainConfig(
         data=str(data), size=size, style_size=style_size, steps=steps, content_weight=content_weight,
         style_weight=style_weight, style_layer_weights=layer_weights, vgg_weights=vgg_weights, arch=arch,
+        temporal_weight=temporal_weight,
         seed=seed, device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, preview_every=preview_every,
         channels_last=channels_last, compile=compile_networks, **kind_dependent,
@@ -515,6 +534,9 @@ def apply(
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, blended smoothly.")] = _APPLY.tile_overlap,
     batch_size: Annotated[int, typer.Option(help="Images or frames per network call.")] = _APPLY.batch_size,
     smooth: Annotated[float, typer.Option(help="Video: temporal smoothing against flicker, 0..1.")] = _APPLY.smooth,
+    stabilize: Annotated[float, typer.Option(
+        help="Video: against flicker, blend each frame with the previous one moved along the optical flow, "
+        "0..1 (not with --smooth); needs `pip install 'painterly[flow]'`.")] = _APPLY.stabilize,
     backend: Annotated[str, typer.Option(
         metavar=_one_of(BACKENDS), help="auto: onnx for a .onnx model, else torch; onnx needs "
         "`pip install 'painterly[onnx]'`.")] = _APPLY.backend,
@@ -538,7 +560,7 @@ def apply(
         raise UsageError(f"--style-size must be 0 (as it is) or a positive number of pixels, got {style_size}")
     config = ApplyConfig(strength=strength, preserve_color=preserve_color, size=size, tile=tile,
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
-                         precision=precision, smooth=smooth, max_pixels=max_pixels, alpha=alpha,
+                         precision=precision, smooth=smooth, stabilize=stabilize, max_pixels=max_pixels, alpha=alpha,
                          style_size=style_size or None, style_blend=_floats(style_blend, "--style-blend"),
                          mask_feather=mask_feather)
     with ProgressPrinter(quiet=quiet) as progress:

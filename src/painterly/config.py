@@ -80,6 +80,14 @@ class StylizeConfig:
     # (its bf16 loss curve is not within 2 % of fp32's) and on other hardware.
     precision: str = "auto"
     save_every: int = 0  # >0: hand an intermediate image to the callback every N steps
+    # Video (gatys_video.py, Ruder et al. 2016): weight of the temporal loss, the mean squared difference
+    # between a frame and the previous result warped along the motion, over the pixels visible in both.
+    # Ruder et al.'s temporal/content ratio of 200 brought to these units (pixels in [0, 1], "target"
+    # content loss) is of this order; 0: later frames only start from the warped result.
+    temporal_weight: float = 1000.0
+    # Steps on each frame after the first, which starts from the previous result and needs fewer.
+    # None: two fifths of `steps` (`frame_steps_or_default`), Ruder et al.'s 800 after 2000.
+    frame_steps: int | None = None
 
     def __post_init__(self) -> None:
         self.content_layers = tuple(self.content_layers)
@@ -113,6 +121,12 @@ class StylizeConfig:
         _positive_int("min_scale", self.min_scale)
         if self.save_every < 0:
             raise UsageError("save_every must be 0 (off) or a positive number of steps")
+        if isinstance(self.temporal_weight, bool) or not (
+                isinstance(self.temporal_weight, (int, float)) and math.isfinite(self.temporal_weight)
+                and self.temporal_weight >= 0):
+            raise UsageError(f"temporal_weight must be a non-negative number, got {self.temporal_weight!r}")
+        if self.frame_steps is not None:
+            _positive_int("frame_steps", self.frame_steps)
 
     @property
     def learning_rate(self) -> float:
@@ -137,6 +151,10 @@ class StylizeConfig:
         if scale == num_scales:
             return self.steps
         return self.coarse_steps if self.coarse_steps is not None else max(1, self.steps // 3)
+
+    def frame_steps_or_default(self) -> int:
+        """Steps on each video frame after the first: `frame_steps`, else two fifths of `steps`."""
+        return self.frame_steps if self.frame_steps is not None else max(1, self.steps * 2 // 5)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -256,6 +274,9 @@ class TrainConfig:
     content_weight: float = 1.0
     style_weight: float = 10.0  # with "target" normalisation each term starts near 1; the AdaIN paper's λ
     tv_weight: float = KIND_DEFAULT  # 1 (Johnson), 0 (AdaIN)
+    # Johnson only: weight of the temporal loss (temporal_loss.py), against flicker on video; 0 = off.
+    # Costs one more forward of the network per step (not of VGG).
+    temporal_weight: float = 0.0
     content_layers: tuple[str, ...] = KIND_DEFAULT  # relu2_2 (Johnson), the bottleneck (AdaIN)
     style_layers: tuple[str, ...] = KIND_DEFAULT  # Johnson's four (Johnson), relu1_1 … relu4_1 (AdaIN)
     style_layer_weights: tuple[float, ...] | None = None  # None: equal summing to 1 (Johnson), 1 each (AdaIN)
@@ -340,6 +361,9 @@ class TrainConfig:
             raise UsageError(f"lr must be a positive number, got {self.lr}")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_loss_and_device(self)
+        weight = self.temporal_weight
+        if isinstance(weight, bool) or not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            raise UsageError(f"temporal_weight must be a non-negative number, got {weight!r}")
         if self.kind == "adain":
             self._validate_adain()
         if self.workers < 0 or self.preview_every < 0:
@@ -366,6 +390,9 @@ class TrainConfig:
         if self.style_size is not None:
             raise UsageError(f"style_size is for a Johnson network's one painting; --arch {self.arch} resizes "
                              "its paintings like the photos, with resize")
+        if self.temporal_weight:
+            raise UsageError(f"temporal_weight is for a Johnson network (--arch {' or '.join(NET_ARCHS)}); --arch "
+                             f"{self.arch} trains a decoder for any painting without it: leave it at 0")
 
     def layer_weights(self) -> dict[str, float]:
         return _layer_weights(self.style_layers, self.style_layer_weights)
@@ -417,6 +444,7 @@ class ApplyConfig:
     # the onnx backend computes in fp32.
     precision: str = "auto"
     smooth: float = 0.0  # video: temporal smoothing against flicker, in [0, 1)
+    stabilize: float = 0.0  # video: motion-compensated blending strength in [0, 1) (needs the flow extra)
     max_pixels: int | None = None  # largest input (image or frame) accepted; None: $PAINTERLY_MAX_PIXELS or the default
     # Arbitrary-style (AdaIN) models only. alpha: 1 paints with the painting's statistics, 0 decodes the
     # photo's own features (interpolated in feature space, unlike `strength`, which blends pixels).
@@ -463,6 +491,12 @@ class ApplyConfig:
         check_choice("precision", self.precision, PRECISIONS)
         if not (isinstance(self.smooth, (int, float)) and 0.0 <= self.smooth < 1.0):
             raise UsageError(f"smooth must be at least 0 and below 1, got {self.smooth}")
+        if isinstance(self.stabilize, bool) or not (isinstance(self.stabilize, (int, float))
+                                                    and 0.0 <= self.stabilize < 1.0):
+            raise UsageError(f"stabilize must be at least 0 and below 1, got {self.stabilize}")
+        if self.smooth > 0 and self.stabilize > 0:
+            raise UsageError("steady a video with smooth or with stabilize, not both (stabilize follows the motion, "
+                             "smooth ghosts on it)")
         if self.max_pixels is not None:
             _positive_int("max_pixels", self.max_pixels)
 

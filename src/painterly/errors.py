@@ -40,3 +40,17 @@ class NumericalError(PainterlyError):
         super().__init__(message)
         self.image = image
         self.step = step
+
+
+def quote_short(value: object, limit: int = 60) -> str:
+    """A value from a file or a stranger, for a message: its repr, cut short (a hostile file may hold
+    megabytes where a name belongs)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def one_line(error: BaseException) -> str:
+    """Another library's exception message on one line, at most 200 characters: error messages here are
+    one line, and theirs may span many."""
+    text = " ".join(str(error).split())
+    return text[:200] or type(error).__name__

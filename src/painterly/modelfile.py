@@ -30,7 +30,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .errors import ModelFileError
+from .errors import ModelFileError, one_line, quote_short
 from .torchfiles import load_torch_file, state_dict_of, tensors_sha256
 from .transformer import MAX_PIXEL_SCALE, Architecture, TransformerNet
 
@@ -199,7 +199,7 @@ def _open_safetensors(path: Path, *, with_tensors: bool) -> tuple[dict[str, torc
                 _check_shapes(shapes, _architecture(metadata), path)
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise ModelFileError(f"{path}: not a readable safetensors model ({_one_line(error)})") from None
+        raise ModelFileError(f"{path}: not a readable safetensors model ({one_line(error)})") from None
     expected = metadata.get(CHECKSUM_FIELD)
     if expected is not None and tensors_sha256(tensors) != expected:
         raise ModelFileError(f"{path}: the tensors do not match the checksum stored in the file; "
@@ -295,11 +295,11 @@ def _decode(metadata: dict[str, str], path: Path) -> dict:
         except (ValueError, RecursionError):
             raise ModelFileError(f"{path}: metadata field {key!r} is not valid JSON") from None
     if decoded.get("format") not in (None, *FORMATS):
-        raise ModelFileError(f"{path}: a {_short(decoded['format'])} file, not a painterly model")
+        raise ModelFileError(f"{path}: a {quote_short(decoded['format'], 40)} file, not a painterly model")
     if "format_version" in decoded:
         text = decoded["format_version"]
         if not re.fullmatch(r"[0-9]{1,9}", text):
-            raise ModelFileError(f"{path}: metadata format_version must be a whole number, not {_short(text)}")
+            raise ModelFileError(f"{path}: metadata format_version must be a whole number, not {quote_short(text, 40)}")
         decoded["format_version"] = int(text)
         if decoded["format_version"] > FORMAT_VERSION:
             raise ModelFileError(f"{path}: model format {decoded['format_version']} is newer than this painterly "
@@ -326,7 +326,7 @@ def _decode(metadata: dict[str, str], path: Path) -> dict:
 
 def _check_field(decoded: dict, key: str, path: Path, wanted: str, valid) -> None:
     if key in decoded and not valid(decoded[key]):
-        raise ModelFileError(f"{path}: metadata {key} must be {wanted}, not {_short(decoded[key])}")
+        raise ModelFileError(f"{path}: metadata {key} must be {wanted}, not {quote_short(decoded[key], 40)}")
 
 
 def _is_int(value: object) -> bool:
@@ -338,15 +338,10 @@ def _is_number(value: object) -> bool:
     return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
-def _short(value: object) -> str:
-    """A value from a hostile file, for a message: cut short."""
-    text = repr(value)
-    return text if len(text) <= 40 else f"{text[:37]}..."
-
 
 def _names(keys: list[str]) -> str:
     more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-    return ", ".join(_short(key) for key in keys[:3]) + more
+    return ", ".join(quote_short(key, 40) for key in keys[:3]) + more
 
 
 def _arch(architecture: Any) -> str:
@@ -356,7 +351,3 @@ def _arch(architecture: Any) -> str:
     return (f"channels {architecture.channels}, {architecture.residual_blocks} residual blocks, "
             f"{architecture.edge_kernel}×{architecture.edge_kernel} edges")
 
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

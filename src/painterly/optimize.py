@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -29,6 +29,7 @@ def stylize(
     *,
     init_image: torch.Tensor | None = None,
     callback: Callback = ignore,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Paint `content` (1, 3, H, W) in the style of `styles`; returns (1, 3, h, w) in [0, 1] on the CPU.
 
@@ -38,6 +39,9 @@ def stylize(
     does), since tensors, not files, come in here. Progress goes to `callback`, which may raise
     `StopRequested` to keep the image reached so far. Raises `NumericalError` (carrying the last good
     image) if the loss stops being finite, and `PainterlyError` on running out of memory.
+
+    `extra_loss(image)`, when given, is added to the loss at every evaluation (the image as optimised,
+    (1, 3, h, w) on the device) and reported as "extra": the video path's temporal term (gatys_video.py).
     """
     config = config or StylizeConfig()
     normalised_blend(config.style_blend, len(styles))  # a count mismatch is refused before any work
@@ -46,15 +50,17 @@ def stylize(
                          "(stylize_files does)")
     device = resolve_device(config.device)
     with out_of_memory_guard(f"stylizing at --size {config.size}", device):
-        return _Run(content, list(styles), config, device, callback, init_image).run()
+        return _Run(content, list(styles), config, device, callback, init_image, extra_loss).run()
 
 
 class _Run:
     """One stylisation: the encoder, the loss and the image being optimised."""
 
     def __init__(self, content: torch.Tensor, styles: list[torch.Tensor], config: StylizeConfig,
-                 device: torch.device, callback: Callback, init_image: torch.Tensor | None) -> None:
+                 device: torch.device, callback: Callback, init_image: torch.Tensor | None,
+                 extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.config, self.device, self.callback = config, device, callback
+        self.extra_loss = extra_loss
         self.content = content.detach().float().to(device)
         if config.preserve_color == "histogram":
             styles = [color.match_color(style, content) for style in styles]
@@ -133,13 +139,18 @@ class _Run:
             optimizer = torch.optim.Adam([x], lr=config.learning_rate)
         last_good = x.detach().clone()
         terms: dict[str, LossTerms] = {}
+        extras: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
             loss = self.loss(x)
-            loss.total.backward()
+            total = loss.total
+            if self.extra_loss is not None:
+                extras["extra"] = self.extra_loss(x)
+                total = total + extras["extra"]
+            total.backward()
             terms["losses"] = loss
-            return loss.total
+            return total
 
         steps = config.steps_at(scale, num_scales)
         for step in range(1, steps + 1):
@@ -156,6 +167,9 @@ class _Run:
             last_good = x.detach().clone()
             self.steps_done += 1
             self.last_losses = terms["losses"].as_floats()
+            if extras:
+                self.last_losses["extra"] = float(extras["extra"].detach())
+                self.last_losses["total"] += self.last_losses["extra"]
             want_image = config.save_every and step % config.save_every == 0
             height, width = x.shape[-2:]
             event = StepEvent(step, steps, scale, num_scales, (height, width), self.last_losses,

@@ -44,7 +44,14 @@ def stylize_files(
     callback: Callback = ignore,
     max_pixels: int | None = None,
 ) -> dict:
-    """Stylise image files into `output`; returns the summary stored in its metadata."""
+    """Stylise image files into `output`; returns the summary stored in its metadata.
+
+    A video `content` (`gatys_video.is_video_path`) is stylised frame by frame into the video `output`
+    (`gatys_video.stylize_video_files`, whose summary this returns)."""
+    from .gatys_video import is_video_path, stylize_video_files  # it builds on this module
+
+    if is_video_path(content):
+        return stylize_video_files(content, styles, output, config, callback=callback, max_pixels=max_pixels)
     inputs = [Path(content), *(Path(path) for path in styles)]
     content_image = images.load_image(inputs[0], max_pixels=max_pixels)
     style_images = [images.load_image(path, max_pixels=max_pixels) for path in inputs[1:]]

@@ -22,6 +22,7 @@ import zlib
 from typing import IO
 
 from .downloads import CHUNK
+from .errors import one_line, quote_short
 
 # What a damaged member raises when read (CRC errors, bad deflate data, an unknown compression, a short file).
 _UNPACK_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError, OSError)
@@ -64,27 +65,28 @@ def copy_member(path: str | os.PathLike, name: str, out: IO[bytes], *, max_size:
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
-        raise UnsafeZip(f"is not a readable zip ({_one_line(error)})") from None
+        raise UnsafeZip(f"is not a readable zip ({one_line(error)})") from None
     with archive:
         info = _only_match(archive.infolist(), name, max_size)
         try:
             source = archive.open(info)
         except _UNPACK_ERRORS as error:
-            raise UnsafeZip(f"holds {_short(info.filename)}, which cannot be unpacked ({_one_line(error)})") from None
+            raise UnsafeZip(f"holds {quote_short(info.filename)}, which cannot be unpacked "
+                            f"({one_line(error)})") from None
         with source:
             done = 0
             while True:
                 try:
                     chunk = source.read(min(CHUNK, max_size - done + 1))
                 except _UNPACK_ERRORS as error:
-                    raise UnsafeZip(f"holds {_short(info.filename)}, which cannot be unpacked ({_one_line(error)})") \
-                        from None
+                    raise UnsafeZip(f"holds {quote_short(info.filename)}, which cannot be unpacked "
+                                    f"({one_line(error)})") from None
                 if not chunk:
                     return info.filename
                 done += len(chunk)
                 if done > max_size:
-                    raise UnsafeZip(f"holds {_short(info.filename)}, which unpacks to more than the {max_size} bytes "
-                                    "allowed")
+                    raise UnsafeZip(f"holds {quote_short(info.filename)}, which unpacks to more than the "
+                                    f"{max_size} bytes allowed")
                 out.write(chunk)
 
 
@@ -92,28 +94,19 @@ def _only_match(infos: list[zipfile.ZipInfo], name: str, max_size: int) -> zipfi
     """The one member called `name`, once the whole zip is seen to hold nothing that escapes or links."""
     for info in infos:
         if escapes(info.filename):
-            raise UnsafeZip(f"holds {_short(info.filename)}, a path outside the folder it unpacks into; "
+            raise UnsafeZip(f"holds {quote_short(info.filename)}, a path outside the folder it unpacks into; "
                             "refusing the whole file")
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise UnsafeZip(f"holds {_short(info.filename)}, a symbolic link; refusing the whole file")
+            raise UnsafeZip(f"holds {quote_short(info.filename)}, a symbolic link; refusing the whole file")
     matches = [info for info in infos if not info.is_dir() and last_segment(info.filename) == name]
     if len(matches) != 1:
         raise UnsafeZip(f"has {'no member' if not matches else f'{len(matches)} members'} named {name}")
     info = matches[0]
     if info.file_size > max_size:
-        raise UnsafeZip(f"holds {_short(info.filename)}, which declares {info.file_size} bytes, more than the "
+        raise UnsafeZip(f"holds {quote_short(info.filename)}, which declares {info.file_size} bytes, more than the "
                         f"{max_size} allowed")
     if info.flag_bits & 0x1:
-        raise UnsafeZip(f"holds {_short(info.filename)}, which is encrypted")
+        raise UnsafeZip(f"holds {quote_short(info.filename)}, which is encrypted")
     return info
 
 
-def _short(value: object) -> str:
-    """A name from the zip, for a message: cut short."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

@@ -98,6 +98,7 @@ from .locks import LockBusy, exclusive
 from .losses import AdaINLoss, LossTerms
 from .modelfile import save_model
 from .provenance import describe_file
+from .temporal_loss import CameraMotion, TemporalTerms, styled_pair
 from .transformer import SIZE_MULTIPLE, TransformerNet
 
 # Settings a resumed run may change. Steps and epochs reshape a cosine schedule, but nothing else.
@@ -225,13 +226,23 @@ class _JohnsonTask:
         assert isinstance(encoder, VGGFeatures)
         self.encoder = encoder
         self.loss.set_style([style_image.to(device)])  # once: the style target never changes
+        self.temporal_weight = config.temporal_weight
 
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.model.parameters()
 
     def terms(self, net: Callable[..., torch.Tensor], photos: torch.Tensor,
               paintings: torch.Tensor | None) -> LossTerms:
-        return self.loss(net(photos), self.loss.content_features(photos))
+        """The perceptual loss; with a temporal weight also the temporal loss (temporal_loss.py) of a
+        random camera motion per photo, drawn from torch's global CPU generator (checkpointed), at the
+        cost of the moved photos going through the network too."""
+        if not self.temporal_weight:
+            return self.loss(net(photos), self.loss.content_features(photos))
+        motion = CameraMotion.random(photos)
+        styled, moved = styled_pair(net, photos, motion)
+        terms = self.loss(styled, self.loss.content_features(photos))
+        temporal = self.temporal_weight * motion.loss(styled, moved)
+        return TemporalTerms(terms.total + temporal, terms.content, terms.style, terms.tv, temporal)
 
     def preview(self, photo: torch.Tensor, painting: torch.Tensor | None) -> torch.Tensor:
         return self.model(photo)
@@ -370,7 +381,8 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
             terms = self.task.terms(self.net, photos, paintings)
-        losses = self.procs.mean(torch.stack([getattr(terms, name) for name in LOSS_NAMES]).detach())
+        names = LOSS_NAMES + (("temporal",) if isinstance(terms, TemporalTerms) else ())
+        losses = self.procs.mean(torch.stack([getattr(terms, name) for name in names]).detach())
         if not torch.isfinite(losses).all():  # decided on the mean, so every process skips together
             return None
         if self.scaler is None:
@@ -381,7 +393,7 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.step += 1
-        return dict(zip(LOSS_NAMES, losses.tolist()))
+        return dict(zip(names, losses.tolist()))
 
     def _on_device(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)

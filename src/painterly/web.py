@@ -504,11 +504,15 @@ def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
             clip = gr.Video(label="Clip", sources=["upload"])
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength")
             colour = _colour_choice(JOHNSON_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
-            smooth = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.smooth, step=0.05, label="Smoothing",
-                               info="blends each frame with the one before it against flicker")
+            with gr.Row():
+                smooth = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.smooth, step=0.05, label="Smoothing",
+                                   info="blends each frame with the one before it against flicker; ghosts on motion")
+                stabilize = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.stabilize, step=0.05, label="Stabilise",
+                                      info="blends each frame with the one before it moved along the motion "
+                                      "(optical flow); not with Smoothing")
             size = _long_side(max_side)
             run = gr.Button("Stylise the clip", variant="primary")
         with gr.Column():
             result = gr.Video(label="Result", interactive=False)
-    run.click(handlers.video, inputs=[clip, model, strength, colour, size, smooth], outputs=result,
+    run.click(handlers.video, inputs=[clip, model, strength, colour, size, smooth, stabilize], outputs=result,
               api_name="video", **heavy)

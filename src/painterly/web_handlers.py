@@ -464,7 +464,8 @@ class Handlers:
         self.stops.stop(request.session_hash or "")
 
     def video(self, clip: str | None, model: str | None, strength: float, colour: str, size: float | None,
-              smooth: float, progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - how Gradio injects a progress bar
+              smooth: float, stabilize: float,
+              progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - how Gradio injects a progress bar
         """Stylise every frame of a clip, as `painterly apply` does for videos; the sound is kept.
 
         The pixel limit is the library's: `max_pixels` in the config is checked on every frame.
@@ -474,8 +475,9 @@ class Handlers:
         with shown_in_page(clip):
             from .video import stylize_video  # PyAV is an optional extra of its own
 
-            config = self._apply_config(strength, colour, size).replace(smooth=smooth)
-            stylizer = self.catalog.stylizer(model, config, kind=FAST)
+            config = self._apply_config(strength, colour, size).replace(smooth=smooth, stabilize=stabilize)
+            stylizer = self.catalog.stylizer(model, config, kind=FAST,
+                                             callback=functools.partial(_show_download, progress))
             with self.workspace.job("video") as folder:
                 output = folder / download_name(Path(clip).stem, Path(model or "").stem, suffix=".mp4")
                 stylize_video(stylizer, Path(clip), output, callback=functools.partial(_show_video_progress, progress))

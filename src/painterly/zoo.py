@@ -58,7 +58,7 @@ from .catalogue import (  # noqa: F401 - the catalogue's public names stay impor
     load_catalogue,
 )
 from .downloads import CHUNK, NETWORK_ERRORS, DownloadTooLarge, fetch, reason
-from .errors import ModelFileError, OutputError
+from .errors import ModelFileError, OutputError, one_line, quote_short
 from .events import Callback, MessageEvent, ignore
 from .locks import ACROSS_PROCESSES, LockBusy, exclusive
 from .provenance import file_sha256
@@ -375,7 +375,7 @@ def _copy(source: Path, staged: Path, *, max_size: int, written_as: Path) -> str
     try:
         reader = open(source, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
-        raise ModelFileError(f"{source}: cannot read ({_one_line(error)})") from None
+        raise ModelFileError(f"{source}: cannot read ({one_line(error)})") from None
     with reader:
         with _disk(written_as):
             staged.parent.mkdir(parents=True, exist_ok=True)
@@ -386,7 +386,7 @@ def _copy(source: Path, staged: Path, *, max_size: int, written_as: Path) -> str
                 try:
                     chunk = reader.read(min(CHUNK, max_size - done + 1))
                 except OSError as error:
-                    raise ModelFileError(f"{source}: cannot read ({_one_line(error)})") from None
+                    raise ModelFileError(f"{source}: cannot read ({one_line(error)})") from None
                 if not chunk:
                     break
                 done += len(chunk)
@@ -529,7 +529,7 @@ def _read_records() -> dict:
     except FileNotFoundError:
         return {kind: {} for kind in _RECORDS}
     except (OSError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: cannot read ({_one_line(error)})") from None
+        raise ModelFileError(f"{path}: cannot read ({one_line(error)})") from None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
@@ -552,7 +552,7 @@ def _records_problem(data: object) -> str | None:
         for key, record in records.items():
             if not isinstance(record, dict) or not isinstance(record.get("sha256"), str) \
                     or not SHA256_HEX.fullmatch(record["sha256"]):
-                return f"{kind} {_short(key)} has no valid sha256"
+                return f"{kind} {quote_short(key)} has no valid sha256"
     return None
 
 
@@ -690,12 +690,3 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _short(value: object) -> str:
-    """A value from a file, for a message: cut short."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:200] or type(error).__name__

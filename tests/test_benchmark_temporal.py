@@ -1,0 +1,124 @@
+"""The temporal benchmark (issue 12): its clips' known motion, its metrics on clips whose answer is
+known, and `python -m benchmarks --tiny --only video-temporal` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import clips
+from benchmarks.temporal_metrics import fidelity, ghosting, warping_error
+from benchmarks.temporal_report import _smooth_ghosting_at
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ["per-frame", "smooth 0.5", "smooth 0.8", "stabilize 0.5", "stabilize 0.8"]
+SCORES = {"warping_error", "input_warping_error", "ghosting", "fidelity", "frames_per_s", "frames", "peak_rss"}
+
+
+def painted(frame: np.ndarray) -> np.ndarray:
+    """A deterministic per-pixel 'style': no neighbourhood, so it commutes with whole-pixel motion."""
+    return (frame ** 2 * np.array([1.0, 0.6, 0.3], np.float32)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("temporal") / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "video-temporal", "--json",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, json.loads(out.read_text())
+
+
+def test_tiny_run_scores_every_clip_and_variant(tiny_run):
+    stdout, summary = tiny_run
+    rows = summary["rows"]
+    assert {row["workload"] for row in rows} == {"video-temporal"}
+    scored = [row for row in rows if "skipped" not in row["painterly"]]
+    labels = list(dict.fromkeys(row["size"] for row in scored))
+    assert [label.split()[0] for label in labels] == [name for name in clips.CLIP_NAMES for _ in (0, 1)]
+    assert sum("noise σ" in label for label in labels) == 3
+    for label in labels:
+        assert [row["variant"] for row in scored if row["size"] == label] == VARIANTS
+    for row in scored:
+        assert SCORES <= set(row["painterly"]), row
+        assert row["painterly"]["frames"] == 4 and row["painterly"]["frames_per_s"] > 0
+    # The clean clips' per-frame rows are their own reference: fidelity and ghosting 0 by definition.
+    clean = [row["painterly"] for row in scored if row["variant"] == "per-frame" and "noise" not in row["size"]]
+    assert len(clean) == 3 and all(result["fidelity"] == 0 for result in clean)
+    # Only the noisy clips' strongest --stabilize row is held to the issue's targets.
+    verdicts = [row for row in scored if row["note"].startswith("targets:")]
+    assert [row["variant"] for row in verdicts] == ["stabilize 0.8"] * 3
+    assert all("noise" in row["size"] for row in verdicts)
+    skipped = [row for row in rows if "skipped" in row["painterly"]]  # training and Gatys: not in the tiny plan
+    assert [row["variant"] for row in skipped] == ["trained, temporal 100", "gatys video"]
+    assert "stability: mean absolute differences in 8-bit levels" in stdout
+    assert "warping error" in stdout and "painterly skipped: not in this plan" in stdout
+
+
+def test_whole_pixel_motion_is_exact():
+    """Pan and moving object move by whole pixels: the input's own warping error is 0, and so is that of
+    a per-pixel model; the zoom's is small (resampling) against the error of assuming no motion."""
+    for name in ("pan", "moving-object"):
+        clip = clips.make_clip(name, 32, 48, 4)
+        assert warping_error(clip.frames, clip) == 0.0
+        assert warping_error([painted(frame) for frame in clip.frames], clip) == 0.0
+        assert warping_error(clip.frames, _still(clip)) > 5.0  # the frames do move
+    zoom = clips.make_clip("zoom-rotate", 48, 64, 4)
+    assert 0 < warping_error(zoom.frames, zoom) < 2.0 < 5.0 < warping_error(zoom.frames, _still(zoom))
+
+
+def test_static_clip_per_frame_and_frozen_output():
+    """A static clip: a deterministic per-frame model does not flicker; with sensor noise it does, and a
+    frozen output does not, but on a moving clip the frozen output is far from per-frame stylisation."""
+    image = clips.make_clip("pan", 32, 48, 1).frames[0]
+    still = clips.static(image, 4)
+    assert warping_error([painted(frame) for frame in still.frames], still) == 0.0
+    noisy = clips.with_noise(still)
+    per_frame = [painted(frame) for frame in noisy.frames]
+    frozen = [per_frame[0]] * 4
+    assert warping_error(per_frame, noisy) > 1.0
+    assert warping_error(frozen, noisy) == 0.0
+    moving = clips.make_clip("pan", 32, 48, 4)
+    references = [painted(frame) for frame in moving.frames]
+    assert fidelity(references, references) == 0.0
+    assert fidelity([references[0]] * 4, references) > 5.0
+
+
+def test_moving_object_uncovers_background_behind_it():
+    """With a still background, the pixels not visible in the previous frame are those the object has just
+    left: the background there, which the previous frame did not show; carrying the previous output into
+    them (an exponential blend) ghosts, the new frame alone does not."""
+    clip = clips.moving_object(32, 48, 4, background_step=(0, 0))
+    background = clips.pan(32, 48, 4, (0, 0)).frames[0]
+    for t in range(1, 4):
+        uncovered = ~clip.visible[t - 1]
+        assert uncovered.sum() > 0
+        assert np.array_equal(clip.frames[t][uncovered], background[uncovered])
+        hidden = np.abs(clip.frames[t - 1][uncovered] - background[uncovered]).max(axis=-1) > 1e-3
+        assert hidden.mean() > 0.9  # the object was there (where it matches the background by chance, too)
+    references = [painted(frame) for frame in clip.frames]
+    blended = [references[0]] + [0.5 * now + 0.5 * before for before, now in zip(references, references[1:])]
+    assert ghosting(references, references, clip) == 0.0
+    assert ghosting(blended, references, clip) > 5.0
+
+
+def test_smooth_ghosting_is_read_at_the_flow_rows_warping_error():
+    per_frame = {"warping_error": 10.0, "ghosting": 1.0}
+    variants = {"smooth 0.5": {"warping_error": 6.0, "ghosting": 3.0}, "smooth 0.8": {"warping_error": 4.0,
+                                                                                     "ghosting": 5.0}}
+    value, how = _smooth_ghosting_at(5.0, per_frame, variants)
+    assert value == pytest.approx(4.0) and "between smooth 0.8 and smooth 0.5" in how
+    value, how = _smooth_ghosting_at(2.0, per_frame, variants)
+    assert value == 5.0 and "lowest --smooth reached" in how
+
+
+def _still(clip: clips.Clip) -> clips.Clip:
+    """The clip with its motion replaced by none: a wrong answer the metrics must tell apart."""
+    zero = tuple(np.zeros_like(flow) for flow in clip.backward)
+    ones = tuple(np.ones_like(visible) for visible in clip.visible)
+    return clips.Clip(clip.name, clip.frames, zero, ones, clip.clean)
