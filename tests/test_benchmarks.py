@@ -1,5 +1,9 @@
 """The benchmark harness (benchmarks/, beside src/) at tiny sizes: the command's JSON, each kind of
-job, and the loss agreement that lets painterly's engine stand in for the reference's 300 steps."""
+job, and the loss agreement that lets painterly's engine stand in for the reference's 300 steps.
+
+The command runs once, for real, for the Gatys and the AdaIN rows together (one `--tiny` run of
+`gatys-step` and `adain-inference`: each job is a worker process that imports torch, and the two
+share the machine's measurement); test_benchmark_adain.py tests the AdaIN jobs themselves."""
 
 from __future__ import annotations
 
@@ -31,19 +35,32 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.slow
-def test_command_writes_times_speedup_share_and_memory(tmp_path):
-    out = tmp_path / "results.json"
+@pytest.fixture(scope="module")
+def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
+    """`python -m benchmarks --tiny --only gatys-step adain-inference --json PATH`, run once: the JSON and the
+    finished process."""
+    out = tmp_path_factory.mktemp("bench") / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "--json", str(out)],
-        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "adain-inference", "--json", str(out)],
+        cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
+    assert {row["workload"] for row in summary["rows"]} == {"gatys-step", "adain-inference"}
+    return summary, done
+
+
+def rows_of(summary: dict, workload: str) -> list[dict]:
+    return [row for row in summary["rows"] if row["workload"] == workload]
+
+
+@pytest.mark.slow
+def test_command_writes_times_speedup_share_and_memory(command):
+    summary, done = command
     assert summary["machine"]["fp32_gflops"] > 0 and summary["machine"]["bf16_gflops"] > 0
     native = native_bf16(torch.device("cpu"))
     assert summary["machine"]["native_bf16"] is native
-    rows = summary["rows"]
+    rows = rows_of(summary, "gatys-step")
     assert [row["variant"] for row in rows] == ["auto", "bf16"]  # the default and the bf16 option
     for row in rows:
         assert row["workload"] == "gatys-step"
@@ -62,6 +79,18 @@ def test_command_writes_times_speedup_share_and_memory(tmp_path):
         assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
         assert "frozen VGG weights" in row["note"]
     assert "speed-up" in done.stdout and "gatys-step" in done.stdout
+
+
+@pytest.mark.slow
+def test_command_reports_adain_rows(command):
+    summary, done = command
+    rows = rows_of(summary, "adain-inference")
+    assert {row["variant"] for row in rows} >= {"torch", "onnx", "light-torch", "light-onnx"}
+    for row in rows:
+        assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+        assert row["share_of_fp32_peak"]["reference"] > 0 and row["share_of_fp32_peak"]["painterly"] > 0
+        assert row["painterly"]["peak_rss"] > 0
+    assert "adain-inference (light-onnx)" in done.stdout
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])

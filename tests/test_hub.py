@@ -1,8 +1,9 @@
 """hf:// references (painterly.hub): a real HTTP server on 127.0.0.1 answers as the Hub's endpoints do
 (`/api/models/{repo}/revision/{revision}` for the listing, HEAD and GET `/{repo}/resolve/{revision}/{path}`
 with X-Repo-Commit, ETag and Content-Length), and HF_ENDPOINT points the real huggingface_hub client at
-it. The client reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, so each resolve runs in
-a fresh interpreter (about half a second: neither torch nor the model loader is imported there)."""
+it. The client reads HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE when it is imported, so resolving runs in a
+fresh interpreter, one for each setting of those (about half a second: neither torch nor the model loader
+is imported there), which resolves that scenario's references one after another."""
 
 from __future__ import annotations
 
@@ -135,30 +136,37 @@ import json, sys
 from painterly.errors import PainterlyError
 from painterly.events import DownloadEvent
 from painterly.hub import resolve
-events = []
-def report(event):
-    if isinstance(event, DownloadEvent):
-        events.append([event.url, event.done, event.total])
-try:
-    result = {"path": str(resolve(sys.argv[1], callback=report)), "events": events}
-except PainterlyError as error:
-    result = {"error": str(error)}
-result["loaded"] = [name for name in ("torch", "safetensors", "painterly.modelfile") if name in sys.modules]
-print(json.dumps(result))
+results = []
+for reference in sys.argv[1:]:
+    events = []
+    def report(event):
+        if isinstance(event, DownloadEvent):
+            events.append([event.url, event.done, event.total])
+    try:
+        result = {"path": str(resolve(reference, callback=report)), "events": events}
+    except PainterlyError as error:
+        result = {"error": str(error)}
+    # what this interpreter has imported by now: none of the references so far loaded these
+    result["loaded"] = [name for name in ("torch", "safetensors", "painterly.modelfile") if name in sys.modules]
+    results.append(result)
+print(json.dumps(results))
 """
 
 
-def resolve_in_fresh_python(reference: str, endpoint: str, home: Path, *, offline: bool = False,
-                            prelude: str = "") -> dict:
-    """hub.resolve(reference) in a new interpreter whose client talks to `endpoint`, caches in `home`."""
+def resolve_in_fresh_python(references: list[str], endpoint: str, home: Path, *, offline: bool = False,
+                            prelude: str = "") -> list[dict]:
+    """hub.resolve of each reference, in turn, in one new interpreter whose client talks to `endpoint` and
+    caches in `home`: what each returned ({"path", "events"}) or its one-line error ({"error"})."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1")
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
-    done = subprocess.run([sys.executable, "-c", prelude + _RESOLVE, reference], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", prelude + _RESOLVE, *references], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == len(references)
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +199,32 @@ def endpoint(state: Hub) -> Iterator[str]:
         yield url
 
 
+ANSWERS = [  # (reference, the start of its one-line error's explanation), for the live Hub
+    ("hf://alice/starry/nope.safetensors", "the repo has no file 'nope.safetensors' at 'main' "
+                                           "(its models: starry.safetensors)"),
+    ("hf://alice/nobody", "no such model repo on the Hub, or it is private"),
+    ("hf://alice/starry@v9", "the repo has no revision 'v9'"),
+    ("hf://alice/gated", "the repo is gated: accept its conditions at"),
+    ("hf://alice/down", "the Hub answered HTTP 503, and it is not in the Hub cache"),
+    ("hf://alice/two", "the repo holds 2 .safetensors files (a.safetensors, b.safetensors); name one: "
+                       "hf://alice/two/a.safetensors"),
+    ("hf://alice/pickles", "no .safetensors or .onnx model in the repo (it holds model.pth, README.md); "
+                           "painterly loads no pickles from the Hub"),
+]
+PICKLED = {"pickled": "it is a Python pickle", "zipped": "it is a zip, as torch.save writes"}
+DOWNLOADS = ["hf://alice/starry/starry.safetensors@v1", "hf://alice/exported"]
+
+
+@pytest.fixture(scope="module")
+def live(endpoint: str, tmp_path_factory) -> dict[str, dict]:
+    """What the live fake Hub's references resolve to, by reference, from one fresh interpreter with an empty
+    cache of its own: the refusals first (so each meets the empty cache), then the pickles served as
+    safetensors, then the good downloads."""
+    references = [reference for reference, _ in ANSWERS] + [f"hf://alice/{repo}" for repo in PICKLED] + DOWNLOADS
+    results = resolve_in_fresh_python(references, endpoint, tmp_path_factory.mktemp("hf"))
+    return dict(zip(references, results, strict=True))
+
+
 def test_a_good_download_loads_and_is_then_served_from_the_cache_offline(model_bytes, tmp_path):
     """The repo's one .safetensors is found, downloaded with progress events, and loads; with the server
     gone, the same references resolve from the client's cache, offline mode set or not."""
@@ -198,7 +232,7 @@ def test_a_good_download_loads_and_is_then_served_from_the_cache_offline(model_b
     commit = state.add("alice/starry", {"starry.safetensors": model_bytes, "README.md": b"# starry\n"})
     home = tmp_path / "hf"
     with serve(state) as endpoint:
-        got = resolve_in_fresh_python("hf://alice/starry", endpoint, home)
+        [got] = resolve_in_fresh_python(["hf://alice/starry"], endpoint, home)
         assert "error" not in got, got["error"]
         path = Path(got["path"])
         assert path.name == "starry.safetensors" and path.is_relative_to(home)
@@ -211,37 +245,29 @@ def test_a_good_download_loads_and_is_then_served_from_the_cache_offline(model_b
         assert any(request.startswith("GET /api/models/alice/starry/revision/main") for request in state.requests)
     model, metadata = load_model(path)
     assert metadata["format"] == "painterly-transformer"
-    for reference, offline in [("hf://alice/starry", True), ("hf://alice/starry/starry.safetensors", True),
-                               ("hf://alice/starry", False), (f"hf://alice/starry@{commit}", True)]:
-        again = resolve_in_fresh_python(reference, endpoint, home, offline=offline)
-        assert again.get("path") == str(path), (reference, offline, again)
+    offline = ["hf://alice/starry", "hf://alice/starry/starry.safetensors", f"hf://alice/starry@{commit}"]
+    answers = [(reference, True, again) for reference, again in
+               zip(offline, resolve_in_fresh_python(offline, endpoint, home, offline=True), strict=True)]
+    answers += [("hf://alice/starry", False, again) for again in
+                resolve_in_fresh_python(["hf://alice/starry"], endpoint, home)]  # online, the server gone
+    for reference, offline_set, again in answers:
+        assert again.get("path") == str(path), (reference, offline_set, again)
         assert again["events"] == []
 
 
-def test_a_named_file_at_a_tag(endpoint, tmp_path, model_bytes):
-    got = resolve_in_fresh_python("hf://alice/starry/starry.safetensors@v1", endpoint, tmp_path)
+def test_a_named_file_at_a_tag(live, model_bytes):
+    got = live["hf://alice/starry/starry.safetensors@v1"]
     assert Path(got["path"]).read_bytes() == model_bytes
 
 
-def test_a_repo_with_only_an_onnx_model_gives_it(endpoint, tmp_path):
-    got = resolve_in_fresh_python("hf://alice/exported", endpoint, tmp_path)
+def test_a_repo_with_only_an_onnx_model_gives_it(live):
+    got = live["hf://alice/exported"]
     assert Path(got["path"]).name == "starry.onnx"
 
 
-@pytest.mark.parametrize(("reference", "expected"), [
-    ("hf://alice/starry/nope.safetensors", "the repo has no file 'nope.safetensors' at 'main' "
-                                           "(its models: starry.safetensors)"),
-    ("hf://alice/nobody", "no such model repo on the Hub, or it is private"),
-    ("hf://alice/starry@v9", "the repo has no revision 'v9'"),
-    ("hf://alice/gated", "the repo is gated: accept its conditions at"),
-    ("hf://alice/down", "the Hub answered HTTP 503, and it is not in the Hub cache"),
-    ("hf://alice/two", "the repo holds 2 .safetensors files (a.safetensors, b.safetensors); name one: "
-                       "hf://alice/two/a.safetensors"),
-    ("hf://alice/pickles", "no .safetensors or .onnx model in the repo (it holds model.pth, README.md); "
-                           "painterly loads no pickles from the Hub"),
-])
-def test_what_the_hub_answers_is_one_line_naming_the_reference(endpoint, tmp_path, reference, expected):
-    got = resolve_in_fresh_python(reference, endpoint, tmp_path)
+@pytest.mark.parametrize(("reference", "expected"), ANSWERS)
+def test_what_the_hub_answers_is_one_line_naming_the_reference(live, reference, expected):
+    got = live[reference]
     assert got["error"].startswith(f"{reference}: ")
     assert expected in got["error"]
     assert "\n" not in got["error"]
@@ -249,7 +275,7 @@ def test_what_the_hub_answers_is_one_line_naming_the_reference(endpoint, tmp_pat
 
 def test_a_dead_server_with_nothing_cached_is_one_line(tmp_path):
     url = dead_url()
-    got = resolve_in_fresh_python("hf://alice/starry", url, tmp_path)
+    [got] = resolve_in_fresh_python(["hf://alice/starry"], url, tmp_path)
     assert got["error"].startswith(f"hf://alice/starry: cannot reach {url}")
     assert "it is not in the Hub cache" in got["error"] and "\n" not in got["error"]
     assert not any(tmp_path.rglob("*.safetensors"))
@@ -257,16 +283,15 @@ def test_a_dead_server_with_nothing_cached_is_one_line(tmp_path):
 
 def test_offline_with_nothing_cached_says_so(endpoint, state, tmp_path):
     before = len(state.requests)
-    got = resolve_in_fresh_python("hf://alice/starry/starry.safetensors", endpoint, tmp_path, offline=True)
+    [got] = resolve_in_fresh_python(["hf://alice/starry/starry.safetensors"], endpoint, tmp_path, offline=True)
     assert got["error"].startswith("hf://alice/starry/starry.safetensors: HF_HUB_OFFLINE is set, and it is not in "
                                    "the Hub cache")
     assert len(state.requests) == before
 
 
-@pytest.mark.parametrize(("repo", "looks_like"), [("pickled", "it is a Python pickle"),
-                                                  ("zipped", "it is a zip, as torch.save writes")])
-def test_a_pickle_served_as_safetensors_is_refused_unread(endpoint, tmp_path, marker, repo, looks_like):
-    got = resolve_in_fresh_python(f"hf://alice/{repo}", endpoint, tmp_path)
+@pytest.mark.parametrize(("repo", "looks_like"), PICKLED.items())
+def test_a_pickle_served_as_safetensors_is_refused_unread(live, marker, repo, looks_like):
+    got = live[f"hf://alice/{repo}"]
     assert got["error"] == (f"hf://alice/{repo}: the Hub's model.safetensors is not a safetensors file "
                             f"({looks_like}); it was not loaded: ask the repo's owner to upload a real .safetensors")
     assert got["loaded"] == []  # neither torch nor safetensors nor the model loader saw it
@@ -275,9 +300,9 @@ def test_a_pickle_served_as_safetensors_is_refused_unread(endpoint, tmp_path, ma
 
 def test_a_pickle_reference_is_refused_before_any_request(endpoint, state, tmp_path):
     before = len(state.requests)
-    for reference in ("hf://alice/pickles/model.pth", "hf://alice/pickles/sub/model.bin@main",
-                      "hf://alice/pickles/model.ckpt"):
-        got = resolve_in_fresh_python(reference, endpoint, tmp_path)
+    references = ["hf://alice/pickles/model.pth", "hf://alice/pickles/sub/model.bin@main",
+                  "hf://alice/pickles/model.ckpt"]
+    for reference, got in zip(references, resolve_in_fresh_python(references, endpoint, tmp_path), strict=True):
         assert got["error"].startswith(f"{reference}: a .")
         assert "is a pickle, which can run code when loaded" in got["error"]
     assert len(state.requests) == before
@@ -285,8 +310,8 @@ def test_a_pickle_reference_is_refused_before_any_request(endpoint, state, tmp_p
 
 
 def test_without_the_client_installed_one_line_says_how_to_get_it(endpoint, tmp_path):
-    got = resolve_in_fresh_python("hf://alice/starry", endpoint, tmp_path,
-                                  prelude="import sys; sys.modules['huggingface_hub'] = None\n")
+    [got] = resolve_in_fresh_python(["hf://alice/starry"], endpoint, tmp_path,
+                                    prelude="import sys; sys.modules['huggingface_hub'] = None\n")
     assert got["error"] == ("hf://alice/starry: hf:// models need the Hugging Face Hub client: "
                             "pip install 'painterly[hub]'")
 

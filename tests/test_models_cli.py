@@ -1,7 +1,10 @@
 """`painterly models` and catalogue names wherever a model path goes, as a user meets them.
 
-The user-facing paths run the real command in a subprocess (`python -m painterly ...`: the real
-exit code, stdout and stderr, no traceback); the rest run the Typer app in-process. Downloads come
+Each user-facing command runs once as the real command in a subprocess (`python -m painterly ...`: the
+real exit code, stdout and stderr, no traceback): `models`, `models pull`, `models info`, `models
+remove`, `apply` with a catalogue name and with an hf:// reference (whose client reads its settings
+when imported). The rest, refusals included, run the Typer app in-process: the same command code,
+and the same one error line on its stderr. Downloads come
 from a real HTTP server on 127.0.0.1 serving a miniature saved_models.zip ($PAINTERLY_MODELS_MIRROR),
 and every model lands in a $PAINTERLY_HOME under the test's tmp folder.
 """
@@ -99,7 +102,7 @@ def test_list_pull_info_and_remove_as_a_user_runs_them(home):
     assert pulled.stdout.strip() == str(path) and path.is_file()
     assert f"downloading {EXAMPLES_ZIP}" in pulled.stderr  # the progress line (stderr is no terminal here)
 
-    rows = listing_rows(painterly("models").stdout)
+    rows = listing_rows(invoke("models").stdout)
     assert rows["candy"][-1] == "pulled" and rows["mosaic"][-1] == "-" and rows["adain"][-1] == "-"
 
     info = painterly("models", "info", "candy")
@@ -112,19 +115,7 @@ def test_list_pull_info_and_remove_as_a_user_runs_them(home):
     removed = painterly("models", "remove", "candy")
     assert removed.returncode == 0 and str(path) in removed.stdout
     assert not path.exists()
-    assert listing_rows(painterly("models").stdout)["candy"][-1] == "-"
-
-
-def test_offline_pull_is_one_line_and_leaves_the_cache_as_it_was(home):
-    (home / "models").mkdir(parents=True)
-    tiny_model(home / "models" / "mine.safetensors")  # a model of the user's own, in the folder the web UI lists
-    before = files_in(home)
-    url = dead_url()
-    done = painterly("models", "pull", "candy", env={zoo.MIRROR_ENV: url})
-    assert done.returncode == 1
-    line = one_error_line(done.stderr)
-    assert "candy" in line and url in line and zoo.MIRROR_ENV in line and "--file" in line
-    assert files_in(home) == before
+    assert listing_rows(invoke("models").stdout)["candy"][-1] == "-"
 
 
 def test_apply_with_a_catalogue_name_pulls_it_on_first_use(home, photo, tmp_path):
@@ -140,15 +131,28 @@ def test_apply_with_a_catalogue_name_pulls_it_on_first_use(home, photo, tmp_path
     assert record["provenance"]["catalogue"] == "candy"  # where the model came from, in every output
 
 
+# --- the rest, in-process -------------------------------------------------------------------------------
+
+
+def test_offline_pull_is_one_line_and_leaves_the_cache_as_it_was(home, monkeypatch):
+    (home / "models").mkdir(parents=True)
+    tiny_model(home / "models" / "mine.safetensors")  # a model of the user's own, in the folder the web UI lists
+    before = files_in(home)
+    url = dead_url()
+    monkeypatch.setenv(zoo.MIRROR_ENV, url)
+    done = invoke("models", "pull", "candy")
+    assert done.exit_code == 1, done.output
+    line = one_error_line(done.stderr)
+    assert "candy" in line and url in line and zoo.MIRROR_ENV in line and "--file" in line
+    assert files_in(home) == before
+
+
 def test_apply_with_an_unknown_name_is_one_line_with_the_close_names(home, photo):
-    done = painterly("apply", "candi", photo, "-o", "out.png")
-    assert done.returncode == 1
+    done = invoke("apply", "candi", photo, "-o", "out.png")
+    assert done.exit_code == 1, done.output
     line = one_error_line(done.stderr)
     assert "candi" in line and "candy" in line
     assert not Path("out.png").exists() and files_in(home) == {}
-
-
-# --- the rest, in-process -------------------------------------------------------------------------------
 
 
 def test_the_listing_as_json(home):

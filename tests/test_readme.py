@@ -16,7 +16,11 @@
   the inputs they name (a tiny random model standing in for starry.safetensors): `weights`,
   `weights --verify`, `apply` to a file, to stdout from stdin, over a folder, `export` and
   `apply` of the ONNX file, and `models pull candy`, `apply candy ...`, `models`, `models info
-  candy` against a local mirror (a zip of tiny models in pytorch/examples' format). The others
+  candy` against a local mirror (a zip of tiny models in pytorch/examples' format). "For real"
+  means the real command code on real files: a line with a pipe or a redirection runs in bash (a
+  fresh process, stdin and stdout the pipe's: the console script itself, started as a user starts
+  it), every other line goes, one after another, through the Typer app the console script runs
+  (CliRunner, in this process, with the README's environment and working folder). The others
   take minutes as written (stylize, train, demo, an 8k image,
   a video) or run until stopped (serve), and are parsed only: their behaviour is tested in their
   own test files.
@@ -26,14 +30,19 @@ A line of a kind this file does not know fails, so a new kind of README line get
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
 import re
+import runpy
 import shlex
 import subprocess
 import sys
 import tomllib
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,20 +136,30 @@ def test_the_readme_has_only_blocks_this_test_knows():
 
 _HARNESS = """
 import ast, json, sys
-namespace = {"__name__": "__readme__"}
-for number, code in enumerate(json.load(open(sys.argv[1], encoding="utf-8")), 1):
-    tree = ast.parse(code)
-    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
-    exec(compile(tree, f"README python block {number}", "exec"), namespace)
-    if last is not None:  # shown as an interactive session would show it
-        value = eval(compile(ast.Expression(last.value), f"README python block {number}", "eval"), namespace)
-        print("README-VALUE", json.dumps([number, repr(value)]), flush=True)
+
+
+def run_blocks(codes):  # each block in turn, in one namespace: (number, repr) of each one's last expression
+    namespace, values = {"__name__": "__readme__"}, []
+    for number, code in enumerate(codes, 1):
+        tree = ast.parse(code)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, f"README python block {number}", "exec"), namespace)
+        if last is not None:  # shown as an interactive session would show it
+            value = eval(compile(ast.Expression(last.value), f"README python block {number}", "eval"), namespace)
+            values.append((number, repr(value)))
+    return values
+
+
+if __name__ == "__main__":
+    for value in run_blocks(json.load(open(sys.argv[1], encoding="utf-8"))):
+        print("README-VALUE", json.dumps(value), flush=True)
 """
 
 
 def write_inputs(folder: Path) -> None:
-    images.save_image(samples.landscape(), folder / "photo.jpg")
-    images.save_image(samples.swirl_painting(), folder / "starry.jpg")
+    """photo.jpg and starry.jpg, a photo-like scene and a painting, larger than the examples' 128 px."""
+    images.save_image(samples.landscape(192, 256), folder / "photo.jpg")
+    images.save_image(samples.swirl_painting(192, 192), folder / "starry.jpg")
 
 
 def readme_environment(folder: Path) -> dict[str, str]:
@@ -148,6 +167,23 @@ def readme_environment(folder: Path) -> dict[str, str]:
            "COLUMNS": "200"}
     env.pop("PAINTERLY_WEIGHTS_MIRROR", None)
     return env
+
+
+def enter_readme_environment(monkeypatch: pytest.MonkeyPatch, folder: Path, **extra: str) -> None:
+    """This process in `folder`, with exactly the environment readme_environment gives a fresh one."""
+    environment = {**readme_environment(folder), **extra}
+    monkeypatch.chdir(folder)
+    for name in set(os.environ) - set(environment):
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+
+def run_python_blocks_here(codes: list[str]) -> dict[int, str]:
+    """The harness's run_blocks in this process (the working folder and environment already the README's)."""
+    namespace: dict = {"__name__": "__harness__"}
+    exec(_HARNESS, namespace)  # the same harness the fresh interpreter runs
+    return dict(namespace["run_blocks"](codes))
 
 
 def run_python_blocks(folder: Path, codes: list[str]) -> dict[int, str]:
@@ -183,20 +219,15 @@ def test_the_reproducibility_block_reads_a_file_the_cli_wrote(tmp_path, monkeypa
     """One format for both: the same expression on the output of the README's first stylize line.
 
     The line runs in this process (the Typer app the console script runs; the file it writes is the
-    same), the block in a fresh interpreter as above."""
+    same), and so does the block, through the harness the fresh interpreter above runs."""
     write_inputs(tmp_path)
     line = next(line for line in shell_lines() if line.startswith("painterly stylize"))
     quick = ["--size", "32", "--steps", "2", "--quiet"]  # the README's line, made seconds-long
-    monkeypatch.chdir(tmp_path)
-    environment = readme_environment(tmp_path)
-    for name in set(os.environ) - set(environment):
-        monkeypatch.delenv(name)
-    for name, value in environment.items():
-        monkeypatch.setenv(name, value)
+    enter_readme_environment(monkeypatch, tmp_path)
     done = CliRunner().invoke(app, [*shlex.split(line)[1:], *quick])
     assert done.exit_code == 0, done.output
     code = next(code for code in blocks("python") if "read_settings" in code)
-    values = run_python_blocks(tmp_path, ["import painterly as pt", code])
+    values = run_python_blocks_here(["import painterly as pt", code])
     assert values[2] == repr(StylizeConfig().style_weight)
 
 
@@ -235,10 +266,36 @@ def painterly_helps() -> dict[str, str]:
 def help_text(*command: str) -> str:
     if command[:-1] == tuple(PAINTERLY) and command[-1] in painterly_helps():
         return painterly_helps()[command[-1]]
+    if command[:2] == (sys.executable, "-m") and len(command) == 3 and command[2] != "painterly":
+        return module_help(command[2])
     done = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **HELP_ENVIRONMENT})
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+def module_help(module: str) -> str:
+    """What `python -m MODULE --help` prints, from the module run as `-m` runs it, in this process (torch,
+    which all of them import, is loaded here already): its argparse parser's help, in the same columns."""
+    stdout, argv, columns, code = io.StringIO(), sys.argv, os.environ.get("COLUMNS"), None
+    sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository
+    sys.argv, os.environ["COLUMNS"] = [module, "--help"], HELP_ENVIRONMENT["COLUMNS"]
+    try:
+        with contextlib.redirect_stdout(stdout), warnings.catch_warnings():
+            # run as `-m` runs it even when imported here already (the README checks import benchmarks.__main__)
+            warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__")  # torchrun's main() returns after its help: no exit
+    except SystemExit as exited:
+        code = exited.code
+    finally:
+        sys.argv = argv
+        sys.path.remove(str(ROOT))
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    assert not code and stdout.getvalue().startswith("usage:"), (module, code, stdout.getvalue()[-2000:])
+    return stdout.getvalue()
 
 
 def options(words: list[str]) -> list[str]:
@@ -359,7 +416,7 @@ def test_a_wrong_flag_or_argument_is_caught():
 
 
 @pytest.mark.slow
-def test_the_cheap_painterly_lines_run_for_real(tmp_path):
+def test_the_cheap_painterly_lines_run_for_real(tmp_path, monkeypatch):
     lines = shell_lines()
     missing = [line for line in RUN_FOR_REAL if line not in lines]
     assert not missing, f"no longer in the README (update RUN_FOR_REAL): {missing}"
@@ -369,8 +426,6 @@ def test_the_cheap_painterly_lines_run_for_real(tmp_path):
     images.save_image(samples.landscape(40, 56), tmp_path / "photos" / "beach" / "b.jpg")
     save_model(random_model("light"), tmp_path / "starry.safetensors", style={"image": "starry.jpg"}, steps=1)
     home = tmp_path / "painterly-home"  # the catalogue's models are pulled into home/models
-    env = {**readme_environment(tmp_path), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PAINTERLY_HOME": str(home)}
     photo = images.read_array(tmp_path / "photo.jpg")[0]
     candy = home / "models" / "candy.safetensors"
 
@@ -399,12 +454,25 @@ def test_the_cheap_painterly_lines_run_for_real(tmp_path):
         RUN_FOR_REAL[10]: lambda out: "BSD-3-Clause" in out and "recorded at first download" in out,
     }
     with file_server(zoo_mirror(tmp_path / "zoo-mirror")) as mirror:
-        env["PAINTERLY_MODELS_MIRROR"] = mirror
+        enter_readme_environment(monkeypatch, tmp_path, PAINTERLY_HOME=str(home), PAINTERLY_MODELS_MIRROR=mirror,
+                                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
         for line in RUN_FOR_REAL:
-            done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"{line}\n{done.stderr}"
-            assert checks[line](done.stdout) is not False, f"{line}\n{done.stdout}"
+            returncode, stdout, stderr = run_line(line)
+            assert returncode == 0, f"{line}\n{stderr}"
+            assert checks[line](stdout) is not False, f"{line}\n{stdout}"
+
+
+def run_line(line: str) -> tuple[int, str, str]:
+    """A README line as a user runs it, here (environment and working folder set): bash runs one with a pipe
+    or a redirection; the Typer app the console script runs takes any other (its exit code and output, any
+    unexpected exception's traceback in place of the error output)."""
+    if set(line) & set("|<>"):
+        done = subprocess.run(["bash", "-c", f"set -o pipefail; {line}"], capture_output=True, text=True, timeout=300)
+        return done.returncode, done.stdout, done.stderr
+    result = CliRunner().invoke(app, shlex.split(line)[1:])
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        return result.exit_code, result.stdout, "".join(traceback.format_exception(*result.exc_info))
+    return result.exit_code, result.stdout, result.stderr
 
 
 # --- scripts/demo.sh installs only what the demo needs -----------------------------------------------
