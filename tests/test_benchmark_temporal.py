@@ -68,8 +68,8 @@ def test_whole_pixel_motion_is_exact():
         assert warping_error(clip.frames, clip) == 0.0
         assert warping_error([painted(frame) for frame in clip.frames], clip) == 0.0
         assert warping_error(clip.frames, _still(clip)) > 5.0  # the frames do move
-    zoom = clips.make_clip("zoom-rotate", 48, 64, 4)
-    assert 0 < warping_error(zoom.frames, zoom) < 2.0 < 5.0 < warping_error(zoom.frames, _still(zoom))
+    zoom = clips.make_clip("zoom-rotate", 48, 64, 4)  # the eval photo or, in a fresh clone, the drawn sample
+    assert 0 < warping_error(zoom.frames, zoom) < 0.25 * warping_error(zoom.frames, _still(zoom))
 
 
 def test_static_clip_per_frame_and_frozen_output():
