@@ -30,3 +30,13 @@ def unchosen_random_weights(monkeypatch):
     (`vgg_weights="random"` given explicitly is the user's consent, and silences the warning.)"""
     monkeypatch.setenv(WEIGHTS_ENV, "random")
     monkeypatch.delenv(RANDOM_OK_ENV, raising=False)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny work gains nothing from two, and on 2 shared cores OpenMP's
+    spinning threads make two far slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

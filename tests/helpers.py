@@ -165,7 +165,15 @@ def file_server(root: Path) -> Iterator[str]:
         def log_message(self, *args) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                 functools.partial(Quiet, directory=str(root)))) as url:
+        yield url
+
+
+@contextmanager
+def serving(httpd: http.server.HTTPServer) -> Iterator[str]:
+    """Run `httpd` on a thread for the block, then stop and close it; yields its base URL. The one way the
+    tests' servers (files, the Hub's endpoints, servers that hold their answers) are run."""
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from helpers import serving
+
 HANG_GUARD = 120.0  # seconds: a state that has not come by then never will
+
 
 
 @dataclass
@@ -53,17 +56,12 @@ def held_file_server(root: Path) -> Iterator[HeldServer]:
         def log_message(self, *args) -> None:
             pass
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
-    server = HeldServer(f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.go.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)) as url:
+        server = HeldServer(url)
+        try:
+            yield server
+        finally:
+            server.go.set()  # a held answer must not keep the server from shutting down
 
 
 def waits_for_a_lock(pid: int) -> bool:

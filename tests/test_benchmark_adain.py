@@ -22,14 +22,6 @@ from painterly.pixels import to_tensor  # noqa: E402
 SIZE = 64  # the reference's relu4_1 is then 8×8
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: tiny work gains nothing from two, and on a busy machine OpenMP threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def suite_run(tmp_path_factory):

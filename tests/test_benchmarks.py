@@ -26,15 +26,6 @@ from painterly.modelfile import load_model  # noqa: E402
 from painterly.weights import random_state_dict  # noqa: E402
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: tiny work gains nothing from two, and on a busy machine OpenMP threads wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
     """`python -m benchmarks --tiny --only gatys-step adain-inference --json PATH`, run once: the JSON and the

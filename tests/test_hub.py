@@ -14,7 +14,6 @@ import os
 import pickle
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from helpers import dead_url, tiny_model, write_picture
+from helpers import dead_url, serving, tiny_model, write_picture
 from painterly import hub
 from painterly.errors import ModelFileError
 from painterly.modelfile import load_model
@@ -110,15 +109,8 @@ def _handler(state: Hub) -> type[http.server.BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve(state: Hub) -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))) as url:
+        yield url
 
 
 class RunsCode:

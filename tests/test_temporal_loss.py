@@ -25,14 +25,7 @@ from painterly.training import Trainer
 from painterly.transformer import TransformerNet
 from test_training import _assert_same_weights, _cli_train_here, _config, _metrics, _train, _write_photos
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On 2 shared cores, OpenMP's spinning threads make 2 threads ~10x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for every test here
 
 
 @pytest.fixture

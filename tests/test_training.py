@@ -72,13 +72,7 @@ train(style, TrainConfig(**json.loads(config)), output, callback=callback, resum
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On 2 shared cores, OpenMP's spinning threads make 2 threads ~10x slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for every test here
 
 
 def _smooth_image(rng, height, width):

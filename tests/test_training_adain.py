@@ -49,13 +49,7 @@ JOHNSON_DEFAULTS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """On 2 shared cores, OpenMP's spinning threads make 2 threads far slower than 1."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for every test here
 
 
 def _smooth(rng, height, width, tint=None):

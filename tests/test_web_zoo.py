@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from adain_helpers import write_published
-from helpers import CHROMIUM, dead_url, file_server, free_port, launch_chromium, tiny_model, write_picture
+from helpers import CHROMIUM, dead_url, file_server, free_port, launch_chromium, serving, tiny_model, write_picture
 from painterly import web, zoo
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
@@ -217,15 +217,11 @@ class _HeldHandler(http.server.SimpleHTTPRequestHandler):
 @contextmanager
 def held_server(root: Path) -> Iterator[HeldServer]:
     server = HeldServer(root)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(server):
+        try:
+            yield server
+        finally:
+            server.release.set()  # a held answer must not keep the server from shutting down
 
 
 def test_two_requests_choosing_one_missing_model_pull_it_once(home, tmp_path, monkeypatch, mirror):

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adain_helpers import write_published
-from helpers import dead_url, file_server, images, run, run_limited, unwritable_folder
+from helpers import dead_url, file_server, images, run, run_limited, serving, unwritable_folder
 from painterly import catalogue as catalogue_module
 from painterly import locks, zoo
 from painterly.adain import AdaINNet, import_published
@@ -747,14 +747,7 @@ def test_a_server_that_sends_more_than_it_declares_is_cut_off(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)) as url:
         with pytest.raises(DownloadTooLarge, match="sends more"):
-            fetch(f"http://127.0.0.1:{server.server_address[1]}/", tmp_path / "out", timeout=10,
-                  callback=lambda event: None, max_size=100_000)
-    finally:
-        server.shutdown()
-        server.server_close()
+            fetch(f"{url}/", tmp_path / "out", timeout=10, callback=lambda event: None, max_size=100_000)
     assert (tmp_path / "out").stat().st_size <= 100_000

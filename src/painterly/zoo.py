@@ -60,6 +60,7 @@ from .catalogue import (  # noqa: F401 - the catalogue's public names stay impor
 from .downloads import CHUNK, NETWORK_ERRORS, DownloadTooLarge, fetch, reason
 from .errors import ModelFileError, OutputError, one_line, quote_short
 from .events import Callback, MessageEvent, ignore
+from .hub import SCHEME
 from .locks import ACROSS_PROCESSES, LockBusy, exclusive
 from .provenance import file_sha256
 from .safezip import UnsafeZip, copy_member, has_member
@@ -68,7 +69,7 @@ MIRROR_ENV = "PAINTERLY_MODELS_MIRROR"  # a base URL serving each download under
 HOME_ENV = "PAINTERLY_HOME"
 HASHES_FILE = "recorded-sha256.json"  # in models_dir(): sha256s recorded at first download, and of each model file
 DOWNLOADS_FOLDER = "downloads"  # in models_dir(): the files the sources publish, as downloaded
-HF_SCHEME = "hf://"
+HF_SCHEME = SCHEME  # hub.py parses the references; its module imports the Hub client only when used
 # How each part's sha256 is known, as `info` and the provenance say it.
 PUBLISHED = "published"
 RECORDED = "recorded at first download"
