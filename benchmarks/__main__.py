@@ -9,8 +9,10 @@ matrices (bf16 is shown too). `--json PATH` writes the same, with every sample, 
 
 Each job (each implementation of each workload) runs in its own process
 (`python -m benchmarks.worker`), so its peak memory (ru_maxrss) is its own and its allocations
-do not slow the other down. Times are medians of 3 timed runs (1 with --quick) after one
-untimed warm-up. Conv FLOPs are counted with a forward hook on every Conv2d:
+do not slow the other down (the tests' hidden `--tiny` forks each job from one process that
+imported torch once, `worker.Forked`: a fresh interpreter's imports were most of a tiny job's
+CPU, and its peak memory then counts that torch in every job). Times are medians of 3 timed runs
+(1 with --quick) after one untimed warm-up. Conv FLOPs are counted with a forward hook on every Conv2d:
 2·Cin·Cout·k²·Hout·Wout, and once more for each gradient (input, weight) a backward computes.
 
 Workloads
@@ -90,6 +92,16 @@ video-temporal (480p clips of 48 frames; --quick 24 frames; --tiny 64×48, 4 fra
     photos); Gatys per frame against Gatys video on a very short clip. Notes: issue 12's targets, met
     or not.
 
+stroke-scale (fast engines 1024 → 4096 px, Gatys 512 → 2048 px; --quick 512 → 2048 and 256 → 1024;
+--tiny the light network alone at 32 → 128 px, no Gatys)
+    Issue 13: how alike a large output and its preview look. SSIM (benchmarks/ssim.py: Gaussian
+    window, on luminance and the mean over R, G, B) between the large output, downscaled to the
+    preview's size, and the preview. Fast engines: seeded random networks whose output layer is
+    calibrated to mid-grey (Johnson standard and light, AdaIN with the eval painting), the large
+    output without and with `--stroke-size` = the preview's long side. Gatys: coarse-to-fine with
+    `--style-scale` 1 (the default) and with the painting held at the preview's pixels. Time and
+    peak RSS of each run; notes: the ≥ 0.8 target and the option's cost against the run without.
+
 painterly's jobs run with the malloc setting painterly's CLI makes
 (`painterly.allocator.keep_freed_memory`; not for ONNX Runtime, as `painterly apply`); the
 references run with glibc's defaults, as a script of theirs would. GPU figures come from a separate script,
@@ -109,7 +121,7 @@ from pathlib import Path
 
 from .inputs import image_source
 from .report import document, text
-from .suite import WORKLOADS, Plan, Row, Runner, Suite, plan_for
+from .suite import TINY, WORKLOADS, Plan, Row, Runner, Suite, plan_for
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -125,10 +137,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def measure(plan: Plan, workloads: tuple[str, ...], log: Callable[[str], None] = print) -> tuple[dict, list[Row]]:
     """The machine's description and the report's rows, every measurement in a worker process."""
-    run = Runner(log)
-    machine = run("machine", matmul_size=plan.matmul_size)
-    with tempfile.TemporaryDirectory(prefix="painterly-bench-") as scratch:
-        rows = Suite(plan, run, Path(scratch)).rows(workloads)
+    run = Runner(log, forked=plan == TINY)  # the tests' plan: jobs forked from one torch import
+    try:
+        machine = run("machine", matmul_size=plan.matmul_size)
+        with tempfile.TemporaryDirectory(prefix="painterly-bench-") as scratch:
+            rows = Suite(plan, run, Path(scratch)).rows(workloads)
+    finally:
+        run.close()
     return machine, rows
 
 

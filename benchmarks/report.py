@@ -9,6 +9,9 @@ HEADER = ("workload", "size", "reference", "painterly", "speed-up", "peak RSS re
 # Rows of these workloads measure stability, not time against a reference: a table of their own.
 STABILITY_WORKLOADS = ("video-temporal",)
 STABILITY_HEADER = ("workload", "clip", "warping error", "input's", "ghosting", "fidelity", "frames/s", "peak RSS")
+# Rows of these measure how alike a large output and its preview look (issue 13): a table of their own too.
+LIKENESS_WORKLOADS = ("stroke-scale",)
+LIKENESS_HEADER = ("workload", "sizes", "SSIM luminance", "SSIM colour", "time", "peak RSS")
 
 
 def document(rows: list[Row], machine: dict, mode: str, images: str) -> dict:
@@ -46,14 +49,20 @@ def text(summary: dict) -> str:
     machine = summary["machine"]
     lines = [f"painterly benchmarks ({summary['mode']}); times are medians per step or call unless noted",
              _machine_line(machine), f"images: {summary['images']}", ""]
-    timed = [row for row in summary["rows"] if row["workload"] not in STABILITY_WORKLOADS]
+    timed = [row for row in summary["rows"] if row["workload"] not in STABILITY_WORKLOADS + LIKENESS_WORKLOADS]
     stability = [row for row in summary["rows"] if row["workload"] in STABILITY_WORKLOADS]
-    if timed or not stability:
+    likeness = [row for row in summary["rows"] if row["workload"] in LIKENESS_WORKLOADS]
+    if timed or not (stability or likeness):
         lines += _aligned([HEADER] + [_cells(row) for row in timed])
     if stability:
         lines += ([""] if timed else []) + ["stability: mean absolute differences in 8-bit levels; warping error "
                                             "along the true motion, the input's own beside it"]
         lines += _aligned([STABILITY_HEADER] + [_stability_cells(row) for row in stability])
+    if likeness:
+        lines += ([""] if timed or stability else []) + [
+            "likeness: SSIM of the large output, downscaled to the preview's size, against the preview (Gaussian "
+            "window; colour: the mean over R, G, B); time and peak RSS of that run"]
+        lines += _aligned([LIKENESS_HEADER] + [_likeness_cells(row) for row in likeness])
     notes = [note for row in summary["rows"] for note in _notes(row)]
     if notes:
         lines += ["", "notes:"] + [f"  {note}" for note in notes]
@@ -99,6 +108,17 @@ def _stability_cells(row: dict) -> tuple[str, ...]:
     rate = result.get("frames_per_s")
     return (_name(row), row["size"], level("warping_error"), level("input_warping_error"), level("ghosting"),
             level("fidelity"), f"{rate:.3g}" if rate else "—", _memory(result))
+
+
+def _likeness_cells(row: dict) -> tuple[str, ...]:
+    result = row["painterly"] or {}
+    if "error" in result or "skipped" in result:
+        return (_name(row), row["size"], "failed" if "error" in result else "skipped", "", "", "")
+    scores = result.get("ssim", {})
+    seconds = result.get("seconds")
+    shown = "—" if seconds is None else f"{seconds:.0f} s" if seconds >= 100 else f"{seconds:.3g} s"
+    values = (f"{scores[key]:.3f}" if key in scores else "—" for key in ("luminance", "colour"))
+    return (_name(row), row["size"], *values, shown, _memory(result))
 
 
 def _time(result: dict | None, row: dict) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
 WORKLOADS = ("gatys-step", "gatys-precision", "gatys-time-to-quality", "fast-inference", "train-step",
-             "peak-memory", "adain-inference", "video-temporal")
+             "peak-memory", "adain-inference", "video-temporal", "stroke-scale")
 TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
 # Issue 10's AdaIN targets, at ADAIN_TARGET_SIZE²: the reference's time over painterly's, painterly's
 # counted conv FLOP/s over the matmul rate of the precision it ran in, standard's time over light's.
@@ -52,23 +52,31 @@ class Plan:
     temporal_train_steps: int = 200  # for the pair trained with and without the temporal loss; 0: skipped
     temporal_train_size: int = 128
     temporal_train_batch: int = 2
-    temporal_train_weight: float = 100.0  # TrainConfig.temporal_weight of the trained one: a term near the style term
+    # TrainConfig.temporal_weight of the networks trained with the loss; the report holds the strongest whose
+    # training losses match the one trained without it (temporal_report.MATCHED_LOSS) to the target
+    temporal_train_weights: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     gatys_video_size: tuple[int, int] = (96, 128)  # Gatys video's very short clip
     gatys_video_frames: int = 6  # 0: skipped
     gatys_video_steps: int = 100  # L-BFGS steps of each per-frame run and of Gatys video's first frame
+    stroke_sizes: tuple[int, int] = (1024, 4096)  # stroke-scale: the fast engines' preview and large long sides
+    stroke_engines: tuple[str, ...] = ("johnson standard", "johnson light", "adain")  # stroke_jobs.ENGINES
+    stroke_gatys_sizes: tuple[int, int] = (512, 2048)  # Gatys's preview and large long sides
+    stroke_gatys_steps: int = 10  # L-BFGS steps of the preview and of each coarser scale of the large run; 0: skipped
+    stroke_gatys_final_steps: int = 3  # at the large run's last scale (16× the pixels of a 512 px step)
 
 
 FULL = Plan()
 QUICK = dataclasses.replace(FULL, runs=1, gatys_sizes=(256,), drift_size=256, drift_steps=10, quality_steps=30,
                             quality_cap_s=120.0, fast_sizes=(512, 1024), tiled_size=None, temporal_frames=24,
-                            temporal_train_steps=60)
+                            temporal_train_steps=60, stroke_sizes=(512, 2048), stroke_gatys_sizes=(256, 1024))
 # For the test suite: every job at sizes that take a second or two, and the bf16 rows only where the CPU
 # computes bf16 (emulated, one Gatys row alone takes seconds).
 # (64 px: the reference runs all of VGG-19, whose pool5 needs 32 px on the short side.)
 TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_size=64, quality_steps=3,
             quality_cap_s=30.0, fast_sizes=(64,), train_size=32, train_batch=2, memory_gatys_size=64,
             tiled_size=384, tile=128, matmul_size=256, adain_sizes=(64,), emulated_bf16=False,
-            temporal_size=(48, 64), temporal_frames=4, temporal_train_steps=0, gatys_video_frames=0)
+            temporal_size=(48, 64), temporal_frames=4, temporal_train_steps=0, gatys_video_frames=0,
+            stroke_sizes=(32, 128), stroke_engines=("johnson light",), stroke_gatys_steps=0)
 
 
 def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
@@ -98,17 +106,26 @@ class Row:
 
 
 class Runner:
-    """Runs jobs in worker processes, each distinct job once, and reports progress on `log`."""
+    """Runs jobs in worker processes, each distinct job once, and reports progress on `log`; `forked`: each
+    forked from one process that imported torch (worker.Forked, --tiny's way), not a fresh interpreter."""
 
-    def __init__(self, log: Callable[[str], None]) -> None:
+    def __init__(self, log: Callable[[str], None], forked: bool = False) -> None:
+        from .worker import Forked
+
         self.log = log
         self._results: dict[str, dict] = {}
+        self._forked = Forked() if forked else None
+        self._spawn = self._forked or _spawn
+
+    def close(self) -> None:
+        if self._forked:
+            self._forked.close()
 
     def __call__(self, job: str, **args: object) -> dict:
         spec = json.dumps({"job": job, "args": args}, sort_keys=True)
         if spec not in self._results:
             self.log(f"running {job} {json.dumps(args)}")
-            self._results[spec] = _spawn(spec)
+            self._results[spec] = self._spawn(spec)
         return self._results[spec]
 
 
@@ -134,7 +151,8 @@ class Suite:
         make = {"gatys-step": self.gatys_step, "gatys-precision": self.gatys_precision,
                 "gatys-time-to-quality": self.gatys_time_to_quality,
                 "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory,
-                "adain-inference": self.adain_inference, "video-temporal": self.video_temporal}
+                "adain-inference": self.adain_inference, "video-temporal": self.video_temporal,
+                "stroke-scale": self.stroke_scale}
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
@@ -265,6 +283,13 @@ class Suite:
         from .temporal_report import temporal_rows
 
         return temporal_rows(self.plan, self.run)
+
+    def stroke_scale(self) -> list[Row]:
+        """Issue 13: SSIM of each engine's large output, downscaled, against its preview, without and with
+        the option that keeps the preview's strokes (benchmarks.stroke_report plans it and judges the target)."""
+        from .stroke_report import stroke_rows
+
+        return stroke_rows(self.plan, self.run, self.scratch)
 
     def train_step(self) -> list[Row]:
         size, batch, runs = self.plan.train_size, self.plan.train_batch, self.plan.runs

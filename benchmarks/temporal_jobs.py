@@ -122,7 +122,7 @@ def gatys_rows(clip: str, height: int, width: int, frames: int, steps: int) -> d
     started = time.perf_counter()
     alone = [_as_8bit(to_array(stylize(to_tensor(frame), styles, config))) for frame in shown.frames]
     alone_seconds = time.perf_counter() - started
-    painter = gatys_video._Painter(styles, config, None, ignore)
+    painter = gatys_video.FramePainter(styles, config, None, ignore)
     chained: list[np.ndarray] = []
     started = time.perf_counter()
     for index, frame in enumerate(shown.frames):
@@ -163,9 +163,9 @@ def _scored(outputs: Sequence[np.ndarray], references: Sequence[np.ndarray], cli
 
 def _smoother(strength: float) -> PostProcess:
     """Today's `--smooth`: the video pipeline's exponential blend, restarted at scene cuts."""
-    from painterly.video import _Smoother
+    from painterly.video import Smoother
 
-    return _Smoother(strength)
+    return Smoother(strength)
 
 
 def _flow_blender(strength: float) -> PostProcess | dict:

@@ -2,14 +2,19 @@
 
 Prints one JSON line: the job's result plus `peak_rss`, this process's peak resident memory in
 bytes. A process per job and implementation keeps each one's peak memory its own, and its
-allocations (and the allocator state they leave) out of the other's timing.
+allocations (and the allocator state they leave) out of the other's timing. `--serve` (`Forked`, the
+tests' `--tiny` runs) forks each job's process from one that imported torch once.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
+import traceback
+from pathlib import Path
 
 from .measure import peak_rss_bytes
 
@@ -33,13 +38,19 @@ JOBS = {
     "temporal-clip": "benchmarks.temporal_jobs:clip_rows",
     "temporal-trained": "benchmarks.temporal_jobs:trained_rows",
     "temporal-gatys": "benchmarks.temporal_jobs:gatys_rows",
+    "stroke-photos": "benchmarks.stroke_jobs:write_photos",
+    "stroke-models": "benchmarks.stroke_jobs:write_models",
+    "stroke-fast": "benchmarks.stroke_jobs:fast_run",
+    "stroke-gatys": "benchmarks.stroke_jobs:gatys_run",
+    "stroke-compare": "benchmarks.stroke_jobs:compare",
 }
 
 
 # painterly's jobs run with the allocator setting its CLI applies (painterly.allocator; not with
 # ONNX Runtime, where it costs memory); the references run with glibc's defaults, as their scripts do.
 TUNED_ALLOCATOR = {"gatys-painterly", "gatys-to-quality", "fast-painterly", "fast-tiled", "train-painterly",
-                   "adain-painterly", "temporal-clip", "temporal-trained", "temporal-gatys"}
+                   "adain-painterly", "temporal-clip", "temporal-trained", "temporal-gatys", "stroke-fast",
+                   "stroke-gatys"}
 
 
 def run(job: str, args: dict) -> dict:
@@ -58,5 +69,72 @@ def main(argv: list[str]) -> None:
     print(json.dumps(run(spec["job"], spec["args"])))
 
 
+
+# What a forked job finds imported already: torch (~3.5 s of CPU in every fresh worker) and torch._dynamo
+# (~3 s more in every job that builds a torch.optim optimizer or exports ONNX).
+PRELOAD = ("torch", "torch._dynamo", "benchmarks.gatys_jobs", "benchmarks.fast_jobs", "benchmarks.adain_jobs",
+           "benchmarks.temporal_jobs")
+
+
+def serve() -> None:
+    """`python -m benchmarks.worker --serve`: PRELOAD imported once, then each job spec read from stdin run in
+    a child forked for it, and its result written to stdout as one line (`--tiny`'s way, see Forked)."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    for line in sys.stdin:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the job's own process
+            os.close(read_end)
+            os.dup2(2, 1)  # anything a job prints goes to stderr, not into the results
+            try:
+                spec = json.loads(line)
+                result = json.dumps(run(spec["job"], spec["args"]))
+            except Exception as error:  # the line a worker's traceback ends with
+                result = json.dumps({"error": traceback.format_exception_only(error)[-1].strip()})
+            with os.fdopen(write_end, "w") as answer:
+                answer.write(result)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as answer:
+            result = answer.read()
+        _, status = os.waitpid(pid, 0)
+        print(result or json.dumps({"error": f"exit status {os.waitstatus_to_exitcode(status)}"}), flush=True)
+
+
+class Forked:
+    """Runs each job in a process of its own forked from one `--serve` process that imported torch once:
+    `--tiny`'s way (the test suite's), where imports were most of each job's CPU. Results as a
+    `python -m benchmarks.worker` process gives them; peak memory counts the preloaded modules in every
+    job (the ONNX ones too), so the full and --quick runs keep a fresh interpreter per job."""
+
+    def __init__(self) -> None:
+        self._server: subprocess.Popen[str] | None = None
+
+    def __call__(self, spec: str) -> dict:
+        if self._server is None:
+            self._server = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", "--serve"],
+                                            cwd=Path(__file__).resolve().parents[1], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, text=True)
+        assert self._server.stdin is not None and self._server.stdout is not None
+        self._server.stdin.write(spec + "\n")
+        self._server.stdin.flush()
+        line = self._server.stdout.readline()
+        return json.loads(line) if line else {"error": f"the fork server ended ({self._server.wait()})"}
+
+    def close(self) -> None:
+        """Ends the server and waits for it (its CPU time counted in ours)."""
+        if self._server is not None:
+            assert self._server.stdin is not None
+            self._server.stdin.close()
+            self._server.wait()
+            self._server = None
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        main(sys.argv[1:])

@@ -116,11 +116,12 @@ def unwritable_folder(folder: Path) -> Iterator[Path]:
 CHROMIUM = "/usr/bin/chromium"
 
 
-def launch_chromium(playwright):
-    """Debian's Chromium, headless, with nothing of its own reaching out to the network."""
+def launch_chromium(playwright, *args: str):
+    """Debian's Chromium, headless, with nothing of its own reaching out to the network; `args` add flags
+    (the Live tab's test: a fake camera, `benchmarks.live.fake_camera`)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
+        "--disable-component-update", "--disable-sync", "--no-first-run", *args])
 
 
 # --- the web UI's tests (test_web.py, test_web_adain.py) ---------------------------------------

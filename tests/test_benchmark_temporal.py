@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks import clips
 from benchmarks.temporal_metrics import fidelity, ghosting, warping_error
-from benchmarks.temporal_report import _smooth_ghosting_at
+from benchmarks.temporal_report import _smooth_ghosting_at, matched_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["per-frame", "smooth 0.5", "smooth 0.8", "stabilize 0.5", "stabilize 0.8"]
@@ -55,7 +55,7 @@ def test_tiny_run_scores_every_clip_and_variant(tiny_run):
     assert [row["variant"] for row in verdicts] == ["stabilize 0.8"] * 3
     assert all("noise" in row["size"] for row in verdicts)
     skipped = [row for row in rows if "skipped" in row["painterly"]]  # training and Gatys: not in the tiny plan
-    assert [row["variant"] for row in skipped] == ["trained, temporal 100", "gatys video"]
+    assert [row["variant"] for row in skipped] == ["trained, temporal 3/10/30/100", "gatys video"]
     assert "stability: mean absolute differences in 8-bit levels" in stdout
     assert "warping error" in stdout and "painterly skipped: not in this plan" in stdout
 
@@ -115,6 +115,18 @@ def test_smooth_ghosting_is_read_at_the_flow_rows_warping_error():
     assert value == pytest.approx(4.0) and "between smooth 0.8 and smooth 0.5" in how
     value, how = _smooth_ghosting_at(2.0, per_frame, variants)
     assert value == 5.0 and "lowest --smooth reached" in how
+
+
+def test_the_trained_network_held_to_the_target_is_the_strongest_at_matched_fidelity():
+    """The rule is fixed before the run: style and content losses each within 1.1× the plain network's."""
+    def network(weight, style, content):
+        return {"temporal_weight": weight, "final_losses": {"style": style, "content": content, "temporal": 0.1}}
+
+    plain = network(0.0, 1.0, 1.0)
+    candidates = [network(3.0, 1.02, 0.99), network(10.0, 1.09, 1.05), network(30.0, 1.3, 0.9),
+                  network(100.0, 4.0, 0.9)]
+    assert matched_weight(plain, candidates) == 10.0
+    assert matched_weight(plain, [network(10.0, 1.0, 1.2)]) is None  # the content loss counts too
 
 
 def _still(clip: clips.Clip) -> clips.Clip:

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
 
 from benchmarks import fast_jobs, gatys_jobs, reference, train_jobs  # noqa: E402
+from benchmarks.suite import _spawn  # noqa: E402
 from painterly.devices import native_bf16  # noqa: E402
 from painterly.modelfile import load_model  # noqa: E402
 from painterly.weights import random_state_dict  # noqa: E402
@@ -39,6 +40,11 @@ def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
     summary = json.loads(out.read_text())
     assert {row["workload"] for row in summary["rows"]} == {"gatys-step", "adain-inference"}
     return summary, done
+
+
+def test_a_failed_job_is_the_last_line_of_its_workers_traceback():
+    """The full runs' fresh worker per job (--tiny forks them: worker.Forked, which ends its lines alike)."""
+    assert _spawn('{"job": "no-such-job", "args": {}}') == {"error": "KeyError: 'no-such-job'"}
 
 
 def rows_of(summary: dict, workload: str) -> list[dict]:

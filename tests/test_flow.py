@@ -138,8 +138,24 @@ def test_a_moving_square_uncovers_a_strip_that_is_not_visible():
     previous, current = square_over_background(16), square_over_background(22)
     found = flow.motion(previous, current)
     assert found.visible.shape == (64, 64)
-    assert found.visible[22:42, 16:22].mean() < 0.2  # the background the square uncovered
-    assert (found.visible[:, 50:] == 1).all() and (found.visible[:12] == 1).all()  # far from it
+    assert (found.visible[22:42, 16:22] == 0).all()  # the background the square uncovered: none of it blended
+    assert (found.visible[:, 58:] == 1).all() and (found.visible[:6] == 1).all()  # far from it
+
+
+def test_occlusions_are_widened_by_the_local_motion():
+    """DIS carries a moving edge's motion into the band it just uncovered, where Ruder et al.'s tests pass:
+    the visibility falls to 0 within twice the motion across the edge, and rises back further out."""
+    width = flow.FLOW_LONG_SIDE  # where the spread is measured over 16 px each way (a share of the frame)
+    backward = np.zeros((8, width, 2), np.float32)
+    backward[:, 32:, 0] = -4.0  # the right part moved right by 4 px
+    visible = np.ones((8, width), np.float32)
+    visible[:, 31:33] = 0.0  # the step, as `visibility` finds it
+    widened = flow.widen_occlusions(visible, backward)
+    assert (widened[:, 23:41] == 0).all()  # within 2 × 4 px of the step
+    assert (0 < widened[:, 20]).all() and (widened[:, 20] < 1).all()  # fading back in
+    assert (widened[:, :14] == 1).all() and (widened[:, 50:] == 1).all()  # the flow around is uniform
+    uniform = np.broadcast_to(np.float32([3, 1]), (8, width, 2)).copy()
+    np.testing.assert_array_equal(flow.widen_occlusions(visible, uniform), visible)  # no motion edge: unchanged
 
 
 # --- FlowBlender ---------------------------------------------------------------------------------
@@ -169,6 +185,16 @@ def test_blender_scales_the_motion_to_a_resized_output(pair):
     assert blended.shape == (32, 32, 3)
     inner = (slice(4, -4), slice(4, -4))
     assert np.abs((blended - styled)[inner]).mean() < 0.4 * np.abs((noisy - styled)[inner]).mean()
+
+
+def test_blender_takes_the_new_frame_where_the_square_uncovered_background():
+    """No ghost: the just-uncovered strip is the new stylised frame alone, not the warped old output."""
+    blender = flow.FlowBlender(0.8)
+    blender(square_over_background(16), texture(64, 64, seed=5))
+    styled = texture(64, 64, seed=6)
+    blended = blender(square_over_background(22), styled)
+    np.testing.assert_array_equal(blended[22:42, 16:22], styled[22:42, 16:22])
+    assert not np.allclose(blended[:6], styled[:6])  # far from the square: blended
 
 
 def test_blender_restarts_at_a_scene_cut_and_a_size_change(pair):
@@ -211,7 +237,7 @@ def test_without_opencv_blending_is_one_line_and_smoothing_still_works():
     script = ("import sys; sys.modules['cv2'] = None\n"
               "import numpy as np, painterly.flow as flow, painterly.video as video\n"
               "frames = [np.full((8, 8, 3), v, np.float32) for v in (0.2, 0.3)]\n"
-              "smoother, still = video._Smoother(0.5), flow.FlowBlender(0.0)\n"
+              "smoother, still = video.Smoother(0.5), flow.FlowBlender(0.0)\n"
               "assert np.allclose([smoother(f, f).mean() for f in frames], [0.2, 0.25])\n"
               "assert still(frames[0], frames[1]) is frames[1]\n"
               "try:\n    flow.FlowBlender(0.5)\nexcept Exception as error:\n    print(type(error).__name__, error)\n")

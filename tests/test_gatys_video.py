@@ -23,12 +23,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from painterly import images
+from painterly import flow, images, pixels
 from painterly.cli import app
 from painterly.config import StylizeConfig
 from painterly.errors import UsageError
-from painterly.events import VideoProgressEvent
-from painterly.gatys_video import kept_frames_folder, stylize_video_files
+from painterly.events import StepEvent, VideoProgressEvent
+from painterly.gatys_video import FramePainter, kept_frames_folder, stylize_video_files
 from painterly.provenance import file_sha256
 from painterly.video import read_video_settings
 
@@ -214,6 +214,75 @@ def test_a_killed_run_continues_from_its_last_finished_frame(uninterrupted, clip
     assert len(frames) == len(reference) == FRAMES
     for index, (frame, expected) in enumerate(zip(frames, reference), start=1):
         assert np.array_equal(frame, expected), f"frame {index} differs"
+
+
+# `painterly stylize` in a real process that sends itself SIGTERM once frame 2 is kept (a scheduler
+# stopping the job mid-clip), through the CLI's own handler.
+TERMINATE_AFTER_SECOND_FRAME = textwrap.dedent("""
+    import os, signal, sys
+    from painterly import gatys_video
+    from painterly.cli import main
+
+    keep = gatys_video._KeptFrames.write
+
+    def keep_then_terminate(self, index, image):
+        kept = keep(self, index, image)
+        if index == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return kept
+
+    gatys_video._KeptFrames.write = keep_then_terminate
+    main(sys.argv[1:])
+""")
+
+
+def test_sigterm_mid_clip_exits_143_keeps_the_finished_frames_and_the_rerun_finishes(clip, style, tmp_path,
+                                                                                      one_thread):
+    output = tmp_path / "out.mp4"
+    command = [sys.executable, "-c", TERMINATE_AFTER_SECOND_FRAME, "stylize", str(clip), str(style), "-o", str(output),
+               *FLAGS]
+    terminated = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV, cwd=tmp_path)
+    kept = kept_frames_folder(output)
+    assert terminated.returncode == 143, terminated.stderr
+    assert terminated.stderr.strip().splitlines()[-1] == (
+        f"painterly: error: terminated; 2 finished frame(s) kept in {kept}; the same command continues from there")
+    assert sorted(path.name for path in kept.glob("frame-*.png")) == ["frame-000001.png", "frame-000002.png"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [kept.name]  # no video, no temporary
+
+    resumed = CliRunner().invoke(app, ["stylize", str(clip), str(style), "-o", str(output), *FLAGS, "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.stdout)["resumed"] == 2
+    assert len(decoded(output)[0]) == FRAMES
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]  # the kept frames removed
+
+
+def test_a_scene_cut_restarts_the_chain(style, one_thread):
+    """The frame after a cut is painted as a first frame (the full steps, from the frame itself), not from the
+    previous result warped; the frame after a plain move is."""
+    steps: list[StepEvent] = []
+    painter = FramePainter([images.load_image(style)], CONFIG, None,
+                           lambda event: steps.append(event) if isinstance(event, StepEvent) else None)
+    scene = texture(32, 49)
+    first, moved, cut = scene[:, :48], scene[:, 1:], texture(32, 48, seed=9)  # moved: one pixel (pan()'s two
+    # pixels over these blobs come within 0.001 of flow.SCENE_CUT)
+    assert flow.is_scene_cut(flow.scene_thumbnail(first), flow.scene_thumbnail(cut))
+    assert not flow.is_scene_cut(flow.scene_thumbnail(first), flow.scene_thumbnail(moved))
+    painted = painter.paint(first, None)
+    assert painted is not None and steps
+    previous = (first, pixels.to_float32(pixels.to_uint8(painted)))  # as the video pipeline keeps it
+
+    steps.clear()
+    after_cut = painter.paint(cut, previous)
+    assert steps  # the full first-frame run, whose steps are shown
+    fresh = FramePainter([images.load_image(style)], CONFIG, None, lambda event: None).paint(cut, None)
+    assert after_cut is not None and fresh is not None
+    np.testing.assert_array_equal(after_cut, fresh)
+
+    steps.clear()
+    continued = painter.paint(moved, previous)
+    assert not steps  # frame_steps from the warped result, steps not shown
+    alone = painter.paint(moved, None)
+    assert continued is not None and alone is not None and not np.allclose(continued, alone, atol=1e-3)
 
 
 def test_an_interrupt_writes_nothing_and_other_settings_are_refused_in_one_line(clip, style, tmp_path):

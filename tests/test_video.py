@@ -27,7 +27,7 @@ from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.images import save_image
 from painterly.modelfile import save_model
-from painterly.video import _Smoother, is_video, read_video_settings, stylize_video
+from painterly.video import Smoother, is_video, read_video_settings, stylize_video
 
 FPS = 12
 FRAMES = 24  # two seconds
@@ -219,7 +219,7 @@ def test_smoothing_reduces_flicker(stylizer, tmp_path):
 
 
 def test_smoothing_restarts_at_a_scene_cut():
-    smoother = _Smoother(0.8)
+    smoother = Smoother(0.8)
     shot, cut = np.zeros((8, 8, 3), np.float32), np.ones((8, 8, 3), np.float32)
     styled = [np.full((8, 8, 3), value, np.float32) for value in (0.2, 0.6, 0.9)]
     smoother(shot, styled[0])

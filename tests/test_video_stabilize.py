@@ -20,7 +20,7 @@ from painterly.errors import UsageError
 from painterly.fast import FastStylizer
 from painterly.flow import FlowBlender
 from painterly.modelfile import save_model
-from painterly.video import _Smoother, read_video_settings
+from painterly.video import Smoother, read_video_settings
 from test_video import FPS, SAMPLE_RATE, moving_square, probe, write_clip
 
 STEP = (2, 1)  # (dx, dy) pixels a frame: frame_t(p) = frame_{t-1}(p + STEP), exactly
@@ -77,7 +77,7 @@ def test_stabilizing_steadies_a_pan_where_smoothing_ghosts(pan):
     frames, styled = pan
     per_frame = warping_error(styled)
     stabilized = blended(FlowBlender(0.8), frames, styled)
-    smoothed = blended(_Smoother(0.8), frames, styled)
+    smoothed = blended(Smoother(0.8), frames, styled)
     assert warping_error(frames) < 0.2 * per_frame  # the random network turns the noise into flicker
     assert warping_error(stabilized) < 0.45 * per_frame
     assert warping_error(stabilized) < 0.8 * warping_error(smoothed)  # same strength, motion followed

@@ -351,7 +351,8 @@ def test_the_server_fetches_no_urls(server, tmp_path, monkeypatch):
                 response = http.get(route)
                 assert response.status_code == 403, route
                 assert NO_URLS in response.text
-            event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None]})
+            event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None,
+                                                                   *[None] * 8]})  # no drawn mask
             stream = http.get(f"/gradio_api/call/fast/{event.json()['event_id']}").text
         assert "event: error" in stream and "fetches no URLs" in stream
         assert target.seen == []  # ...but painterly's server never asked it for anything
@@ -435,7 +436,8 @@ def test_an_input_naming_a_server_file_is_refused(server):
     url, _, _ = server
     fake_upload = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
     with httpx.Client(base_url=url, timeout=30) as http:
-        event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None]})
+        event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None,
+                                                                   *[None] * 8]})  # no drawn mask
         stream = http.get(f"/gradio_api/call/fast/{event.json()['event_id']}").text
     assert "event: error" in stream
     assert "root:" not in stream

@@ -137,7 +137,7 @@ def test_choosing_a_missing_model_pulls_it_then_stylises(home, tmp_path):
     handlers = make_handlers(tmp_path)
     photo = write_picture(tmp_path / "photo.png", 24, 40)
     progress = RecordedProgress()
-    results, downloads = handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress)
+    results, downloads = handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress=progress)
     assert zoo.is_pulled("mosaic") and not zoo.is_pulled("candy")  # only the model chosen is converted
     assert any(desc == f"downloading {EXAMPLES_ZIP}" for _, desc in progress.updates)  # the download's bytes
     assert Path(downloads[0]).name == "photo_mosaic.png"
@@ -147,7 +147,7 @@ def test_choosing_a_missing_model_pulls_it_then_stylises(home, tmp_path):
     assert np.abs(result - read_array(photo)[0]).max() > 0.1  # stylised, not the photo back
     assert read_settings(downloads[0])["model"]["file"].endswith("mosaic.safetensors")
     progress = RecordedProgress()
-    handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress)  # the second time: no download
+    handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress=progress)  # the second time: no download
     assert not any(desc and desc.startswith("downloading") for _, desc in progress.updates)
 
 

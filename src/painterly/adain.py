@@ -199,6 +199,18 @@ class AdaINNet(nn.Module):
         self.encoder = VGGFeatures(list(architecture.encoder_layers), arch="vgg19", layout=architecture.encoder,
                                    state_dict=encoder_state)
         self.decoder = build_decoder(architecture)
+        self.channels_last = False
+
+    def use_channels_last(self) -> AdaINNet:
+        """Convolve in channels-last (NHWC) memory, for inference on a CPU: oneDNN then works on the
+        activations as they are instead of reordering each one into its blocked layout and back, and
+        max-pooling is 6-9x cheaper; the thin full-resolution layers gain most (docs/benchmarks.md). The same
+        function to fp32 rounding; the weights change layout in memory, not value (`save_model` writes
+        them contiguous). The torch runtime sets it on the CPU; training and ONNX export do not."""
+        self.encoder.set_speed(autocast=self.encoder.autocast, channels_last=True)
+        self.decoder.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
 
     def train(self, mode: bool = True) -> AdaINNet:
         """Only the decoder learns; the encoder stays a frozen measuring instrument (VGGFeatures)."""
@@ -218,9 +230,12 @@ class AdaINNet(nn.Module):
     def decode(self, features: torch.Tensor) -> torch.Tensor:
         # The output layer is the image: it stays fp32 under autocast, as in TransformerNet.
         body, last = self.decoder[:-1], self.decoder[-1]
+        if self.channels_last:  # a region mix may come in either layout
+            features = features.contiguous(memory_format=torch.channels_last)
         y = body(features)
         with torch.autocast(y.device.type, enabled=False):
-            return last(y.float())
+            image = last(y.float())
+        return image.contiguous() if self.channels_last else image  # callers get the usual NCHW tensor
 
     def forward(self, image: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor,
                 alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

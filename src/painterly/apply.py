@@ -8,7 +8,9 @@ rest carry on; a single named file fails loudly and writes nothing. Planning nev
 file in a way that can fail: a bad file is found, and reported, when its turn comes.
 Every output records `FastStylizer.describe()`: model, settings and input, with hashes (and, for
 an arbitrary-style model, the paintings and the mask). An arbitrary-style stylizer comes with its
-paintings bound (`FastStylizer.with_styles`), measured once for the whole run.
+paintings bound (`FastStylizer.with_styles`), measured once for the whole run. With `--mask auto:K`
+each photo's mask is found, written beside its output as `<stem>.mask.png` and bound for that photo
+(a clip: its first frame's, written once; `region_models.py`).
 Needs no torch when the model is a `.onnx` file. Images are read as 8-bit RGB and stay 8-bit
 through tiling and saving (the output file is 8-bit anyway): only the tiles in flight are
 float, so a large image costs about twice its 8-bit size plus one row of tiles.
@@ -33,6 +35,7 @@ from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
 from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, save_image
 from .provenance import describe_file
+from .region_models import AutoMask, bind_found_mask, mask_target, write_kept_mask
 from .video import VIDEO_EXTENSIONS, check_stylizer, is_video, stylize_video
 
 STDIO = "-"
@@ -92,6 +95,8 @@ def apply_files(
     shown_output = os.fspath(output)
     jobs, strict = _plan([os.fspath(item) for item in inputs], shown_output, _check_suffix(suffix),
                          protect=stylizer.input_files())
+    if isinstance(stylizer.mask, AutoMask):  # each photo's mask is written beside its output
+        _check_mask_targets(jobs, stylizer.input_files())
     for job in jobs:
         if job.is_video:  # before any file is written: a refusal midway would leave half a folder
             check_stylizer(stylizer, job.source)
@@ -190,6 +195,23 @@ def _check_targets(jobs: list[_Job], protect: Sequence[str] = ()) -> None:
         made_from[target] = job.source
 
 
+def _check_mask_targets(jobs: list[_Job], protect: Sequence[str]) -> None:
+    """`--mask auto:K` writes `<output stem>.mask.png` beside each output: never onto an input, an output
+    or another mask, and never for stdout (there is no beside)."""
+    taken = {_resolved(job.source): job.source for job in jobs if job.source != STDIO}
+    taken.update({_resolved(path): path for path in protect})
+    taken.update({_resolved(job.target): os.fspath(job.target) for job in jobs if job.target is not None})
+    for job in jobs:
+        if job.target is None:
+            raise UsageError("--mask auto:K writes each photo's mask beside its output; -o - has no beside: "
+                             "give -o FILE")
+        mask = mask_target(job.target)
+        if _resolved(mask) in taken:
+            raise UsageError(f"{mask}: the mask of {job.source} would overwrite {taken[_resolved(mask)]}")
+        check_output(mask, protect=[])
+        taken[_resolved(mask)] = os.fspath(mask)
+
+
 def _resolved(path: str | Path) -> Path:
     """The real path, as far as it resolves: a symlink loop (which `Path.resolve` raises on) stays as it
     is, to be reported by name when it is read."""
@@ -243,13 +265,35 @@ class _Run:
         return _Loaded(job, self.stylizer.prepare(image), description)
 
     def _stylize(self, batch: list[_Loaded]) -> None:
+        if isinstance(self.stylizer.mask, AutoMask):  # each photo its own mask, written beside its output
+            for loaded in batch:
+                self._guarded(loaded.job, self._auto_masked, loaded)
+            return
         styled = self.stylizer.stylize_batch([loaded.image for loaded in batch])
         for loaded, image in zip(batch, styled):
             self._guarded(loaded.job, self._write, image, loaded.input)
 
+    def _auto_masked(self, job: _Job, loaded: _Loaded) -> None:
+        """One photo with the auto mask found from it, which is written beside the output first (the
+        output records its SHA-256) and removed again if the output cannot be written."""
+        assert job.target is not None  # _check_mask_targets refused stdout
+        stylizer, mask = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
+        try:
+            [image] = stylizer.stylize_batch([loaded.image])
+            save_image(image, job.target, settings=stylizer.describe(input=loaded.input), protect=[job.source])
+        except BaseException:
+            mask.unlink(missing_ok=True)
+            raise
+        self.report.written.append(job.target)
+        self._finished(job)
+
     def _video(self, job: _Job) -> None:
         assert job.target is not None  # stdout takes one image, never a video
-        stylize_video(self.stylizer, job.source, job.target, callback=self.callback)
+        stylizer = self.stylizer
+        if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once
+            stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target)))
+        stylize_video(stylizer, job.source, job.target, callback=self.callback)
+        write_kept_mask(stylizer)
         self.report.written.append(job.target)
         self._finished(job)
 

@@ -242,9 +242,17 @@ def _main(
 def stylize(
     content: Annotated[Path, typer.Argument(
         help="The photo to repaint, or a video (needs `pip install 'painterly[video,flow]'`).", show_default=False)],
-    styles: Annotated[list[Path], typer.Argument(help="One or more paintings.", show_default=False)],
+    styles: Annotated[list[Path], typer.Argument(
+        help="One or more paintings; with --mask one per region, where 'keep' keeps the photo.", show_default=False)],
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Output image (.png .jpg .webp .tif); for a video, a video (.mp4 .mkv .webm .mov).")],
+    mask: Annotated[str | None, typer.Option(
+        metavar="<mask.png|auto:K>", help="A painting per region: an image with one flat colour (or grey) per "
+        "region, the regions in the order their colours first appear from the top left taking the STYLES in "
+        "turn; or auto:K, K regions found from the photo's colours and layout, written as <output>.mask.png "
+        "to edit.", show_default=False)] = None,
+    mask_feather: Annotated[int, typer.Option(
+        help="Pixels over which a --mask region's edge fades into the next (0 = hard).")] = _DEFAULTS.mask_feather,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
     coarse_steps: Annotated[int | None, typer.Option(
@@ -326,13 +334,14 @@ def stylize(
         style_scale=style_scale, init=init, preserve_color=preserve_color, multiscale=multiscale,
         min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
         loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
-        save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps,
+        save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps, mask_feather=mask_feather,
     )
-    inputs = [content, *styles] + ([Path(init)] if init not in INITS else [])
+    inputs = [content, *styles] + ([Path(init)] if init not in INITS else []) + ([Path(mask)] if mask else [])
     if not is_video_path(content):  # a video's output is checked by gatys_video
         images.check_output(output, protect=inputs)
     with ProgressPrinter(quiet=quiet) as progress:
-        summary = stylize_files(content, styles, output, config, callback=progress, max_pixels=max_pixels)
+        summary = stylize_files(content, styles, output, config, callback=progress, max_pixels=max_pixels,
+                                mask=mask)
     if json_summary:
         print(json.dumps(summary, indent=2))
 
@@ -515,10 +524,18 @@ def apply(
     style_size: Annotated[int, typer.Option(
         help="AdaIN: long side each painting is resized to before it is measured; it sets the brush "
         "strokes' scale (0 = as it is).")] = _APPLY.style_size or 0,
-    mask: Annotated[Path | None, typer.Option(
-        help="AdaIN: an image with one flat colour per region (PNG); the regions, in the order their "
-        "colours first appear from the top-left, take the --style paintings in turn. Images are then "
-        "stylised whole, not tiled (torch backend only).", show_default=False)] = None,
+    mask: Annotated[str | None, typer.Option(
+        metavar="<image|auto:K>",
+        help="An image with one flat colour per region (PNG), regions numbered in the order their colours "
+        "first appear from the top-left; or auto:K, K regions found in each photo (a video: its first frame) "
+        "and written beside each output as NAME.mask.png, to edit and pass back. AdaIN: the regions take the "
+        "--style paintings in turn (images stylised whole, not tiled; torch backend only). Johnson: "
+        "--region gives a region its own model.", show_default=False)] = None,
+    region: Annotated[list[str] | None, typer.Option(
+        metavar="<N=model|keep>",
+        help="Johnson models with --mask: region N (counted from 1) stylised by this model (a file or "
+        "catalogue name), or kept as the photo; regions not named take MODEL. Repeat for more.",
+        show_default=False)] = None,
     mask_feather: Annotated[int, typer.Option(
         help="Pixels over which a --mask region's edge fades into the next (0 = hard).")] = _APPLY.mask_feather,
     strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = _APPLY.strength,
@@ -528,6 +545,10 @@ def apply(
         show_default="the model's colours")] = _APPLY.preserve_color,
     size: Annotated[int | None, typer.Option(
         help="Resize the long side first.", show_default="the input's size")] = _APPLY.size,
+    stroke_size: Annotated[int | None, typer.Option(
+        help="Paint as if the long side were N pixels, e.g. the preview's size: a large print keeps the "
+        "preview's strokes, the photo's detail restored on top.", show_default="strokes of the network's own "
+        "size in pixels")] = _APPLY.stroke_size,
     tile: Annotated[int | None, typer.Option(
         help="Stylise large images in N-pixel tiles (bounded memory); 0 = never.",
         show_default=f"{AUTO_TILE}-pixel tiles for images over {AUTO_TILE_ABOVE:,} pixels")] = _APPLY.tile,
@@ -555,6 +576,7 @@ def apply(
     from .apply import apply_files
     from .fast import KEEP, FastStylizer
     from .progress import ProgressPrinter
+    from .region_models import regions_from_options
 
     if style_size < 0:
         raise UsageError(f"--style-size must be 0 (as it is) or a positive number of pixels, got {style_size}")
@@ -562,16 +584,28 @@ def apply(
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
                          precision=precision, smooth=smooth, stabilize=stabilize, max_pixels=max_pixels, alpha=alpha,
                          style_size=style_size or None, style_blend=_floats(style_blend, "--style-blend"),
-                         mask_feather=mask_feather)
+                         mask_feather=mask_feather, stroke_size=stroke_size)
     with ProgressPrinter(quiet=quiet) as progress:
         stylizer = FastStylizer(model, config, callback=progress)  # warns of a bf16 the hardware would emulate
         if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8
             keep_freed_memory()
-        if styles:  # each painting read (one line naming a bad one) and measured once, before any photo
+        if region:  # Johnson: a model per mask region, each loaded once, before any photo
+            if mask is None:
+                raise UsageError("--region N=MODEL needs --mask: an image with one colour per region, or auto:K")
+            if styles:
+                raise UsageError("--region gives a Johnson model's regions their own models; --style gives an "
+                                 "AdaIN model's regions paintings: not both")
+            if style_blend is not None:
+                raise UsageError("--style-blend blends an AdaIN model's paintings; with --region each region "
+                                 "takes one model")
+            stylizer = regions_from_options(stylizer, mask, region, callback=progress)
+        elif styles:  # each painting read (one line naming a bad one) and measured once, before any photo
             paintings = [None if item == KEEP else stylizer.read_painting(item) for item in styles]
             stylizer = stylizer.with_styles(paintings, mask=mask)
-        elif mask is not None or style_blend is not None:
-            raise UsageError(f"--{'mask' if mask is not None else 'style-blend'} needs --style paintings")
+        elif mask is not None:
+            raise UsageError("--mask needs --style paintings (an AdaIN model) or --region N=MODEL (a Johnson model)")
+        elif style_blend is not None:
+            raise UsageError("--style-blend needs --style paintings")
         report = apply_files(stylizer, inputs, output, suffix=suffix, callback=progress)
     if report.failed:  # each was reported, naming its file, as it failed: here only how many
         done = len(report.written) + len(report.failed)

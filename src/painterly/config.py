@@ -40,6 +40,8 @@ BACKENDS = ("auto", "torch", "onnx")
 # model has learned its style, so there is no painting to recolour (JOHNSON_COLOR_MODES).
 FAST_COLOR_MODES = ("luminance", "histogram")
 JOHNSON_COLOR_MODES = ("luminance",)
+LIVE_SIZES = (160, 320, 640)  # the web UI's Live tab: working sizes (long side) a camera frame is downscaled to
+MASK_FEATHER = 8  # pixels over which a --mask region's edge fades into the next (stylize and apply)
 
 # Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -88,6 +90,7 @@ class StylizeConfig:
     # Steps on each frame after the first, which starts from the previous result and needs fewer.
     # None: two fifths of `steps` (`frame_steps_or_default`), Ruder et al.'s 800 after 2000.
     frame_steps: int | None = None
+    mask_feather: int = MASK_FEATHER  # with a mask (regions.py): pixels over which a region's edge fades
 
     def __post_init__(self) -> None:
         self.content_layers = tuple(self.content_layers)
@@ -127,6 +130,7 @@ class StylizeConfig:
             raise UsageError(f"temporal_weight must be a non-negative number, got {self.temporal_weight!r}")
         if self.frame_steps is not None:
             _positive_int("frame_steps", self.frame_steps)
+        _check_feather(self.mask_feather)
 
     @property
     def learning_rate(self) -> float:
@@ -161,6 +165,11 @@ class StylizeConfig:
 
     def replace(self, **changes) -> StylizeConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _check_feather(feather: object) -> None:
+    if isinstance(feather, bool) or not (isinstance(feather, int) and feather >= 0):
+        raise UsageError(f"mask_feather must be 0 (hard edges) or a positive number of pixels, got {feather!r}")
 
 
 def _check_init(init: str) -> None:
@@ -453,7 +462,11 @@ class ApplyConfig:
     # 512, though it resizes the short side); it sets the brush strokes' scale. None: as it is.
     style_size: int | None = 512
     style_blend: tuple[float, ...] | None = None  # one weight per painting; None: equal
-    mask_feather: int = 8  # pixels over which a --mask region's edge fades into the next
+    mask_feather: int = MASK_FEATHER
+    # Paint as if the image's long side were this many pixels (the approved preview's size): the network
+    # runs at that size and strokes.py brings the result to full size with the photo's detail, so a
+    # large print has the preview's strokes. None: strokes of the network's own size in pixels.
+    stroke_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.style_blend is not None:
@@ -473,9 +486,7 @@ class ApplyConfig:
                 not self.style_blend or any(not math.isfinite(w) or w < 0 for w in self.style_blend)
                 or sum(self.style_blend) <= 0):
             raise UsageError("style_blend weights must be non-negative and not all zero")
-        if isinstance(self.mask_feather, bool) or not (isinstance(self.mask_feather, int) and self.mask_feather >= 0):
-            raise UsageError(f"mask_feather must be 0 (hard edges) or a positive number of pixels, "
-                             f"got {self.mask_feather!r}")
+        _check_feather(self.mask_feather)
         if self.size is not None:
             _positive_int("size", self.size)
         if self.tile is not None and not (isinstance(self.tile, int) and (self.tile == 0 or self.tile >= MIN_TILE)):
@@ -499,6 +510,10 @@ class ApplyConfig:
                              "smooth ghosts on it)")
         if self.max_pixels is not None:
             _positive_int("max_pixels", self.max_pixels)
+        if self.stroke_size is not None and (isinstance(self.stroke_size, bool) or not isinstance(self.stroke_size, int)
+                                             or self.stroke_size < MIN_TILE):
+            raise UsageError(f"stroke_size must be a long side of at least {MIN_TILE} pixels (the look of the "
+                             f"preview at that size), got {self.stroke_size!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -13,6 +13,10 @@ batch of tiles and one row of tiles' blend. 8-bit arrays stay 8-bit outside the 
 tile (or image) is made float32 just before it runs, and the output is rounded back to uint8 as
 it is finished.
 
+With `config.stroke_size` an image larger than it is painted at that long side (the preview's look)
+and brought back to full size with the photo's detail (`strokes.py`); the working image takes the
+same path as any other, tiles included.
+
 Every setting comes from one `ApplyConfig`; `describe()` is the one record of them that every
 output stores.
 
@@ -31,20 +35,21 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from . import __version__, color, tiling
+from . import __version__, color, strokes, tiling
 from .config import AUTO_TILE, AUTO_TILE_ABOVE, ApplyConfig
 from .errors import ImageError, ModelFileError, UsageError
 from .events import Callback, ignore
 from .images import check_pixels
 from .pixels import resize_long_side, to_array, to_float32, to_tensor, to_uint8
 from .provenance import describe_file
-from .regions import RegionMask, mask_from_labels, read_mask
+from .region_models import Mask, RegionModels, bind_regions, check_count, mask_for, mask_request
+from .regions import KEEP, RegionMask
 from .runtimes import Backend, Region, StyleInput, open_backend
 from .style_stats import StyleStatistics, blend_statistics, normalised_weights
 from .zoo import resolve_model
@@ -61,7 +66,6 @@ _LOADING_SETTINGS = ("backend", "device", "precision")
 _STYLE_SETTINGS = ("style_size", "preserve_color", "style_blend")
 # With a mask an image is stylised whole; above this many pixels (where tiling would begin) it is refused.
 MASK_MAX_PIXELS = AUTO_TILE_ABOVE
-KEEP = "keep"  # `--style keep`: this mask region keeps the photo
 _JOHNSON_HISTOGRAM = ("preserve_color 'histogram' recolours the style image before stylising, but a fast model "
                       "has already learned its style; use 'luminance'")
 
@@ -87,7 +91,7 @@ class _Binding:
     styles: tuple[Style, ...]
     statistics: tuple[StyleStatistics | None, ...]  # measured once (None: keep, or measured per photo)
     weights: tuple[float, ...] | None  # blend weights summing to 1; None with a mask
-    mask: RegionMask | None
+    mask: Mask | None  # a RegionMask, or an AutoMask found from each photo
     per_photo: bool  # preserve_color "histogram": the paintings are recoloured and measured for each photo
     blended: tuple[np.ndarray, np.ndarray] | None  # the blend's (C,) mean and std, when the same for every photo
 
@@ -113,6 +117,7 @@ class FastStylizer:
         self.runtime: Backend = open_backend(self.model_path, self.config, callback=callback)  # a bf16 warning
         self._model_record: dict | None = None
         self._binding: _Binding | None = None
+        self._regions: RegionModels | None = None  # with_regions: a Johnson model per mask region
         self._check_color(self.config)
 
     def with_config(self, config: ApplyConfig) -> FastStylizer:
@@ -126,6 +131,8 @@ class FastStylizer:
             other = copy.copy(self)
             other.config = config
             other._binding = None
+        if self._regions is not None:
+            other._regions = self._regions.with_config(config)
         binding = self._binding
         if binding is None:
             return other
@@ -153,6 +160,8 @@ class FastStylizer:
 
     def input_files(self) -> list[str]:
         """The files the bound paintings and mask were read from: outputs must never overwrite them."""
+        if self._regions is not None:
+            return self._regions.input_files()
         if self._binding is None:
             return []
         sources = [style.source for style in self._binding.styles if style is not None]
@@ -192,13 +201,13 @@ class FastStylizer:
         return StyleStatistics(mean[0], std[0], {**source, "measured_at": [width, height]})
 
     def with_styles(self, styles: Sequence[Style], *, blend: Sequence[float] | None = None,
-                    mask: np.ndarray | str | Path | RegionMask | None = None) -> FastStylizer:
+                    mask: np.ndarray | str | Path | Mask | None = None) -> FastStylizer:
         """This arbitrary-style model bound to paintings: each a `StyleStatistics` (measured already), a
         `Painting`, or None (keep the photo; mask regions only). The loaded network is shared.
 
         Several paintings are blended (`blend`, else `config.style_blend`, else equal weights): AdaIN with
         the blended statistics is exactly the interpolation of the paintings' outputs. With `mask` (a
-        mask image file, an HxW integer array of region labels, or a `RegionMask`) region k takes
+        mask image file, "auto:K", an HxW integer array of region labels, or a `RegionMask`) region k takes
         styles[k] instead (see `regions.py` for how a file's regions are numbered); a mask and a blend
         exclude each other. Paintings are measured here, once, unless `preserve_color` is "histogram".
         """
@@ -233,6 +242,39 @@ class FastStylizer:
             blended = (mix.mean, mix.std)
         other = copy.copy(self)
         other._binding = _Binding(request, styles, statistics, weights, region_mask, per_photo, blended)
+        return other
+
+    def with_regions(self, mask: np.ndarray | str | Path | Mask, models: Sequence[FastStylizer | str | Path | None],
+                     *, callback: Callback = ignore) -> FastStylizer:
+        """This Johnson model with region k of `mask` (a mask file, "auto:K", a label array, a RegionMask)
+        stylised by models[k] instead: a stylizer, a model file or catalogue name, or None to keep the photo
+        (see `region_models.py`). Every model takes this one's settings; the result stylises as any other."""
+        return bind_regions(self, mask, models, callback=callback)
+
+    @property
+    def mask(self) -> Mask | None:
+        """The bound mask (`with_styles`, `with_regions`): a RegionMask, an AutoMask found from each photo, or None."""
+        if self._regions is not None:
+            return self._regions.mask
+        return None if self._binding is None else self._binding.mask
+
+    def mask_for(self, image: np.ndarray) -> RegionMask | None:
+        """The regions an image (as `prepare` makes it) is stylised with: the mask, or the photo's auto mask."""
+        mask = self.mask
+        return None if mask is None else mask_for(mask, self.prepare(image))
+
+    def with_mask(self, mask: Mask) -> FastStylizer:
+        """The same paintings or region models with another mask of as many regions (`apply` binds each
+        photo's auto mask, so that the mask written beside the output is the one used)."""
+        other = copy.copy(self)
+        if self._regions is not None:
+            other._regions = self._regions.with_mask(mask)
+        elif self._binding is not None and self._binding.mask is not None:
+            check_count(mask, self._binding.mask.count, "paintings bound")
+            styles, blend, _ = self._binding.request
+            other._binding = replace(self._binding, request=(styles, blend, mask), mask=mask)
+        else:
+            raise UsageError("with_mask: this stylizer has no mask regions (with_styles or with_regions) to re-mask")
         return other
 
     @property
@@ -278,6 +320,10 @@ class FastStylizer:
         Those of equal size share network batches.
         """
         self.check_style()
+        if self._regions is not None:  # a Johnson model per region: each runs as below, then they are blended
+            return self._regions.stylize_batch(self, images)
+        if self.config.stroke_size is not None:
+            return self._stylize_at_stroke_size(images)
         finish = _Finish(self.config.strength, self.config.preserve_color)
         dtypes = [_output_dtype(image) for image in images]
         arrays = [self.prepare(image) for image in images]
@@ -349,6 +395,8 @@ class FastStylizer:
             self._model_record = model
         settings = {**self.config.to_dict(), "tile": "auto" if self.config.tile is None else self.config.tile,
                     "backend": self.backend, "device": self.device, "precision": self.precision}
+        if self.config.stroke_size is not None:
+            settings["stroke_upsampling"] = strokes.METHOD
         if not self.is_arbitrary:  # a Johnson model has no painting: the arbitrary-style settings do not apply
             for name in ("alpha", "style_size", "style_blend", "mask_feather"):
                 settings.pop(name)
@@ -356,6 +404,8 @@ class FastStylizer:
                   "model": dict(self._model_record), "config": settings}
         if self._binding is not None:
             record.update(self._describe_styles(self._binding))
+        if self._regions is not None:
+            record.update(self._regions.describe(self.config.mask_feather))
         if input is not None:
             record["input"] = input
         return record
@@ -377,6 +427,24 @@ class FastStylizer:
         if self.config.size is not None:
             new_height, new_width = self.output_size(height, width)
             check_pixels(f"{shown} at --size {self.config.size}", new_width, new_height, self.config.max_pixels)
+
+    def _stylize_at_stroke_size(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """`config.stroke_size`: an image (after `config.size`) larger than it is painted at that long side
+        and brought back to full size with the photo's detail (strokes.py); a smaller one as it is. The
+        working image takes the usual path, tiled if it is large itself; finishing (colour, strength) is
+        done at the working size, against the photo as the network saw it."""
+        painter = self.with_config(self.config.replace(stroke_size=None, size=None))  # shares the network
+        full = [self.prepare(image) for image in images]
+        shapes = [strokes.working_shape(array.shape[0], array.shape[1], self.config.stroke_size) for array in full]
+        working = [array if shape is None else strokes.downscale(array, *shape) for array, shape in zip(full, shapes)]
+        results = []
+        for image, array, work, styled in zip(images, full, working, painter.stylize_batch(working)):
+            dtype = _output_dtype(image)
+            if work is array:
+                results.append(to_uint8(styled) if dtype == np.uint8 else styled)
+            else:
+                results.append(strokes.restore_detail(styled, work, array, dtype=dtype))
+        return results
 
     def _stylize_tiled(self, array: np.ndarray, finish: _Finish, dtype: type,
                        style: _Vector | None = None) -> np.ndarray:
@@ -421,7 +489,7 @@ class FastStylizer:
         original = to_float32(array)
         multiple = self.size_multiple
         rows, cols = _padding(height, multiple), _padding(width, multiple)
-        weights = binding.mask.weights(height, width, self.config.mask_feather)
+        weights = mask_for(binding.mask, array).weights(height, width, self.config.mask_feather)
         masks = np.pad(weights, ((0, 0), rows, cols), mode="reflect")[None]
         regions: list[Region] = [None if vector is None else vector for vector in self._region_vectors(original)]
         styled = self._checked(self.runtime.run_regions(_padded_batch([original], rows, cols), regions,
@@ -514,23 +582,15 @@ class FastStylizer:
         return StyleInput(np.stack([v[0] for v in vectors]), np.stack([v[1] for v in vectors]),
                           float(self.config.alpha))
 
-    def _region_mask(self, mask: np.ndarray | str | Path | RegionMask, count: int) -> RegionMask:
+    def _region_mask(self, mask: np.ndarray | str | Path | Mask, count: int) -> Mask:
         if not self.runtime.supports_regions:
             raise UsageError(f"{self.model_path}: --mask needs the torch backend (the .safetensors model); "
                              "the ONNX graph takes one painting per image")
         if self.config.tile not in (None, 0):
             raise UsageError("--mask stylises each image whole (its regions must line up), so it takes no --tile")
-        if isinstance(mask, RegionMask):
-            region_mask = mask
-        elif isinstance(mask, np.ndarray):
-            region_mask = mask_from_labels(mask)
-        else:
-            region_mask = read_mask(mask, max_pixels=self.config.max_pixels)
-        if region_mask.count != count:
-            shown = region_mask.source.get("file", "the mask")
-            raise UsageError(f"{shown} has {region_mask.count} regions and {count} --style given: give one --style "
-                             f"per region (--style {KEEP} keeps the photo), regions in the order their colours "
-                             "first appear from the top-left")
+        region_mask = mask_request(mask, max_pixels=self.config.max_pixels)  # a file, an array, or auto:K
+        check_count(region_mask, count, f"--style given: give one --style per region (--style {KEEP} keeps the "
+                    "photo), regions in the order their colours first appear from the top-left")
         return region_mask
 
     def _describe_styles(self, binding: _Binding) -> dict:

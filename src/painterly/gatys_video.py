@@ -49,7 +49,7 @@ from .locks import LockBusy, exclusive
 from .optimize import stylize
 from .pipeline import settings_for
 
-__all__ = ["is_video_path", "kept_frames_folder", "stylize_video_files", "temporal_loss"]
+__all__ = ["FramePainter", "is_video_path", "kept_frames_folder", "stylize_video_files", "temporal_loss"]
 
 StrPath = str | os.PathLike[str]
 _FRAME_NAME = "frame-{:06d}.png"
@@ -111,7 +111,7 @@ def stylize_video_files(
         if source.height and source.width:
             images.check_pixels(os.fspath(source_path), source.width, source.height, max_pixels)
         with _KeptFrames.open(target, settings) as kept:
-            painter = _Painter(style_images, config, init_image, callback)
+            painter = FramePainter(style_images, config, init_image, callback)
             try:
                 with atomic_path(target) as temporary, video_av.open_video_sink(source, temporary, target, settings,
                                                                                 callback) as sink:
@@ -160,9 +160,11 @@ def _check_request(source: Path, target: Path, inputs: Sequence[Path]) -> None:
 # --- painting one frame -------------------------------------------------------------------------
 
 
-class _Painter:
+class FramePainter:
     """Paints frame after frame: the first (and the first after a cut) by a plain Gatys run, each later
-    one from the previous result warped along the motion, with the temporal term."""
+    one from the previous result warped along the motion, with the temporal term. The video pipeline's
+    per-frame step, public for callers with frames in memory (the benchmark): `styles` are
+    `pixels.to_tensor` images, and `paint` is called for each frame in order."""
 
     def __init__(self, styles: list[torch.Tensor], config: StylizeConfig, init_image: torch.Tensor | None,
                  callback: Callback) -> None:
@@ -224,7 +226,7 @@ class _Painter:
 class _Run:
     """One clip: frames from the source, kept or painted, into the sink."""
 
-    painter: _Painter
+    painter: FramePainter
     kept: _KeptFrames
     callback: Callback
     started: float

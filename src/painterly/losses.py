@@ -40,7 +40,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor, normalisation: st
     return (features - target).pow(2).mean() / (target.pow(2).mean() + _EPS)
 
 
-def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor, channels: int, positions: int,
+def style_layer_loss(gram: torch.Tensor, target_gram: torch.Tensor, channels: int, positions: float,
                      normalisation: str = "paper") -> torch.Tensor:
     """Paper: E_l = Σ(G−A)² / (4·N_l²·M_l²). Target: mean((G−A)²) / mean(A²).
 
@@ -111,11 +111,15 @@ class PerceptualLoss(nn.Module):
         self.normalisation = normalisation
         self.style_targets: dict[str, torch.Tensor] = {}
         self.content_targets: dict[str, torch.Tensor] = {}
+        self.region_targets: list[dict[str, torch.Tensor] | None] | None = None  # set_region_styles
+        self.region_masks: torch.Tensor | None = None
+        self._layer_masks: dict[tuple[int, int], tuple[torch.Tensor, list[float]]] = {}
 
     @torch.no_grad()
     def set_style(self, images: Sequence[torch.Tensor], blend: Sequence[float] | None = None) -> None:
         """Blend the Gram matrices of the style images: Σ_i b_i·A_i, weights summing to 1."""
         blend = normalised_blend(blend, len(images))
+        self.region_targets, self.region_masks, self._layer_masks = None, None, {}
         self.style_targets = {}
         for image, share in zip(images, blend):
             feats = self.encoder(image)
@@ -145,28 +149,87 @@ class PerceptualLoss(nn.Module):
     def from_features(self, image: torch.Tensor, feats: Mapping[str, torch.Tensor],
                       content: Mapping[str, torch.Tensor] | None = None) -> LossTerms:
         """Loss from encoder activations already computed for `image`."""
-        if not self.style_targets:
+        if not self.style_targets and self.region_targets is None:
             raise RuntimeError("PerceptualLoss.set_style must be called before the loss is evaluated")
         content = self.content_targets if content is None else content
         norm = self.normalisation
         zero = image.new_zeros(())
         content_term = sum((content_loss(feats[layer].float(), content[layer], norm) for layer in self.content_layers),
                            zero)
-        style_term = zero
-        for layer, weight in self.style_layers.items():
-            f = feats[layer].float()
-            positions = _positions(f)
-            gram, target = gram_matrix(f), self.style_targets[layer]
-            if norm == "target":
-                gram = gram / positions
-            else:  # the paper's A for an image of this size; exact when the sizes match
-                target = target * positions
-            style_term = style_term + weight * style_layer_loss(gram, target, f.shape[1], positions, norm)
+        if self.region_targets is not None:
+            style_term = self._guided_style(feats, zero)
+        else:
+            style_term = zero
+            for layer, weight in self.style_layers.items():
+                f = feats[layer].float()
+                positions = _positions(f)
+                gram, target = gram_matrix(f), self.style_targets[layer]
+                if norm == "target":
+                    gram = gram / positions
+                else:  # the paper's A for an image of this size; exact when the sizes match
+                    target = target * positions
+                style_term = style_term + weight * style_layer_loss(gram, target, f.shape[1], positions, norm)
         tv_term = total_variation(image.float(), norm) if self.tv_weight else zero
         content_term = self.content_weight * content_term
         style_term = self.style_weight * style_term
         tv_term = self.tv_weight * tv_term
         return LossTerms(content_term + style_term + tv_term, content_term, style_term, tv_term)
+
+    @torch.no_grad()
+    def set_region_styles(self, images: Sequence[torch.Tensor | None], masks: torch.Tensor) -> None:
+        """Guided Gram matrices (Gatys et al. 2017, "Controlling Perceptual Factors", spatial control):
+        region k of `masks` (1, K, H, W; soft weights summing to 1 at each pixel of the image being
+        optimised) is compared with `images[k]`'s Gram matrix, of the whole painting as `set_style`
+        computes it, or has no style term where `images[k]` is None. Replaces any `set_style` targets.
+        """
+        if masks.ndim != 4 or masks.shape[0] != 1 or masks.shape[1] != len(images):
+            raise ValueError(f"masks of shape {tuple(masks.shape)} for {len(images)} region styles")
+        self.style_targets = {}
+        self.region_targets = []
+        for image in images:
+            if image is None:
+                self.region_targets.append(None)
+                continue
+            feats = self.encoder(image)
+            self.region_targets.append({layer: gram_matrix(feats[layer].float()) / _positions(feats[layer])
+                                        for layer in self.style_layers})
+        self.region_masks = masks.detach().float()
+        self._layer_masks = {}
+
+    def _guided_style(self, feats: Mapping[str, torch.Tensor], zero: torch.Tensor) -> torch.Tensor:
+        """Σ_l w_l Σ_k E_l^k with region k's Gram G_k = Σ_p m_k(p)·f(p)f(p)ᵀ: the features weighted by √m_k
+        (so a feathered pixel's weights over the regions add up to 1; a hard mask gives the paper's
+        F∘T exactly), the mask brought to the layer's size by area averaging. "target" divides G_k by
+        the region's weight Σm_k and weights E_l^k by the region's share of the image, so a region's
+        style counts per pixel as the whole image's does without a mask; "paper" keeps the paper's sum
+        over regions, with M_l the region's weight."""
+        assert self.region_targets is not None and self.region_masks is not None
+        norm = self.normalisation
+        style_term = zero
+        for layer, weight in self.style_layers.items():
+            f = feats[layer].float()
+            roots, masses = self._masks_at(f.shape[-2], f.shape[-1])
+            total = float(sum(masses))
+            for region, targets in enumerate(self.region_targets):
+                if targets is None or masses[region] <= _EPS:  # kept, or gone at this layer's size
+                    continue
+                mass = masses[region]
+                gram, target = gram_matrix(f * roots[region]), targets[layer]
+                if norm == "target":
+                    loss = style_layer_loss(gram / mass, target, f.shape[1], 1, norm) * (mass / total)
+                else:
+                    loss = style_layer_loss(gram, target * mass, f.shape[1], mass, norm)
+                style_term = style_term + weight * loss
+        return style_term
+
+    def _masks_at(self, height: int, width: int) -> tuple[torch.Tensor, list[float]]:
+        """(√weights (K, 1, h, w), each region's weight sum) at a layer's size, kept per size."""
+        key = (height, width)
+        if key not in self._layer_masks:
+            assert self.region_masks is not None
+            small = nn.functional.interpolate(self.region_masks, size=key, mode="area")[0, :, None]
+            self._layer_masks[key] = (small.sqrt(), [float(value) for value in small.sum(dim=(1, 2, 3))])
+        return self._layer_masks[key]
 
 
 def _positions(features: torch.Tensor) -> int:

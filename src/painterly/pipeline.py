@@ -12,27 +12,33 @@ diverged writes its last good image and then re-raises.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from . import __version__, images
+from . import __version__, images, pixels, regions
 from .config import INITS, StylizeConfig
-from .errors import NumericalError
-from .events import Callback, DoneEvent, Event, StepEvent, ignore
-from .optimize import stylize
+from .errors import NumericalError, UsageError
+from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, ignore
+from .optimize import check_region_styles, stylize
 from .provenance import describe_file
+from .regions import KEEP, RegionMask
 
 StrPath = str | os.PathLike[str]
+MaskSpec = StrPath | np.ndarray | RegionMask  # regions.load_mask's: a file, "auto:K", labels, a mask
 
 
-def settings_for(config: StylizeConfig, *, content: StrPath | None = None, styles: Sequence[StrPath] = ()) -> dict:
+def settings_for(config: StylizeConfig, *, content: StrPath | None = None, styles: Sequence[StrPath] = (),
+                 mask: RegionMask | None = None) -> dict:
     """The settings record a Gatys output stores, as the CLI writes it: painterly's version, the method,
     `config.to_dict()` under "config", and the name and SHA-256 of each input file given (and of the
-    init image, when `config.init` names one). Pass it to `save_image(..., settings=...)`."""
-    return _settings(config, _sources(config, content, styles))
+    init image, when `config.init` names one; a `keep` style stays "keep"), and the mask's
+    `describe` under "mask". Pass it to `save_image(..., settings=...)`."""
+    return _settings(config, _sources(config, content, styles, mask))
 
 
 def stylize_files(
@@ -43,30 +49,62 @@ def stylize_files(
     *,
     callback: Callback = ignore,
     max_pixels: int | None = None,
+    mask: MaskSpec | None = None,
 ) -> dict:
     """Stylise image files into `output`; returns the summary stored in its metadata.
 
+    With `mask` (a mask file, "auto:K", a label array or a RegionMask: `regions.load_mask`), styles[k]
+    paints region k and a style "keep" keeps the photo there. An "auto:K" mask is found from the photo
+    (seeded by `config.seed`) and written, before the run so it can be edited while it goes, beside the
+    output as `<output stem>.mask.png`, never over an input; the file is named in the settings.
+
     A video `content` (`gatys_video.is_video_path`) is stylised frame by frame into the video `output`
-    (`gatys_video.stylize_video_files`, whose summary this returns)."""
+    (`gatys_video.stylize_video_files`, whose summary this returns); not with a mask."""
     from .gatys_video import is_video_path, stylize_video_files  # it builds on this module
 
     if is_video_path(content):
+        if mask is not None:
+            raise UsageError(f"{os.fspath(content)}: --mask paints the regions of a photo; a video's frames "
+                             f"move under a fixed mask (painterly apply --mask does that with an AdaIN model)")
         return stylize_video_files(content, styles, output, config, callback=callback, max_pixels=max_pixels)
-    inputs = [Path(content), *(Path(path) for path in styles)]
+    paintings = [None if _is_keep(path) else Path(path) for path in styles]
+    inputs = [Path(content), *(path for path in paintings if path is not None)]
+    if isinstance(mask, (str, os.PathLike)) and regions.parse_mask_spec(os.fspath(mask)) is None:
+        inputs.append(Path(mask))
     content_image = images.load_image(inputs[0], max_pixels=max_pixels)
-    style_images = [images.load_image(path, max_pixels=max_pixels) for path in inputs[1:]]
+    region_mask = None if mask is None else regions.load_mask(
+        mask, pixels.to_array(content_image), max_pixels=max_pixels, seed=config.seed)
+    check_region_styles(paintings, region_mask, config)
+    style_images = [None if path is None else images.load_image(path, max_pixels=max_pixels) for path in paintings]
     init_image = None
     if config.init not in INITS:  # StylizeConfig has checked that it is a file
         init = Path(config.init)
         init_image = images.load_image(init, max_pixels=max_pixels)
         inputs.append(init)
+    if region_mask is not None and "auto" in region_mask.source:
+        region_mask = _write_auto_mask(region_mask, Path(output), inputs)
+        callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
+                              f"edit it and pass it back as --mask to change them"))
     return stylize_and_save(content_image, style_images, output, config, callback=callback,
-                            sources=_sources(config, content, styles), protect=inputs, init_image=init_image)
+                            sources=_sources(config, content, styles, region_mask), protect=inputs,
+                            init_image=init_image, mask=region_mask)
+
+
+def _is_keep(path: StrPath) -> bool:
+    return os.fspath(path) == KEEP
+
+
+def _write_auto_mask(mask: RegionMask, output: Path, protect: Sequence[Path]) -> RegionMask:
+    """The found mask written as `<output stem>.mask.png` for the user to edit; the mask, now with its file."""
+    path = output.with_name(f"{output.stem}.mask.png")
+    images.check_output(output, protect=protect)  # a bad output is refused before the mask is written
+    regions.write_mask(mask, path, protect=[*protect, output])
+    return dataclasses.replace(mask, source={**mask.source, **describe_file(path)})
 
 
 def stylize_and_save(
     content: torch.Tensor,
-    styles: Sequence[torch.Tensor],
+    styles: Sequence[torch.Tensor | None],
     output: StrPath,
     config: StylizeConfig,
     *,
@@ -74,8 +112,10 @@ def stylize_and_save(
     sources: dict | None = None,
     protect: Sequence[Path] = (),
     init_image: torch.Tensor | None = None,
+    mask: RegionMask | None = None,
 ) -> dict:
-    """Stylise tensors and write the result atomically, settings included; `init_image` as for `stylize`."""
+    """Stylise tensors and write the result atomically, settings included; `init_image` and `mask` as for
+    `stylize`."""
     target = Path(output)
     done: dict = {}
 
@@ -90,7 +130,7 @@ def stylize_and_save(
 
     summary = _settings(config, sources)
     try:
-        result = stylize(content, styles, config, init_image=init_image, callback=relay)
+        result = stylize(content, styles, config, init_image=init_image, callback=relay, mask=mask)
     except NumericalError as error:
         if error.image is not None:
             images.save_image(error.image, target, settings={**summary, "status": f"diverged at step {error.step}"},
@@ -107,15 +147,18 @@ def _save_intermediate(event: StepEvent, output: Path, config: StylizeConfig, so
     images.save_image(event.image, path, settings=settings, protect=protect)
 
 
-def _sources(config: StylizeConfig, content: StrPath | None, styles: Sequence[StrPath]) -> dict:
-    """Each input file's name and SHA-256, under "content", "styles" and "init"."""
+def _sources(config: StylizeConfig, content: StrPath | None, styles: Sequence[StrPath],
+             mask: RegionMask | None = None) -> dict:
+    """Each input file's name and SHA-256, under "content", "styles" and "init"; the mask's record."""
     sources: dict = {}
     if content is not None:
         sources["content"] = describe_file(content)
     if styles:
-        sources["styles"] = [describe_file(path) for path in styles]
+        sources["styles"] = [KEEP if _is_keep(path) else describe_file(path) for path in styles]
     if config.init not in INITS:
         sources["init"] = describe_file(config.init)
+    if mask is not None:
+        sources["mask"] = mask.describe(config.mask_feather)
     return sources
 
 

@@ -60,7 +60,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import images, pixels
+from . import images, optimizers, pixels
 from . import weights as vgg_weights
 from .adain import ADAIN_ARCHITECTURES, AdaINNet, adaptive_instance_norm, encoder_state_from_vgg
 from .atomic import atomic_path, cannot_write
@@ -356,7 +356,7 @@ class Trainer:
         if procs.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.task.trained, device_ids=ids)
-        self.optimizer = torch.optim.Adam(self.task.parameters(), lr=config.lr)
+        self.optimizer = optimizers.Adam(self.task.parameters(), lr=config.lr)  # torch's, without dynamo's import
         # fp16 needs loss scaling against underflowing gradients; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler("cuda") if self.autocast == torch.float16 else None
         self.loss = self.task.loss

@@ -58,8 +58,8 @@ from .video_av import VIDEO_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS, Frame, Writte
 if TYPE_CHECKING:
     from .fast import FastStylizer
 
-__all__ = ["ANIMATION_EXTENSIONS", "VIDEO_EXTENSIONS", "WRITABLE_VIDEO_EXTENSIONS", "VideoReport", "check_stylizer",
-           "is_video", "read_video_settings", "stylize_video"]
+__all__ = ["ANIMATION_EXTENSIONS", "VIDEO_EXTENSIONS", "WRITABLE_VIDEO_EXTENSIONS", "Smoother", "VideoReport",
+           "check_stylizer", "is_video", "read_video_settings", "stylize_video"]
 
 ANIMATION_EXTENSIONS = (".gif", ".webp")
 
@@ -233,11 +233,12 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 def _smoother(smooth: float, stabilize: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """The one temporal filter a clip's frames go through (ApplyConfig refuses both at once)."""
-    return flow.FlowBlender(stabilize) if stabilize > 0 else _Smoother(smooth)
+    return flow.FlowBlender(stabilize) if stabilize > 0 else Smoother(smooth)
 
 
-class _Smoother:
-    """An exponential moving average of the stylised frames, restarted at scene cuts.
+class Smoother:
+    """An exponential moving average of the stylised frames, restarted at scene cuts (`--smooth`):
+    call it with (input frame, stylised frame) for each frame of one clip, in order.
 
     A fast-style network maps each frame on its own, so small changes between frames (noise,
     compression) become large changes in painted texture: flicker. Averaging with the

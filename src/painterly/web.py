@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from .web_files import Workspace
     from .web_handlers import Handlers
+    from .web_regions import RegionControls
 
 LOOPBACK_NAMES = ("localhost",)
 # What `painterly serve` and `build_app` run with unless told otherwise.
@@ -59,14 +60,15 @@ _INTRO = (
     "# painterly\nNeural style transfer on this machine: **Fast** applies a trained model of one style in a "
     "moment, **Any painting** paints photos after any paintings you upload, as quickly (an arbitrary-style "
     "model, AdaIN), **Optimize** paints a photo in the style of paintings step by step (Gatys et al.), "
-    "**Video** applies a model to a short clip. Every download carries the settings that made it."
+    "**Video** applies a model to a short clip, **Live** to your camera as it films. Every download carries the "
+    "settings that made it."
 )
 _MASK_HELP = ("A mask is a PNG with one flat colour per region (at most 16). Its regions are numbered in the order "
               "their colours first appear, reading from the top-left row by row; region 1 takes painting 1, "
               "and so on, unless **Regions** says otherwise: `2, 1, keep` gives region 1 the second painting, "
               "region 2 the first, and keeps the photo in region 3.")
 # A result smaller than its box (the Optimize tab's 128-px first look in a 420-px box) is scaled to fit.
-_CSS = "#optimize-result img { width: 100%; height: 100%; object-fit: contain; }"
+_CSS = "#optimize-result img, #live-result img { width: 100%; height: 100%; object-fit: contain; }"
 
 
 default_model_dir = models_dir  # where trained and pulled models live unless `--models` adds a folder: the zoo's
@@ -109,6 +111,7 @@ def build_app(
     import gradio as gr
 
     from .web_handlers import Handlers, ModelCatalog
+    from .web_live import live_tab
 
     folders = [Path(models)] if models is not None else []
     handlers = Handlers(
@@ -133,6 +136,8 @@ def build_app(
             _optimize_tab(handlers, heavy, max_side=max_side, random_weights=_uses_random_weights(vgg_weights))
         with gr.Tab("Video"):
             _video_tab(handlers, heavy, max_side=max_side)
+        with gr.Tab("Live", elem_id="live-tab"):
+            live_tab(handlers)
     app.queue(max_size=queue_size, default_concurrency_limit=concurrency)
     _fetch_no_urls(app)
     app.launch = functools.partial(_launch, app, app.launch, workspace, max_upload_mb)
@@ -396,12 +401,14 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
                                  info="0 = the original, 1 = fully styled")
             colour = _colour_choice(JOHNSON_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
             size = _long_side(max_side)
+            regions = _region_controls(handlers, "fast", uploads, models=True)
             run = gr.Button("Stylise", variant="primary", elem_id="fast-run")
         with gr.Column():
             gallery = gr.Gallery(label="Results", elem_id="fast-gallery", columns=2, format="png")
             downloads = gr.File(label="Downloads (PNG with the settings inside)", file_count="multiple")
-    run.click(handlers.fast, inputs=[uploads, model, strength, colour, size], outputs=[gallery, downloads],
-              api_name="fast", **heavy)
+    ran = run.click(handlers.fast, inputs=[uploads, model, strength, colour, size, *regions.inputs],
+                    outputs=[gallery, downloads], api_name="fast", **heavy)
+    regions.show_used_mask(ran, handlers.masks)
 
 
 def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
@@ -420,7 +427,8 @@ def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None
                               info="0 = the photo's own features, 1 = fully the paintings' (mixed before painting)",
                               elem_id="any-alpha")
             colour = _colour_choice(FAST_COLOR_MODES, _FAST_DEFAULTS.preserve_color)
-            with gr.Accordion("A different painting in each region (mask)", open=False, elem_id="any-regions"):
+            # The mask file and region order of `painterly apply --mask`: the API's; the page draws (below).
+            with gr.Accordion("A different painting in each region (mask file)", open=False, visible=False):
                 gr.Markdown(_MASK_HELP)
                 mask = gr.File(file_types=["image"], label="Mask", elem_id="any-mask")
                 with gr.Row():
@@ -434,14 +442,16 @@ def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None
                     style_size = gr.Number(_FAST_DEFAULTS.style_size or 0, precision=0, minimum=0, maximum=max_side,
                                            label="Painting's long side (0 = as uploaded)",
                                            info="sets the scale of the strokes: larger paints bigger strokes")
+            drawn = _region_controls(handlers, "any", photos, paintings=paintings)
             run = gr.Button("Paint", variant="primary", elem_id="any-run")
         with gr.Column():
             gallery = gr.Gallery(label="Results", elem_id="any-gallery", columns=2, format="png")
             downloads = gr.File(label="Downloads (PNG with the settings inside)", file_count="multiple",
                                 elem_id="any-downloads")
-    run.click(handlers.any_painting, inputs=[photos, paintings, model, style_blend, alpha, colour, mask, regions,
-                                             feather, size, style_size],
-              outputs=[gallery, downloads], api_name="any_painting", **heavy)
+    ran = run.click(handlers.any_painting, inputs=[photos, paintings, model, style_blend, alpha, colour, mask, regions,
+                                                   feather, size, style_size, *drawn.inputs],
+                    outputs=[gallery, downloads], api_name="any_painting", **heavy)
+    drawn.show_used_mask(ran, handlers.masks)
 
 
 def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weights: bool) -> None:
@@ -478,6 +488,7 @@ def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weig
                                             info="above 1: larger strokes")
                 style_blend = gr.Textbox("", label="Style blend", placeholder="e.g. 2, 1 (empty: equal)",
                                          info="one weight per painting, in upload order (the sample last)")
+            regions = _region_controls(handlers, "optimize", photo, paintings=paintings, sample=sample)
             with gr.Row():
                 run = gr.Button("Paint", variant="primary", elem_id="optimize-run")
                 stop = gr.Button("Stop (keep the current image)", variant="stop")
@@ -487,11 +498,35 @@ def _optimize_tab(handlers: Handlers, heavy: dict, *, max_side: int, random_weig
                              buttons=["download", "fullscreen"])
             status = gr.Textbox(label="Progress", interactive=False, elem_id="optimize-status")
             download = gr.File(label="Download (PNG with the settings inside)", elem_id="optimize-download")
-    run.click(handlers.optimize,
-              inputs=[photo, paintings, sample, size, steps, style_weight, content_weight, colour,
-                      optimizer, tv_weight, style_scale, style_blend],
-              outputs=[image, status, download], api_name="optimize", **heavy)
+    ran = run.click(handlers.optimize,
+                    inputs=[photo, paintings, sample, size, steps, style_weight, content_weight, colour,
+                            optimizer, tv_weight, style_scale, style_blend, *regions.inputs],
+                    outputs=[image, status, download], api_name="optimize", **heavy)
+    regions.show_used_mask(ran, handlers.masks)
     stop.click(handlers.stop, api_name="stop", concurrency_limit=None)  # never waits behind the job it stops
+
+
+def _region_controls(handlers: Handlers, tab: str, photo: Any, *, paintings: Any = None, sample: Any = None,
+                     models: bool = False) -> RegionControls:
+    """The tab's mask editor and a style per region (`web_regions`): the uploaded paintings, or the fast models."""
+    from .config import MASK_FEATHER
+    from .regions import KEEP
+    from .web_handlers import FAST
+    from .web_regions import REGION_NAMES, default_painting, follow_paintings, region_controls
+
+    if models:
+        listed = handlers.catalog.choices(FAST)
+        choices = [("keep the photo", KEEP), *listed]
+        defaults = [KEEP, *([listed[0][1] if listed else KEEP] * (len(REGION_NAMES) - 1))]
+    else:
+        slots = len(REGION_NAMES) - 1  # a number for every brush colour until paintings are uploaded
+        choices = [("keep the photo", KEEP), *((f"painting {number}", str(number)) for number in range(1, slots + 1))]
+        defaults = [default_painting(label, slots) for label in range(len(REGION_NAMES))]
+    controls = region_controls(tab, choices=choices, defaults=defaults, feather=MASK_FEATHER,
+                               max_pixels=handlers.max_pixels, photo=photo)
+    if paintings is not None:
+        follow_paintings(controls, paintings, sample, extra_name="the sample painting")
+    return controls
 
 
 def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:

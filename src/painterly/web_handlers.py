@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -44,6 +44,7 @@ from .modelfile import is_arbitrary, read_metadata
 from .pipeline import stylize_files
 from .regions import read_mask
 from .web_files import Workspace, download_name
+from .web_regions import DrawnMask, LastMasks, model_order, painting_order, save_drawing
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
 FAST = "fast"  # a model of one style (Johnson et al.): the Fast and Video tabs
@@ -329,6 +330,7 @@ class Handlers:
     device: str
     max_pixels: int
     stops: StopSignals = field(default_factory=StopSignals)
+    masks: LastMasks = field(default_factory=LastMasks)  # each session's last drawn mask per tab (web_regions)
 
     def refresh_models(self, current: str | None, kind: str = FAST) -> gr.Dropdown:
         """Look for models (of one kind) again, keeping the choice when it is still there."""
@@ -360,25 +362,45 @@ class Handlers:
         return (self.refresh_models(name, kind), *self.published_models(name, kind))
 
     def fast(self, uploads: list[str] | None, model: str | None, strength: float, colour: str,
-             size: float | None, progress: gr.Progress = gr.Progress()  # noqa: B008 - how Gradio injects a progress bar
-             ) -> tuple[list[str], list[str]]:
+             size: float | None, drawing: dict | None = None, drawn_feather: float | None = None,
+             region_1: str | None = None, region_2: str | None = None, region_3: str | None = None,
+             region_4: str | None = None, region_5: str | None = None, region_6: str | None = None,
+             progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
+             request: gr.Request | None = None) -> tuple[list[str], list[str]]:
         """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash.
-        A catalogue model not on disk is pulled first, its progress in the page."""
+        A catalogue model not on disk is pulled first, its progress in the page. With a mask drawn in the
+        page (`drawing`), each region takes the model named in `region_1`… or keeps the photo (`web_regions`)."""
         if not uploads:
             raise _page_error("upload one or more images first")
-        with shown_in_page(*uploads):
-            stylizer = self.catalog.stylizer(model, self._apply_config(strength, colour, size), kind=FAST,
-                                             callback=functools.partial(_show_download, progress))
-            return self._apply(stylizer, uploads, "fast", [Path(model or "").stem])  # a listed model: checked
+        choices = (region_1, region_2, region_3, region_4, region_5, region_6)
+        with shown_in_page(*uploads), self.workspace.job("fast") as folder:
+            drawn = self._drawn("fast", drawing, choices, folder, request)
+            config = self._apply_config(strength, colour, size)
+            if drawn is not None:
+                config = config.replace(mask_feather=int(_number(drawn_feather, "feather")))
+            pulled = functools.partial(_show_download, progress)
+            stylizer = self.catalog.stylizer(model, config, kind=FAST, callback=pulled)
+            made_by = [Path(model or "").stem]  # a listed model: checked
+            if drawn is not None:
+                names = model_order(drawn)
+                models = [None if name is None else self.catalog.stylizer(name, kind=FAST, callback=pulled)
+                          for name in names]  # each takes `stylizer`'s settings
+                stylizer = stylizer.with_regions(drawn.mask, models)
+                made_by = list(dict.fromkeys(Path(name).stem for name in names if name is not None))
+            return self._apply(stylizer, uploads, "fast", made_by, folder=folder)
 
     def any_painting(self, uploads: list[str] | None, paintings: list[str] | None, model: str | None,
                      style_blend: str | None, alpha: float, colour: str, mask: str | None, regions: str | None,
                      feather: float | None, size: float | None, style_size: float | None,
-                     progress: gr.Progress = gr.Progress()  # noqa: B008 - how Gradio injects a progress bar
-                     ) -> tuple[list[str], list[str]]:
+                     drawing: dict | None = None, drawn_feather: float | None = None, region_1: str | None = None,
+                     region_2: str | None = None, region_3: str | None = None, region_4: str | None = None,
+                     region_5: str | None = None, region_6: str | None = None,
+                     progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
+                     request: gr.Request | None = None) -> tuple[list[str], list[str]]:
         """Stylise each photo after the uploaded paintings with an arbitrary-style model, as `painterly apply
         MODEL PHOTO --style PAINTING...` does: blended by `style_blend`, or one painting per region of `mask`
-        (`regions` says which: "2, 1, keep"; empty: in upload order).
+        (`regions` says which: "2, 1, keep"; empty: in upload order), or drawn in the page's mask editor
+        (`drawing`, each region's painting number or keep in `region_1`…, see `web_regions`).
 
         The model is loaded once (the catalog's; a catalogue model not on disk is pulled first), and each
         painting is read and measured once per request, for all its photos (with colour "histogram" it is
@@ -389,20 +411,27 @@ class Handlers:
             raise _page_error("upload one or more photos first")
         if not paintings:
             raise _page_error("upload one or more paintings")
-        with shown_in_page(*uploads, *paintings, *([mask] if mask else [])):
+        choices = (region_1, region_2, region_3, region_4, region_5, region_6)
+        with shown_in_page(*uploads, *paintings, *([mask] if mask else [])), \
+                self.workspace.job("any-painting") as folder:
+            drawn = self._drawn("any", drawing, choices, folder, request)
+            if drawn is not None and mask:
+                raise UsageError("a mask file and a mask drawing: use one of them")
             blend = _blend(style_blend)
-            if mask and blend is not None:
+            if (mask or drawn) and blend is not None:
                 raise UsageError("blend: with a mask each region takes its own painting; empty the blend field, "
                                  "or remove the mask to blend the paintings over the whole photo")
             config = self._apply_config(1.0, colour, size).replace(
                 alpha=_number(alpha, "alpha"), style_size=_size(style_size), style_blend=blend)
-            if mask:
-                config = config.replace(mask_feather=int(_number(feather, "feather")))
+            if mask or drawn:
+                config = config.replace(mask_feather=int(_number(drawn_feather if drawn else feather, "feather")))
             stylizer = self.catalog.stylizer(model, config, kind=ARBITRARY,
                                              callback=functools.partial(_show_download, progress))
             region_mask = read_mask(mask, max_pixels=self.max_pixels) if mask else None  # checked before measuring
             order = None if region_mask is None else _region_order(regions, len(paintings), region_mask.count,
                                                                    Path(mask or "").name)
+            if drawn is not None:
+                region_mask, order = drawn.mask, painting_order(drawn, len(paintings))
             read = [stylizer.read_painting(path) for path in paintings]
             # Measured here, once each, however many regions take a painting; "histogram" measures per photo.
             measured: list[Style] = list(read) if config.preserve_color == "histogram" else [
@@ -412,14 +441,15 @@ class Handlers:
                 styled = stylizer.with_styles(styles, mask=region_mask)
             else:
                 styled = stylizer.with_styles(measured)
-            return self._apply(styled, uploads, "any-painting", [Path(path).stem for path in paintings])
+            return self._apply(styled, uploads, "any-painting", [Path(path).stem for path in paintings], folder=folder)
 
-    def _apply(self, stylizer: FastStylizer, uploads: list[str], kind: str, made_by: list[str]
-               ) -> tuple[list[str], list[str]]:
-        """`apply_files` into a new job folder: results named after each upload and `made_by` (the model, or
-        the paintings), the library's warnings and each failed file shown once by its name, as uploaded."""
+    def _apply(self, stylizer: FastStylizer, uploads: list[str], kind: str, made_by: list[str],
+               folder: Path | None = None) -> tuple[list[str], list[str]]:
+        """`apply_files` into a new job folder (or `folder`, the caller's job): results named after each upload
+        and `made_by` (the model, or the paintings), the library's warnings and each failed file shown once by
+        its name, as uploaded."""
         notices: list[str] = []  # the library's warnings; a failed file is one of them and in the report too
-        with self.workspace.job(kind) as folder:
+        with self.workspace.job(kind) if folder is None else nullcontext(folder) as folder:
             report = apply_files(stylizer, uploads, folder, suffix=".png",
                                  callback=functools.partial(_collect_warnings, notices))
             failures = [reason for _, reason in report.failed]
@@ -434,17 +464,33 @@ class Handlers:
     def optimize(self, photo: str | None, paintings: list[str] | None, sample: bool, size: float, steps: float,
                  style_weight: float | None, content_weight: float | None, colour: str,
                  optimizer: str, tv_weight: float | None, style_scale: float | None, style_blend: str | None,
-                 request: gr.Request) -> Iterator[tuple]:
+                 drawing: dict | None = None, drawn_feather: float | None = None, region_1: str | None = None,
+                 region_2: str | None = None, region_3: str | None = None, region_4: str | None = None,
+                 region_5: str | None = None, region_6: str | None = None,
+                 request: gr.Request | None = None) -> Iterator[tuple]:
         """Gatys optimisation as `painterly stylize` runs it, yielding the image as it forms.
 
-        The settings are the CLI's, checked by `StylizeConfig` (and the blend's count by the run).
+        The settings are the CLI's, checked by `StylizeConfig` (and the blend's count by the run). With a
+        mask drawn in the page (`drawing`), each region takes the painting numbered in `region_1`… (the
+        sample last) or keeps the photo (`web_regions`).
         """
         if not photo:
             raise _page_error("upload a photo first")
         styles = [Path(path) for path in paintings or []] + ([self.workspace.sample_painting()] if sample else [])
         if not styles:
             raise _page_error("upload a painting, or tick the built-in sample painting")
-        with shown_in_page(photo, *(paintings or [])):
+        choices = (region_1, region_2, region_3, region_4, region_5, region_6)
+        with shown_in_page(photo, *(paintings or [])), self.workspace.job("optimize") as folder:
+            drawn = self._drawn("optimize", drawing, choices, folder, request)
+            region_styles: list[str | Path] = list(styles)
+            mask: dict = {}
+            if drawn is not None:
+                if style_blend and style_blend.strip():
+                    raise UsageError("style blend: with a mask each region takes its own painting; empty the "
+                                     "style blend, or clear the drawing to blend the paintings over the whole photo")
+                region_styles = [KEEP if index is None else styles[index]
+                                 for index in painting_order(drawn, len(styles))]
+                mask = {"mask_feather": int(_number(drawn_feather, "feather"))}
             config = StylizeConfig(size=int(size), steps=int(steps), optimizer=optimizer,
                                    style_weight=_number(style_weight, "style weight"),
                                    content_weight=_number(content_weight, "content weight"),
@@ -452,11 +498,13 @@ class Handlers:
                                    style_scale=_number(style_scale, "style scale"),
                                    style_blend=_blend(style_blend), preserve_color=_colour(colour),
                                    vgg_weights=self.vgg_weights, device=self.device,
-                                   save_every=max(1, int(steps) // LIVE_UPDATES))
-            with self.workspace.job("optimize") as folder, self.stops.watch(request.session_hash or "") as stop:
-                output = folder / download_name(Path(photo).stem, *(path.stem for path in styles), suffix=".png")
-                work = functools.partial(stylize_files, Path(photo), styles, output, config,
-                                         max_pixels=self.max_pixels)
+                                   save_every=max(1, int(steps) // LIVE_UPDATES), **mask)
+            session = (request.session_hash if request is not None else None) or ""
+            with self.stops.watch(session) as stop:
+                used = dict.fromkeys(Path(style).stem for style in region_styles if style != KEEP)
+                output = folder / download_name(Path(photo).stem, *used, suffix=".png")
+                work = functools.partial(stylize_files, Path(photo), region_styles, output, config,
+                                         max_pixels=self.max_pixels, mask=None if drawn is None else drawn.path)
                 yield from _shown(LiveRun(work, stop).events(), output, self.workspace)
 
     def stop(self, request: gr.Request) -> None:
@@ -483,6 +531,17 @@ class Handlers:
                 stylize_video(stylizer, Path(clip), output, callback=functools.partial(_show_video_progress, progress))
                 [result] = self.workspace.written([output])
         return result
+
+    def _drawn(self, tab: str, drawing: dict | None, choices: tuple[str | None, ...], folder: Path,
+               request: gr.Request | None) -> DrawnMask | None:
+        """The page's mask drawing written into the job's `folder`/drawn (`web_regions.save_drawing`) and recorded
+        as this session's last mask of `tab`, for its download box; None when nothing is drawn."""
+        drawn = save_drawing(drawing, choices, folder / "drawn", max_pixels=self.max_pixels)  # apart from results
+        if drawn is not None:
+            self.workspace.written([drawn.path])
+        session = (request.session_hash if request is not None else None) or ""
+        self.masks.record(session, tab, None if drawn is None else drawn.path)
+        return drawn
 
     def _apply_config(self, strength: float, colour: str, size: float | None) -> ApplyConfig:
         """The page's choices and the server's limits as the one config the fast path takes."""

@@ -1,0 +1,248 @@
+"""Johnson networks by region (issue 13): a model per mask region or the photo kept, feathered edges, tiling,
+folders, ONNX, automatic masks written beside the outputs, and the CLI's one-line refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from adain_helpers import painting, save_adain
+from helpers import picture
+from painterly.cli import app
+from painterly.config import ApplyConfig
+from painterly.export import export_onnx
+from painterly.fast import FastStylizer
+from painterly.images import read_array, read_settings, save_animation, save_image
+from painterly.modelfile import save_model
+from painterly.provenance import file_sha256
+from painterly.regions import auto_mask, read_mask
+from painterly.transformer import Architecture, TransformerNet
+
+CONFIG = ApplyConfig(device="cpu", precision="fp32")
+FEATHER = 8  # two box blurs of radius 4: a region's weight is exactly 1 from 8 pixels inside its edge on
+REACH = FEATHER
+
+
+def tiny_net(seed: int, bias: float) -> TransformerNet:
+    """A random network a few kernels wide, its output around `bias`: two seeds paint visibly differently,
+    and mildly enough (like a trained one) that its instance norms barely notice being tiled."""
+    torch.manual_seed(seed)
+    net = TransformerNet(Architecture(channels=(4, 8, 8), residual_blocks=1)).eval()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+        net.deconv3.conv2d.weight.mul_(0.2)
+        net.deconv3.conv2d.bias.fill_(bias)
+    return net
+
+
+def three_columns(height: int, width: int) -> np.ndarray:
+    """Red, then blue, then green columns (regions 1, 2, 3 in the order a mask file numbers them)."""
+    mask = np.zeros((height, width, 3), dtype=np.uint8)
+    third = width // 3
+    mask[:, :third] = (255, 0, 0)
+    mask[:, third : 2 * third] = (0, 0, 255)
+    mask[:, 2 * third :] = (0, 255, 0)
+    return mask
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("regions")
+    paths = {
+        "a": save_model(tiny_net(0, 0.5), folder / "a.safetensors", style={"image": "a.jpg"}),
+        "b": save_model(tiny_net(5, 0.3), folder / "b.safetensors", style={"image": "b.jpg"}),
+        "adain": save_adain(folder / "adain.safetensors"),
+        "painting": save_image(painting(40, 40, (0.9, 0.15, 0.1)), folder / "red.png"),
+        "photo": save_image(picture(48, 72), folder / "photo.png"),
+        "mask": save_image(three_columns(24, 36), folder / "mask.png"),  # half the photo's size: resized
+    }
+    photos = folder / "photos"
+    photos.mkdir()
+    save_image(picture(48, 72, seed=1), photos / "wide.png")
+    save_image(picture(40, 40, seed=2), photos / "square.png")
+    paths["photos"] = photos
+    frames = [(picture(32, 48, seed=seed) * 255).astype(np.uint8) for seed in (3, 4, 5)]
+    paths["clip"] = save_animation(frames, [100, 100, 100], folder / "clip.gif", loop=0)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def stylizers(files):
+    return {name: FastStylizer(files[name], CONFIG) for name in ("a", "b")}
+
+
+def photo_uint8(files) -> np.ndarray:
+    return read_array(files["photo"], dtype=np.uint8)[0]
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["apply", *[str(a) for a in args]])
+
+
+def test_each_region_is_its_models_output_or_the_photo_and_is_recorded(files, stylizers, one_thread):
+    a, b = stylizers["a"], stylizers["b"]
+    photo = photo_uint8(files)
+    regions = a.with_regions(files["mask"], [None, files["b"], a])
+    styled = regions.stylize(photo)
+    assert styled.dtype == np.uint8 and styled.shape == photo.shape
+    inside = [slice(0, 24 - REACH), slice(24 + REACH, 48 - REACH), slice(48 + REACH, 72)]  # columns of 1, 2, 3
+    np.testing.assert_array_equal(styled[:, inside[0]], photo[:, inside[0]])
+    np.testing.assert_array_equal(styled[:, inside[1]], b.stylize(photo)[:, inside[1]])
+    np.testing.assert_array_equal(styled[:, inside[2]], a.stylize(photo)[:, inside[2]])
+    assert np.abs(styled[:, inside[1]].astype(int) - photo[:, inside[1]]).mean() > 10  # b does paint
+    record = regions.describe()
+    assert record["mask"] == {"file": str(files["mask"]), "sha256": file_sha256(files["mask"]),
+                              "regions": ["#ff0000", "#0000ff", "#00ff00"], "feather": FEATHER}
+    assert [entry.get("keep") or entry["file"] for entry in record["region_models"]] == [
+        True, str(files["b"]), str(files["a"])]
+    assert record["region_models"][1]["sha256"] == file_sha256(files["b"])
+    assert record["region_models"][1]["style"] == {"image": "b.jpg"}
+    assert set(regions.input_files()) >= {str(files["mask"]), str(files["b"])}
+
+
+def test_feathering_blends_the_outputs_along_a_smooth_ramp(files, stylizers, one_thread):
+    a, b = stylizers["a"], stylizers["b"]
+    photo = picture(32, 64, seed=4)  # float in, float out: the blend is exact
+    labels = np.zeros((32, 64), dtype=np.uint8)
+    labels[:, 32:] = 1
+    styled = a.with_regions(labels, [None, b]).stylize(photo)
+    weight = read_mask_weights(labels, FEATHER)
+    np.testing.assert_allclose(styled, weight[0][..., None] * photo + weight[1][..., None] * b.stylize(photo),
+                               atol=1e-5)
+    ramp = weight[1][16]
+    assert ramp[: 32 - REACH].max() == 0 and ramp[32 + REACH :].min() == 1
+    steps = np.diff(ramp)
+    assert steps.min() >= 0 and 0 < steps.max() < 0.2 and (steps > 0).sum() >= FEATHER  # gradual, not a cut
+    hard = a.with_config(CONFIG.replace(mask_feather=0)).with_regions(labels, [None, b]).stylize(photo)
+    np.testing.assert_array_equal(hard[:, :32], photo[:, :32])
+
+
+def read_mask_weights(labels: np.ndarray, feather: int) -> np.ndarray:
+    from painterly.regions import mask_from_labels
+
+    return mask_from_labels(labels).weights(*labels.shape, feather)
+
+
+def test_tiled_regions_are_each_models_tiled_output_and_close_to_untiled(files, stylizers, one_thread):
+    tiled_config = CONFIG.replace(tile=48, tile_overlap=24)
+    a, b = (stylizers[name].with_config(tiled_config) for name in ("a", "b"))
+    cell = (np.random.default_rng(3).random((8, 8, 3)) * 255).astype(np.uint8)
+    photo = np.tile(cell, (8, 12, 1))  # a repeating texture: each tile's instance norms see the whole's statistics
+    assert a.is_tiled(64, 96)  # 2x3 tiles
+    tiled = a.with_regions(files["mask"], [b, None, a]).stylize(photo)
+    np.testing.assert_array_equal(tiled[:, : 32 - REACH], b.stylize(photo)[:, : 32 - REACH])
+    np.testing.assert_array_equal(tiled[:, 64 + REACH :], a.stylize(photo)[:, 64 + REACH :])
+    whole = stylizers["a"].with_regions(files["mask"], [stylizers["b"], None, stylizers["a"]]).stylize(photo)
+    difference = np.abs(tiled.astype(int) - whole)
+    painted = np.abs(whole[:, 64:].astype(int) - photo[:, 64:]).mean()
+    assert difference.mean() < 0.15 * painted and np.percentile(difference, 99) < 32, (difference.mean(), painted)
+
+
+def test_a_folder_of_two_sizes_shares_one_mask(files, stylizers, tmp_path, one_thread):
+    out = tmp_path / "out"
+    result = invoke(files["a"], files["photos"], "--mask", files["mask"], "--region", f"2={files['b']}",
+                    "--region", "3=keep", "--precision", "fp32", "-o", out)
+    assert result.exit_code == 0, result.output
+    square = read_array(files["photos"] / "square.png", dtype=np.uint8)[0]
+    styled = read_array(out / "square.png", dtype=np.uint8)[0]
+    assert styled.shape == (40, 40, 3) and read_array(out / "wide.png")[0].shape == (48, 72, 3)
+    # The 36-column mask resized to 40 columns: region 1 is columns 0..13, region 3 from column 27.
+    np.testing.assert_array_equal(styled[:, : 13 - REACH], stylizers["a"].stylize(square)[:, : 13 - REACH])
+    np.testing.assert_array_equal(styled[:, 27 + REACH :], square[:, 27 + REACH :])
+    settings = read_settings(out / "square.png")
+    assert settings["mask"]["file"] == str(files["mask"])
+    assert [entry.get("keep") or entry["file"] for entry in settings["region_models"]] == [
+        str(files["a"]), str(files["b"]), True]
+    assert not list(out.glob("*.mask.png"))  # a given mask is not written again
+
+
+def test_an_onnx_model_paints_its_region_beside_a_torch_one(files, stylizers, tmp_path, one_thread):
+    onnx = export_onnx(files["b"], tmp_path / "b.onnx", check_sizes=[(1, 3, 32, 32)]).path
+    photo = photo_uint8(files)
+    regions = stylizers["a"].with_regions(files["mask"], [None, onnx, stylizers["a"]])
+    styled = regions.stylize(photo)
+    onnx_alone = FastStylizer(onnx, CONFIG).stylize(photo)
+    assert FastStylizer(onnx, CONFIG).backend == "onnx"
+    middle = slice(24 + REACH, 48 - REACH)
+    np.testing.assert_array_equal(styled[:, middle], onnx_alone[:, middle])
+    assert regions.describe()["region_models"][1]["file"] == str(onnx)
+
+
+def test_auto_masks_are_found_per_photo_and_written_beside_each_output(files, tmp_path, one_thread):
+    out = tmp_path / "out"
+    result = invoke(files["a"], files["photos"], "--mask", "auto:2", "--region", f"1={files['b']}",
+                    "--precision", "fp32", "-o", out)
+    assert result.exit_code == 0, result.output
+    for name in ("wide", "square"):
+        photo = read_array(files["photos"] / f"{name}.png", dtype=np.uint8)[0]
+        written = out / f"{name}.mask.png"
+        np.testing.assert_array_equal(read_mask(written).labels, auto_mask(photo, 2).labels)
+        recorded = read_settings(out / f"{name}.png")["mask"]
+        assert recorded["file"] == str(written) and recorded["sha256"] == file_sha256(written)
+        assert recorded["auto"] == 2 and recorded["seed"] == 0
+    # The written mask given back as --mask gives the same picture.
+    again = tmp_path / "again.png"
+    result = invoke(files["a"], files["photos"] / "wide.png", "--mask", out / "wide.mask.png", "--region",
+                    f"1={files['b']}", "--precision", "fp32", "-o", again)
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_array(again)[0], read_array(out / "wide.png")[0])
+
+
+def test_an_animation_takes_its_first_frames_auto_mask_written_once(files, tmp_path, one_thread):
+    out = tmp_path / "clip.gif"
+    result = invoke(files["a"], files["clip"], "--mask", "auto:2", "--region", "2=keep", "--precision", "fp32",
+                    "-o", out)
+    assert result.exit_code == 0, result.output
+    first = read_array(files["clip"], dtype=np.uint8)[0]
+    np.testing.assert_array_equal(read_mask(tmp_path / "clip.mask.png").labels, auto_mask(first, 2).labels)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mask.png"]
+
+
+def test_adain_paintings_take_an_auto_mask_too(files, tmp_path, one_thread):
+    out = tmp_path / "out.png"
+    result = invoke(files["adain"], files["photo"], "--style", files["painting"], "--style", "keep", "--mask",
+                    "auto:2", "--style-size", "32", "--precision", "fp32", "-o", out)
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "out.mask.png"
+    np.testing.assert_array_equal(read_mask(written).labels, auto_mask(photo_uint8(files), 2).labels)
+    assert read_settings(out)["mask"]["sha256"] == file_sha256(written)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--region", "1=keep"], "--region N=MODEL needs --mask"),
+    (["--mask", "{mask}", "--region", "4=keep"], "has 3 regions, numbered 1 to 3"),
+    (["--mask", "auto:2", "--region", "3=keep"], "--mask auto:2 has 2 regions"),
+    (["--mask", "{mask}", "--region", "2=keep", "--region", "2={b}"], "--region 2 is given twice"),
+    (["--mask", "{mask}", "--region", "two=keep"], "expected N=MODEL or N=keep"),
+    (["--mask", "{mask}", "--region", "2="], "expected N=MODEL or N=keep"),
+    (["--mask", "{mask}", "--region", "2={adain}"], "an arbitrary-style (AdaIN) model takes one --style"),
+    (["--mask", "{mask}", "--region", "2=nosuch.safetensors"], "nosuch.safetensors: no such model file"),
+    (["--mask", "{mask}"], "--mask needs --style paintings (an AdaIN model) or --region"),
+    (["--mask", "{mask}", "--region", "2=keep", "--style-blend", "1,1"], "with --region each region takes one"),
+    (["--mask", "auto:x", "--region", "1=keep"], "auto:K takes a number of regions K from 2 to 16"),
+    (["--mask", "{photo}", "--region", "1=keep"], "a mask has one flat colour per region"),
+])
+def test_region_mistakes_are_one_line_and_write_nothing(files, tmp_path, args, fragment):
+    out = tmp_path / "out.png"
+    names = {key: str(value) for key, value in files.items()}
+    result = invoke(files["a"], files["photo"], *[arg.format(**names) for arg in args], "-o", out)
+    assert result.exit_code in (1, 2), result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("painterly: error: ") and fragment in lines[0], result.stderr
+    assert not out.exists() and not (tmp_path / "out.mask.png").exists()
+
+
+def test_adain_refuses_region_stdout_refuses_auto_and_the_mask_is_never_overwritten(files, tmp_path):
+    out = tmp_path / "out.png"
+    result = invoke(files["adain"], files["photo"], "--mask", files["mask"], "--region", "1=keep", "-o", out)
+    assert result.exit_code == 2 and "takes one --style painting per --mask region" in result.stderr
+    result = invoke(files["a"], files["photo"], "--mask", "auto:2", "--region", "1=keep", "-o", "-")
+    assert result.exit_code == 2 and "-o - has no beside" in result.stderr and not result.stdout
+    assert not list(tmp_path.iterdir())
+    before = file_sha256(files["mask"])
+    result = invoke(files["a"], files["photo"], "--mask", files["mask"], "--region", "1=keep", "-o", files["mask"])
+    assert result.exit_code == 1 and "refusing to overwrite an input file" in result.stderr
+    assert file_sha256(files["mask"]) == before

@@ -1,0 +1,161 @@
+"""Masks (regions.py): files and grey levels, automatic masks from clustering, specs, and bad input."""
+
+import io
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from painterly.errors import ImageError, PainterlyError, UsageError
+from painterly.regions import (
+    MAX_REGIONS,
+    PALETTE,
+    RegionMask,
+    auto_mask,
+    load_mask,
+    mask_from_labels,
+    parse_mask_spec,
+    read_mask,
+    write_mask,
+)
+
+
+def _blobs(height=60, width=80, seed=0):
+    """A drawn photo with three obvious regions: a sky, a red disc in it, a green field; noisy."""
+    y, x = np.mgrid[0:height, 0:width]
+    labels = np.zeros((height, width), dtype=np.uint8)
+    labels[(y - 18) ** 2 + (x - 56) ** 2 < 12 ** 2] = 1
+    labels[y >= 38] = 2
+    colours = np.array([(90, 150, 235), (220, 40, 30), (50, 140, 60)], dtype=np.float64)
+    noise = np.random.default_rng(seed).normal(0, 12, (height, width, 3))
+    return np.clip(colours[labels] + noise, 0, 255).astype(np.uint8), labels
+
+
+PHOTO, TRUTH = _blobs()
+TINY_PHOTO = _blobs(12, 16)[0]
+
+
+def _inner(region):
+    """A region's pixels at least two pixels from its edge (where clustering is unambiguous)."""
+    inside = region.copy()
+    for _ in range(2):
+        inside[1:-1, 1:-1] &= inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+        inside[[0, -1]] = inside[:, [0, -1]] = False
+    return inside
+
+
+@pytest.fixture(scope="module")
+def found():
+    return auto_mask(PHOTO, 3, seed=0)
+
+
+def test_auto_mask_recovers_drawn_blobs_numbered_by_first_appearance(found):
+    assert found.count == 3 and found.labels.shape == TRUTH.shape
+    assert found.labels[0, 0] == 0  # the first pixel's region is region 0, as in a mask file
+    seen = [np.unique(found.labels[_inner(TRUTH == region)]) for region in range(3)]
+    assert all(len(values) == 1 for values in seen), seen
+    assert sorted(int(values[0]) for values in seen) == [0, 1, 2]
+    assert (found.labels == found.labels[TRUTH == 1][0]).sum() >= 0.8 * (TRUTH == 1).sum()
+    assert found.colors == PALETTE[:3] and found.source == {"auto": 3, "seed": 0}
+    assert np.array_equal(auto_mask(PHOTO, 3, seed=0).labels, found.labels)  # seeded: the same again
+
+
+def test_auto_mask_accepts_floats_and_a_larger_photo():
+    large = np.repeat(np.repeat(PHOTO, 3, axis=0), 3, axis=1)  # clustered on a copy at most 96 px long
+    mask = auto_mask(large.astype(np.float32) / 255, 3)
+    assert mask.labels.shape == large.shape[:2]
+    assert len(np.unique(mask.labels[::3, ::3][_inner(TRUTH == 1)])) == 1
+
+
+def test_written_mask_reads_back_into_the_same_labels(tmp_path, found):
+    path = write_mask(found, tmp_path / "regions.png")
+    again = read_mask(path)
+    assert np.array_equal(again.labels, found.labels) and again.colors == found.colors
+    assert again.describe(4)["regions"] == ["#e6194b", "#3cb44b", "#0082c8"]
+    assert again.source["file"] == os.fspath(path) and len(again.source["sha256"]) == 64
+    labels = np.array([[0, 0, 1], [2, 2, 1]])  # an array mask has no colours: the palette's are used
+    assert read_mask(write_mask(mask_from_labels(labels), tmp_path / "array.png")).colors == PALETTE[:3]
+
+
+def test_grey_level_masks_are_regions_too(tmp_path):
+    grey = np.full((10, 12), 200, dtype=np.uint8)
+    grey[:, 6:] = 0
+    grey[7:] = 90
+    Image.fromarray(grey, mode="L").save(tmp_path / "grey.png")
+    mask = read_mask(tmp_path / "grey.png")
+    assert mask.colors == ((200, 200, 200), (0, 0, 0), (90, 90, 90))
+    assert mask.labels[0, 0] == 0 and mask.labels[0, 11] == 1 and mask.labels[9, 0] == 2
+
+
+def test_load_mask_takes_every_kind_of_mask(tmp_path, found):
+    assert load_mask(found) is found
+    assert load_mask(np.array([[0, 1], [1, 1]])).count == 2
+    assert load_mask("auto:2", TINY_PHOTO).count == 2
+    assert load_mask(write_mask(found, tmp_path / "m.png")).count == 3
+    assert parse_mask_spec("auto:16") == MAX_REGIONS and parse_mask_spec("sky.png") is None
+
+
+@pytest.mark.parametrize(("spec", "error", "words"), [
+    ("auto:1", UsageError, "from 2 to 16"),
+    ("auto:17", UsageError, "from 2 to 16"),
+    ("auto:three", UsageError, "auto:K"),
+    ("auto:2", UsageError, "from a photo"),  # no photo given
+    ("missing.png", ImageError, "no such file"),
+    ("a\0b.png", ImageError, "NUL"),
+])
+def test_bad_specs_are_one_line(spec, error, words):
+    with pytest.raises(error, match=words) as caught:
+        load_mask(spec)
+    assert "\n" not in str(caught.value)
+
+
+def test_bad_masks_to_write_are_refused(tmp_path, found):
+    with pytest.raises(ImageError, match="PNG"):
+        write_mask(found, tmp_path / "mask.jpg")
+    with pytest.raises(UsageError, match="first appear"):  # the file would number these 0, 1
+        write_mask(mask_from_labels(np.array([[1, 0], [0, 0]])), tmp_path / "order.png")
+    with pytest.raises(UsageError, match="2 to 16"):
+        auto_mask(PHOTO, 1)
+    assert not list(tmp_path.iterdir())
+
+
+def _png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_FILES = st.one_of(
+    st.binary(max_size=200),
+    st.builds(lambda data, cut: _png(np.frombuffer(data.ljust(48, b"\0")[:48], np.uint8).reshape(4, 4, 3))[:cut],
+              st.binary(min_size=1, max_size=48), st.integers(8, 400)),
+    st.builds(lambda values: _png(np.array(values + values, dtype=np.uint8).reshape(2, -1)),  # grey levels
+              st.lists(st.integers(0, 3).map(lambda v: v * 80), min_size=1, max_size=4)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_FILES)
+def test_any_file_is_a_mask_or_one_painterly_error(tmp_path, data):
+    path = tmp_path / "mask.png"
+    path.write_bytes(data)
+    try:
+        mask = load_mask(path)
+    except PainterlyError as error:
+        assert "\n" not in str(error)
+    else:
+        assert isinstance(mask, RegionMask) and 2 <= mask.count <= MAX_REGIONS
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=st.one_of(st.text(max_size=30), st.from_regex(r"auto:[0-9x ]{0,3}", fullmatch=True)))
+def test_any_spec_is_a_mask_or_one_painterly_error(spec):
+    try:
+        mask = load_mask(spec, TINY_PHOTO)
+    except PainterlyError as error:
+        assert "\n" not in str(error)
+    else:
+        assert isinstance(mask, RegionMask) and 2 <= mask.count <= MAX_REGIONS
