@@ -24,7 +24,7 @@ import numpy as np
 
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
-from painterly.pixels import to_uint8
+from painterly.pixels import resize_long_side, to_uint8
 from painterly.strokes import downscale
 
 from .inputs import content_image, style_image
@@ -86,11 +86,14 @@ def _calibrate(layer: object, output: object) -> None:
 
 
 def write_photos(folder: str, sizes: list[int]) -> dict:
-    """The photo at each long side as an 8-bit HxWx3 .npy file: {"photos": {size: path}}."""
+    """The photo at each long side as an 8-bit HxWx3 .npy file: {"photos": {size: path}}. Each smaller
+    one is the largest resized, so a preview is the same picture as the print (a drawn sample, when the
+    eval photo is absent, is drawn once, not anew at each size)."""
+    largest = content_image(max(sizes))
     photos = {}
     for size in sizes:
         path = Path(folder) / f"stroke-photo-{size}.npy"
-        np.save(path, to_uint8(content_image(size)))
+        np.save(path, to_uint8(resize_long_side(largest, size)))
         photos[str(size)] = str(path)
     return {"photos": photos}
 
