@@ -127,6 +127,19 @@ def launch_chromium(playwright, *args: str):
 # --- the web UI's tests (test_web.py, test_web_adain.py) ---------------------------------------
 
 
+def light_model_file(folder: Path) -> Path:
+    """A random light TransformerNet saved as a model file (the video tests' model, built once a module)."""
+    return save_model(random_model("light"), folder / "light.safetensors", style={"image": "swirl.png"})
+
+
+def fp32_stylizer(model: Path):
+    """The model on torch in fp32 on the CPU: comparable with ONNX Runtime, and exact from run to run."""
+    from painterly.config import ApplyConfig
+    from painterly.fast import FastStylizer
+
+    return FastStylizer(model, ApplyConfig(backend="torch", device="cpu", precision="fp32"))
+
+
 def tiny_model(path: Path) -> Path:
     """A random TransformerNet a few kernels wide whose output sits around mid-grey, not clipped."""
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
-from helpers import random_model, unwritable_folder
+from helpers import fp32_stylizer, light_model_file, unwritable_folder
 from painterly import images
 from painterly.config import ApplyConfig
 from painterly.errors import ImageError, OutputError, PainterlyError, UsageError
@@ -26,7 +26,6 @@ from painterly.events import MessageEvent, StopRequested, VideoProgressEvent
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.images import save_image
-from painterly.modelfile import save_model
 from painterly.video import Smoother, is_video, read_video_settings, stylize_video
 
 FPS = 12
@@ -134,15 +133,12 @@ def flicker(frames: list[np.ndarray]) -> float:
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "light.safetensors"
-    save_model(random_model("light"), path, style={"image": "swirl.png"})
-    return path
+    return light_model_file(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
 def stylizer(model_path) -> FastStylizer:
-    """fp32 on torch: comparable with ONNX Runtime."""
-    return FastStylizer(model_path, ApplyConfig(backend="torch", device="cpu", precision="fp32"))
+    return fp32_stylizer(model_path)
 
 
 def using(stylizer: FastStylizer, **settings) -> FastStylizer:

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from helpers import random_model, tiny_model
+from helpers import fp32_stylizer, light_model_file, tiny_model
 from painterly import samples
 from painterly.cli import app
 from painterly.config import ApplyConfig
 from painterly.errors import UsageError
 from painterly.fast import FastStylizer
 from painterly.flow import FlowBlender
-from painterly.modelfile import save_model
 from painterly.video import Smoother, read_video_settings
 from test_video import FPS, SAMPLE_RATE, moving_square, probe, write_clip
 
@@ -53,14 +52,12 @@ def blended(blender, originals: list[np.ndarray], styled: list[np.ndarray]) -> l
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "light.safetensors"
-    save_model(random_model("light"), path, style={"image": "swirl.png"})
-    return path
+    return light_model_file(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
 def stylizer(model_path) -> FastStylizer:
-    return FastStylizer(model_path, ApplyConfig(backend="torch", device="cpu", precision="fp32"))
+    return fp32_stylizer(model_path)
 
 
 @pytest.fixture(scope="module")
