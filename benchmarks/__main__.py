@@ -64,7 +64,9 @@ adain-inference (512², 1024²)
     and ONNX Runtime, and the light architecture on both. Random weights (seed 0) in the published
     encoder layout, so the standard model is the reference's network weight for weight. Notes: each
     row's share of the matmul rate of its precision (measured in its worker), the reference's work
-    per photo, the painting's statistics time, and issue 10's targets at 1024².
+    per photo, the painting's statistics time, and issue 10's targets at 1024²; the light rows' notes,
+    light against standard timed interleaved in one worker (5 pairs per backend), which decides the
+    ≥ 3× target.
 
 train-step (256², batch 4)
     One training step of a fast network. Reference: `ReferenceTrainer.step` on a ready batch.
@@ -97,7 +99,7 @@ stroke-scale (fast engines 1024 → 4096 px, Gatys 512 → 2048 px; --quick 512 
     Issue 13: how alike a large output and its preview look. SSIM (benchmarks/ssim.py: Gaussian
     window, on luminance and the mean over R, G, B) between the large output, downscaled to the
     preview's size, and the preview. Fast engines: seeded random networks whose output layer is
-    calibrated to mid-grey (Johnson standard and light, AdaIN with the eval painting), the large
+    calibrated to mid-grey (Johnson and AdaIN, standard and light; AdaIN with the eval painting), the large
     output without and with `--stroke-size` = the preview's long side. Gatys: coarse-to-fine with
     `--style-scale` 1 (the default) and with the painting held at the preview's pixels. Time and
     peak RSS of each run; notes: the ≥ 0.8 target and the option's cost against the run without.

@@ -16,8 +16,9 @@ the ONNX worker's peak memory is that of ONNX Runtime alone.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import os
+import statistics
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,22 +125,56 @@ def painterly_inference(model: str, size: int, runs: int, backend: str, precisio
     """FastStylizer on the same photo and painting: `style_statistics` once (timed apart, after the photos,
     as `statistics_seconds`), then `with_styles([statistics]).stylize(photo)`, array in and array out,
     timed. The painting is measured at its full size (`style_size`), as the reference encodes it.
-    The torch job also counts the conv FLOPs of its timed calls (one encoder and one decoder pass per
-    photo: the painting's statistics are measured once) and the matmul rate of the precision it ran in."""
+    The torch job also counts the conv FLOPs of one more call, untimed (one encoder and one decoder pass per
+    photo: the painting's statistics are measured once), and the matmul rate of the precision it ran in."""
     stylizer = FastStylizer(model, ApplyConfig(backend=backend, device="cpu", precision=precision, style_size=size))
     painting, photo = square_painting(size), square_content(size)
     source = {"image": f"{STYLE_NAME} squeezed to {size}²"}
     styled = stylizer.with_styles([stylizer.style_statistics(painting, source=source)])
-    counter = ConvFlops() if backend == "torch" else None  # ONNX Runtime has no hooks
-    with counter or contextlib.nullcontext():
-        timing = time_calls(lambda: styled.stylize(photo), runs, counter).summary()
+    timing = time_calls(lambda: styled.stylize(photo), runs).summary()
     start = time.perf_counter()
     stylizer.style_statistics(painting, source=source)
     statistics_seconds = time.perf_counter() - start
     result = {**timing, "precision": styled.precision, "statistics_seconds": statistics_seconds}
+    if backend == "torch":  # ONNX Runtime has no hooks; torch's fused conv + ReLU calls skip them (adain.run_fused),
+        with ConvFlops() as counter:  # so the count is one more call, after the timed ones, module by module
+            styled.stylize(photo)
+        result["flops"] = counter.total
     if backend == "torch":  # the ONNX worker has no torch: the suite credits it with the torch row's FLOPs
         result["matmul_gflops"] = _matmul_rate(styled.precision, matmul_size)
     return result
+
+
+def paired_inference(standard: str, light: str, size: int, runs: int, backend: str, precision: str = "auto") -> dict:
+    """The standard and the light network on one backend in this one worker, timed interleaved: standard,
+    light, standard, light … `runs` pairs after one untimed call of each, as `painterly_inference` times
+    one. Separate workers (the rows) may meet a machine running at different rates (the quiet rerun's
+    measured torch.mm rates differed by 29 % between them); here both see the same process, allocator
+    and load, and each pair's ratio compares two calls seconds apart. Wall and process CPU seconds per
+    call, the load average before and after."""
+    photo, painting = square_content(size), square_painting(size)
+    styled = {}
+    for name, model in (("standard", standard), ("light", light)):
+        stylizer = FastStylizer(model, ApplyConfig(backend=backend, device="cpu", precision=precision, style_size=size))
+        source = {"image": f"{STYLE_NAME} squeezed to {size}²"}
+        styled[name] = stylizer.with_styles([stylizer.style_statistics(painting, source=source)])
+    load_before = os.getloadavg()
+    times: dict[str, dict[str, list[float]]] = {name: {"seconds": [], "cpu_seconds": []} for name in styled}
+    for index in range(1 + runs):
+        for name, stylizer in styled.items():  # standard first, then light: the pair
+            start, cpu = time.perf_counter(), time.process_time()
+            stylizer.stylize(photo)
+            if index:  # the first round warms both up
+                times[name]["seconds"].append(time.perf_counter() - start)
+                times[name]["cpu_seconds"].append(time.process_time() - cpu)
+    ratios = [s / w for s, w in zip(times["standard"]["seconds"], times["light"]["seconds"], strict=True)]
+    result: dict[str, Any] = {name: {"seconds": statistics.median(t["seconds"]), "min_seconds": min(t["seconds"]),
+                                     "samples": t["seconds"], "cpu_seconds": statistics.median(t["cpu_seconds"]),
+                                     "precision": styled[name].precision} for name, t in times.items()}
+    return {**result, "pair_ratios": ratios, "median_ratio": statistics.median(ratios),
+            "ratio_of_minima": result["standard"]["min_seconds"] / result["light"]["min_seconds"],
+            "cpu_ratio": result["standard"]["cpu_seconds"] / result["light"]["cpu_seconds"],
+            "load_average": [load_before[0], os.getloadavg()[0]]}
 
 
 def _matmul_rate(precision: str, size: int) -> float:

@@ -31,14 +31,16 @@ from .inputs import content_image, style_image
 from .ssim import colour_ssim, luminance_ssim
 
 PAINTING_SIZE = 1024  # the painting as an AdaIN model is given it (ApplyConfig.style_size then resizes it)
-ENGINES = {"johnson standard": "standard", "johnson light": "light", "adain": "adain"}  # engine -> architecture
+ENGINES = {"johnson standard": "standard", "johnson light": "light", "adain": "adain",
+           "adain light": "adain-light"}  # engine -> architecture
 PROBE_SIZE = 256  # the photo's long side the output layer is calibrated on
 GREY_MEAN, GREY_STD = 0.5, 0.2  # what a calibrated random network's output has on the probe, per channel
 
 
 def write_models(folder: str, engines: list[str]) -> dict:
     """Seeded random networks (seed 0) as painterly model files, {engine: path}: a TransformerNet of each
-    size, and the AdaIN benchmark's random model (benchmarks.adain_jobs) painting the eval painting.
+    size, and the AdaIN benchmark's random models, standard and light (benchmarks.adain_jobs), painting
+    the eval painting.
 
     A random network's raw output is not a picture (half of a TransformerNet's is below 0, the AdaIN
     decoder's near black), and SSIM between clipped or near-constant images says nothing; so, as
@@ -59,8 +61,8 @@ def write_models(folder: str, engines: list[str]) -> dict:
     for engine in engines:
         arch = ENGINES[engine]
         with torch.no_grad():
-            if arch == "adain":
-                net = adain_jobs.random_network("standard")
+            if arch.startswith("adain"):
+                net = adain_jobs.random_network(arch.removeprefix("adain-") if "-" in arch else "standard")
                 mean, std = net.statistics(to_tensor(style_image(PROBE_SIZE)))
                 last, output = net.decoder[-1], net.stylize(probe, mean, std)
             else:
@@ -106,12 +108,12 @@ def fast_run(model: str, photo: str, output: str, stroke_size: int | None = None
         stylizer = stylizer.with_styles([stylizer.style_statistics(style_image(PAINTING_SIZE))])
     image = np.load(photo)
     stylizer.stylize(image[:64, :64])  # first-call allocations and lazy set-up, out of the time
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     styled = stylizer.stylize(image)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(output, styled)
     height, width = image.shape[:2]
-    return {"seconds": seconds, "precision": stylizer.precision, "height": height, "width": width,
+    return {"seconds": seconds, "cpu_seconds": cpu, "precision": stylizer.precision, "height": height, "width": width,
             "tile": stylizer.tile_for(height, width) if stroke_size is None else None}
 
 
@@ -125,12 +127,12 @@ def gatys_run(size: int, steps: int, coarse_steps: int, style_scale: float, outp
 
     content, style = images(size)
     settings = config(size, steps, coarse_steps=coarse_steps, style_scale=style_scale)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     styled = stylize(content, [style], settings)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(output, to_uint8(to_array(styled)))
-    return {"seconds": seconds, "scales": settings.scales(), "steps": steps, "coarse_steps": coarse_steps,
-            "style_scale": style_scale}
+    return {"seconds": seconds, "cpu_seconds": cpu, "scales": settings.scales(), "steps": steps,
+            "coarse_steps": coarse_steps, "style_scale": style_scale}
 
 
 def compare(preview: str, outputs: dict[str, str], pairs: str | None = None) -> dict:

@@ -87,10 +87,12 @@ def _rows(run: Callable[..., dict], results: dict[str, dict], outputs: dict[str,
 
 
 def _how(result: dict) -> str:
-    """How a Gatys run went (its scales and steps); nothing for a fast one."""
+    """The run's CPU time, and how a Gatys run went (its scales and steps)."""
+    cpu = f"{result['cpu_seconds']:.1f} CPU-s" if "cpu_seconds" in result else ""
     if "scales" not in result:
-        return ""
-    return (f"scales {' → '.join(str(side) for side in result['scales'])} px, {result['coarse_steps']} L-BFGS steps "
+        return cpu
+    scales = " → ".join(str(side) for side in result["scales"])
+    return (f"{cpu + '; ' if cpu else ''}scales {scales} px, {result['coarse_steps']} L-BFGS steps "
             f"at each coarser scale, {result['steps']} at the last; style image {result['style_scale']:g} × each size")
 
 

@@ -35,6 +35,7 @@ JOBS = {
     "adain-models": "benchmarks.adain_jobs:write_models",
     "adain-reference": "benchmarks.adain_jobs:reference_inference",
     "adain-painterly": "benchmarks.adain_jobs:painterly_inference",
+    "adain-pairs": "benchmarks.adain_jobs:paired_inference",
     "temporal-clip": "benchmarks.temporal_jobs:clip_rows",
     "temporal-trained": "benchmarks.temporal_jobs:trained_rows",
     "temporal-gatys": "benchmarks.temporal_jobs:gatys_rows",
@@ -49,8 +50,8 @@ JOBS = {
 # painterly's jobs run with the allocator setting its CLI applies (painterly.allocator; not with
 # ONNX Runtime, where it costs memory); the references run with glibc's defaults, as their scripts do.
 TUNED_ALLOCATOR = {"gatys-painterly", "gatys-to-quality", "fast-painterly", "fast-tiled", "train-painterly",
-                   "adain-painterly", "temporal-clip", "temporal-trained", "temporal-gatys", "stroke-fast",
-                   "stroke-gatys"}
+                   "adain-painterly", "adain-pairs", "temporal-clip", "temporal-trained", "temporal-gatys",
+                   "stroke-fast", "stroke-gatys"}
 
 
 def run(job: str, args: dict) -> dict:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
 
+from helpers import Chromium, WebServer, launch_chromium, shared_web_server
 from painterly.weights import RANDOM_OK_ENV, WEIGHTS_ENV
 
 # Under pytest-xdist (scripts/test.sh runs one worker per core) every worker computes with one thread,
@@ -22,6 +24,67 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The `slow` tests first (in their own order), so that no worker is left with one at the end while
     the other has finished."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory) -> Iterator[WebServer]:
+    """The web UI with a tiny fast model that test_web and test_web_live share, one per process
+    (`helpers.shared_web_server`); a test that adds a model to its folder removes it again."""
+    with shared_web_server(tmp_path_factory.mktemp("web"), with_adain=False) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def adain_server(tmp_path_factory) -> Iterator[WebServer]:
+    """The web UI with a tiny AdaIN model beside the fast one that test_web_adain and test_web_regions share,
+    one per process."""
+    with shared_web_server(tmp_path_factory.mktemp("web-adain"), with_adain=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Chromium]:
+    """The process's one Playwright and headless Chromium, started on first use (most workers never do)."""
+    browsers = Chromium()
+    try:
+        yield browsers
+    finally:
+        browsers.close()
+
+
+@pytest.fixture
+def open_page(chromium: Chromium):
+    """`open_page(url)`: a new page at `url` in a fresh context of the shared Chromium (its own cookies, storage
+    and permissions), 1280 px wide, closed after the test. `height` the viewport's; `refused` a list to collect
+    the URLs answered 403; `clock=True` installs the page's own clock (moved on by the test instead of waiting);
+    `browser_args` launch a Chromium of the test's own with those flags (the Live tab's fake camera)."""
+    opened: list = []  # contexts and own browsers, closed in reverse
+
+    def open_(url: str, *, height: int = 900, refused: list[str] | None = None, clock: bool = False,
+              browser_args: tuple[str, ...] = ()):
+        browser = chromium.browser()
+        if browser_args:
+            browser = launch_chromium(chromium.playwright, *browser_args)
+            opened.append(browser)
+        context = browser.new_context(viewport={"width": 1280, "height": height})
+        opened.append(context)
+        page = context.new_page()
+        page.set_default_timeout(90_000)  # generous: the test machine may be busy
+        if refused is not None:
+            page.on("response", lambda response: refused.append(response.url) if response.status == 403 else None)
+        if clock:
+            page.clock.install()
+        page.goto(url)
+        return page
+
+    yield open_
+    if opened:
+        chromium.resume()
+        try:
+            for thing in reversed(opened):
+                thing.close()
+        finally:
+            chromium.pause()
 
 
 @pytest.fixture

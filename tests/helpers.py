@@ -16,11 +16,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 import torch
 
+import cli_processes
 from painterly.images import save_image
 from painterly.losses import PerceptualLoss
 from painterly.modelfile import save_model
@@ -86,10 +88,12 @@ def run_limited(code: str, *, limit: int = 4096, cwd: Path | None = None, args: 
     def limit_files() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    command = [sys.executable, "-B", "-m", "painterly", *args] if not code else [sys.executable, "-B", "-c",
-                                                                                 textwrap.dedent(code)]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, preexec_fn=limit_files,
-                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    if not code:  # the CLI: forked from the tests' zygote (cli_processes.py), the limit set in the child
+        return cli_processes.run([sys.executable, "-B", "-m", "painterly", *args], cwd=cwd, capture_output=True,
+                                 text=True, timeout=300, file_size_limit=limit, env=env)
+    return subprocess.run([sys.executable, "-B", "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, preexec_fn=limit_files, env=env)
 
 
 @contextmanager
@@ -124,6 +128,66 @@ def launch_chromium(playwright, *args: str):
         "--disable-component-update", "--disable-sync", "--no-first-run", *args])
 
 
+class Chromium:
+    """One Playwright and one headless Chromium for the whole test process (an xdist worker), each started
+    when a test first asks (`browser()`), ended by `close()`: a launch costs ~3 CPU-s, a fresh context per
+    test (conftest's `open_page`) isolates cookies, storage and permissions for a fraction of that.
+
+    Playwright's sync API marks its event loop as running in this thread between its calls, so that
+    `asyncio.run` would fail in every later test of the process; `pause()` (after each test that used it)
+    clears the mark and `resume()` (before the next use) sets it again, so the mark lasts only as long as
+    it did when each test started its own Playwright.
+    """
+
+    def __init__(self) -> None:
+        self._playwright = None
+        self._loop = None  # Playwright's event loop, marked running in this thread while it is in use
+        self._browser = None
+
+    @property
+    def playwright(self):  # noqa: ANN201 - playwright.sync_api.Playwright, imported only when a test needs it
+        if self._playwright is None:
+            from playwright import sync_api
+
+            self._playwright = sync_api.sync_playwright().start()
+            import asyncio
+
+            self._loop = asyncio._get_running_loop()
+        else:
+            self.resume()
+        return self._playwright
+
+    def browser(self):  # noqa: ANN201 - playwright.sync_api.Browser
+        assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
+        playwright = self.playwright
+        if self._browser is None:
+            self._browser = launch_chromium(playwright)
+        return self._browser
+
+    def resume(self) -> None:
+        if self._loop is not None:
+            import asyncio
+
+            asyncio._set_running_loop(self._loop)
+
+    def pause(self) -> None:
+        if self._loop is not None:
+            import asyncio
+
+            asyncio._set_running_loop(None)
+
+    def close(self) -> None:
+        if self._playwright is None:
+            return
+        self.resume()
+        try:
+            if self._browser is not None:
+                self._browser.close()
+        finally:
+            self._playwright.stop()
+            self._playwright = self._loop = self._browser = None
+
+
 # --- the web UI's tests (test_web.py, test_web_adain.py) ---------------------------------------
 
 
@@ -150,6 +214,70 @@ def tiny_model(path: Path) -> Path:
         model.deconv3.conv2d.weight.mul_(0.3)
         model.deconv3.conv2d.bias.fill_(0.5)
     return save_model(model, path, style={"image": "random"})
+
+
+def adain_model(path: Path) -> Path:
+    """A random light AdaIN model whose output sits around mid-grey and varies with the photo and the painting."""
+    from painterly import weights
+    from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
+
+    arch = ADAIN_ARCHITECTURES["light"]
+    torch.manual_seed(0)
+    vgg = weights.random_state_dict("vgg19", seed=0, upto=5)  # conv1_1 … conv3_1: all the light encoder has
+    net = AdaINNet(arch, encoder_state=encoder_state_from_vgg(vgg, arch))
+    with torch.no_grad():
+        last = net.decoder[-1]
+        last.weight.mul_(10)  # random features vary little: amplified, the output shows them (and the style)
+        last.bias.fill_(0.5)
+    return save_model(net, path, style={"kind": "random, for tests"})
+
+
+# The shared servers' models and limits (low, so that refusals are cheap to provoke).
+WEB_FAST = "tiny.safetensors"  # a tiny random fast (Johnson) model
+WEB_ADAIN = "any.safetensors"  # a tiny random light AdaIN model
+WEB_MAX_UPLOAD_MB = 1
+WEB_MAX_PIXELS = 1_000_000
+
+
+class WebServer(NamedTuple):
+    url: str
+    workdir: Path  # the app's painterly-web-* folder, in root/work (beside a private.txt it must never serve)
+    models: Path  # its --models folder
+
+
+@contextmanager
+def shared_web_server(root: Path, *, with_adain: bool) -> Iterator[WebServer]:
+    """A web UI the tests of several modules share (conftest's `web_server` and `adain_server`, one each per
+    process: building and launching one costs ~2 CPU-s), on a free port of 127.0.0.1 with random VGG weights,
+    WEB_MAX_UPLOAD_MB and WEB_MAX_PIXELS, Gradio's uploads in root/uploads and no models from the real user
+    cache. `with_adain`: WEB_ADAIN beside WEB_FAST, one job at a time (the default); otherwise WEB_FAST alone,
+    two at once, and a private.txt beside the working folder. Closed after the block; until then
+    $GRADIO_TEMP_DIR and $PAINTERLY_HOME name its folders (Gradio checks uploads against the first at every
+    request)."""
+    from painterly import web
+
+    models = root / "models"
+    models.mkdir()
+    if with_adain:
+        adain_model(models / WEB_ADAIN)
+    tiny_model(models / WEB_FAST)
+    parent = root / "work"
+    parent.mkdir()
+    if not with_adain:
+        (parent / "private.txt").write_text("TOP SECRET CONTENT")  # there before: must not be served
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PAINTERLY_HOME", str(root / "home"))  # no models from the real user cache
+        patch.setenv("GRADIO_TEMP_DIR", str(root / "uploads"))
+        app = web.build_app(models=models, workdir=parent, vgg_weights="random", device="cpu",
+                            max_upload_mb=WEB_MAX_UPLOAD_MB, max_pixels=WEB_MAX_PIXELS,
+                            concurrency=web.CONCURRENCY if with_adain else 2)
+        [workdir] = parent.glob("painterly-web-*")
+        port = free_port()
+        app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+        try:
+            yield WebServer(f"http://127.0.0.1:{port}", workdir, models)
+        finally:
+            app.close()
 
 
 def picture(height: int, width: int, seed: int = 0) -> np.ndarray:

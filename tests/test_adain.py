@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+import cli_processes
 from adain_helpers import reference_decoder, write_published
 from painterly import weights
 from painterly.adain import (
@@ -238,8 +238,8 @@ def test_convert_writes_nothing_for_a_bad_file_and_says_so_in_one_line(published
     text = tmp_path / "vgg_normalised.pth"
     text.write_text("not a checkpoint")
     output = tmp_path / "adain.safetensors"
-    result = subprocess.run([sys.executable, "-m", "painterly", "convert", str(decoder_path), "--encoder", str(text),
-                             "-o", str(output)], capture_output=True, text=True)
+    result = cli_processes.run([sys.executable, "-m", "painterly", "convert", str(decoder_path), "--encoder",
+                                str(text), "-o", str(output)], capture_output=True, text=True)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(text) in lines[0] and "Traceback" not in result.stderr

@@ -5,12 +5,14 @@ saves to the same file."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 from adain_helpers import adain_net, painting, photo, save_adain
+from painterly.adain import AdaINNet, fusable, run_fused
 from painterly.config import ApplyConfig
 from painterly.modelfile import load_model, save_model
 from painterly.runtimes import StyleInput, open_backend
@@ -45,6 +47,36 @@ def test_channels_last_computes_what_the_plain_network_does(arch):
     assert float((expected - expected.mean()).abs().max()) > 1e-3  # the output depends on the input at all
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got_regions, expected_regions, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "adain"])  # zero padding in the encoder, and reflection
+def test_fused_convolutions_and_the_skipped_blend_change_no_number(layout):
+    """Channels-last inference runs each conv + ReLU as one oneDNN call (`run_fused`): what the modules one by
+    one give, to fp32 rounding (oneDNN may pick another kernel for the call); and it skips the blend at alpha 1,
+    bitwise the same."""
+    plain = adain_net("light")
+    if layout == "adain":
+        arch = dataclasses.replace(plain.architecture, encoder="adain")
+        state = {**plain.encoder.features.state_dict(), "weight": torch.eye(3).reshape(3, 3, 1, 1) * 4,
+                 "bias": torch.full((3,), -2.0)}
+        front = {"front.weight": state.pop("weight"), "front.bias": state.pop("bias")}
+        plain = AdaINNet(arch, encoder_state={**{f"features.{k}": v for k, v in state.items()}, **front}).eval()
+    fast = copy.deepcopy(plain).use_channels_last()
+    image = torch.from_numpy(nchw(photo(32, 40)))
+    with torch.inference_mode():
+        assert fusable(image)  # this torch has oneDNN's fused conv: the fast path is the one tested
+        front = fast.encoder.front(image) if layout == "adain" else (image - fast.encoder.mean) / fast.encoder.std
+        x = front.contiguous(memory_format=torch.channels_last)
+        encoded = run_fused(fast.encoder.features, x)
+        torch.testing.assert_close(encoded, run_fused(fast.encoder.features, x, fuse=False), rtol=1e-5, atol=1e-5)
+        assert float(encoded.abs().max()) > 1  # features of size, not a vanishing signal
+        torch.testing.assert_close(fast.decode(encoded), fast.decoder[-1](fast.decoder[:-1](encoded)),
+                                   rtol=1e-5, atol=1e-6)
+        mean, std = fast.statistics(torch.from_numpy(nchw(painting(32, 40, (0.9, 0.2, 0.1)))))
+        styled = fast.stylize(image, mean, std)
+        assert torch.equal(styled, fast.forward(image, mean, std, torch.tensor([1.0]))[0])
+        torch.testing.assert_close(styled, plain.stylize(image, mean, std), rtol=1e-4, atol=1e-5)
+    assert float(styled.std()) > 1e-3
 
 
 def test_the_torch_runtime_uses_channels_last_and_gives_the_plain_networks_output(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import cli_processes
 from adain_helpers import export_adain_graph, painting, photo, save_adain
 from helpers import random_model
 from painterly import images
@@ -68,7 +69,7 @@ def test_apply_command_end_to_end_in_a_real_process(files, tmp_path):
     command = [sys.executable, "-m", "painterly", "apply", str(files["model"]), str(files["photo"]), "--style",
                str(files["red"]), "--style", str(files["blue"]), "--style-blend", "0.7,0.3", "--alpha", "0.8",
                "--style-size", "64", "--precision", "fp32", "-o", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    result = cli_processes.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     settings = read_settings(out)
     assert settings["method"] == "adain" and settings["config"]["alpha"] == 0.8

@@ -12,6 +12,7 @@ from adain_helpers import painting, save_adain
 from helpers import picture
 from painterly.cli import app
 from painterly.config import ApplyConfig
+from painterly.errors import ImageError
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_animation, save_image
@@ -19,6 +20,7 @@ from painterly.modelfile import save_model
 from painterly.provenance import file_sha256
 from painterly.regions import auto_mask, read_mask
 from painterly.transformer import Architecture, TransformerNet
+from painterly.video import read_video_settings
 
 CONFIG = ApplyConfig(device="cpu", precision="fp32")
 FEATHER = 8  # two box blurs of radius 4: a region's weight is exactly 1 from 8 pixels inside its edge on
@@ -171,18 +173,32 @@ def test_an_onnx_model_paints_its_region_beside_a_torch_one(files, stylizers, tm
     assert regions.describe()["region_models"][1]["file"] == str(onnx)
 
 
+def test_a_mask_with_stroke_size_is_checked_at_the_working_size(files):
+    """--stroke-size paints (and uses the mask) at the working size: that is the size checked, and named."""
+    adain = FastStylizer(files["adain"], CONFIG.replace(style_size=None))  # the painting measured as it is: tiny
+    masked = adain.with_styles([adain.style_statistics(painting(16, 16, (1.0, 0.2, 0.1))), None],
+                               mask=np.eye(8, dtype=np.int64))
+    with pytest.raises(ImageError, match="big.png: 3000x2000 pixels is more than --mask stylises"):
+        masked.check_size("big.png", 2000, 3000)
+    masked.with_config(masked.config.replace(stroke_size=1024)).check_size("big.png", 2000, 3000)  # 1024x683
+    with pytest.raises(ImageError, match=r"big.png: 2900x1933 pixels \(--stroke-size 2900's working size\) is more "
+                                         r"than --mask stylises .*give a smaller --stroke-size"):
+        masked.with_config(masked.config.replace(stroke_size=2900)).check_size("big.png", 2000, 3000)
+
+
 def test_auto_masks_are_found_per_photo_and_written_beside_each_output(files, tmp_path, one_thread):
     out = tmp_path / "out"
     result = invoke(files["a"], files["photos"], "--mask", "auto:2", "--region", f"1={files['b']}",
-                    "--precision", "fp32", "-o", out)
+                    "--precision", "fp32", "--mask-seed", "3", "-o", out)
     assert result.exit_code == 0, result.output
     for name in ("wide", "square"):
         photo = read_array(files["photos"] / f"{name}.png", dtype=np.uint8)[0]
         written = out / f"{name}.mask.png"
-        np.testing.assert_array_equal(read_mask(written).labels, auto_mask(photo, 2).labels)
-        recorded = read_settings(out / f"{name}.png")["mask"]
+        np.testing.assert_array_equal(read_mask(written).labels, auto_mask(photo, 2, seed=3).labels)
+        settings = read_settings(out / f"{name}.png")
+        recorded = settings["mask"]
         assert recorded["file"] == str(written) and recorded["sha256"] == file_sha256(written)
-        assert recorded["auto"] == 2 and recorded["seed"] == 0
+        assert recorded["auto"] == 2 and recorded["seed"] == 3 and settings["config"]["mask_seed"] == 3
     # The written mask given back as --mask gives the same picture.
     again = tmp_path / "again.png"
     result = invoke(files["a"], files["photos"] / "wide.png", "--mask", out / "wide.mask.png", "--region",
@@ -199,6 +215,9 @@ def test_an_animation_takes_its_first_frames_auto_mask_written_once(files, tmp_p
     first = read_array(files["clip"], dtype=np.uint8)[0]
     np.testing.assert_array_equal(read_mask(tmp_path / "clip.mask.png").labels, auto_mask(first, 2).labels)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mask.png"]
+    recorded = read_video_settings(out)["mask"]  # as an image's: the file, its SHA-256, its regions' colours
+    assert recorded == {"file": str(tmp_path / "clip.mask.png"), "sha256": file_sha256(tmp_path / "clip.mask.png"),
+                        "auto": 2, "seed": 0, "regions": ["#e6194b", "#3cb44b"], "feather": 8}
 
 
 def test_adain_paintings_take_an_auto_mask_too(files, tmp_path, one_thread):

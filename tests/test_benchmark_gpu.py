@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import cli_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ["fp32", "bf16", "bf16+cl", "bf16+cl+compile"]
@@ -22,7 +23,7 @@ GATYS = [("lbfgs", "fp32"), ("lbfgs", "bf16"), ("adam", "fp32"), ("adam", "bf16"
 @pytest.mark.slow
 def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run(
+    done = cli_processes.run(  # forked from the test zygote: torch is imported there once
         [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--budget-s", "0", "--json", str(out)],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300, check=False,
     )

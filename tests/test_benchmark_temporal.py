@@ -4,13 +4,13 @@ known, and `python -m benchmarks --tiny --only video-temporal` end to end."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import cli_processes
 from benchmarks import clips
 from benchmarks.temporal_metrics import fidelity, ghosting, warping_error
 from benchmarks.temporal_report import _smooth_ghosting_at, matched_weight
@@ -28,8 +28,9 @@ def painted(frame: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("temporal") / "bench.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "video-temporal", "--json",
-                           str(out)], cwd=ROOT, capture_output=True, text=True, check=False)
+    # Forked from the test zygote, where torch is imported already.
+    done = cli_processes.run([sys.executable, "-m", "benchmarks", "--tiny", "--only", "video-temporal", "--json",
+                              str(out)], cwd=ROOT, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout, json.loads(out.read_text())
 

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import cli_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
 
@@ -32,7 +34,7 @@ def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
     """`python -m benchmarks --tiny --only gatys-step adain-inference --json PATH`, run once: the JSON and the
     finished process."""
     out = tmp_path_factory.mktemp("bench") / "results.json"
-    done = subprocess.run(
+    done = cli_processes.run(  # forked from the test zygote, where torch is imported already
         [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "adain-inference", "--json", str(out)],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False,
     )

@@ -4,7 +4,6 @@ tiny AdaIN model, a catalogue model's provenance), their pictures, and the refus
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 from huggingface_hub import ModelCard
 from typer.testing import CliRunner
 
+import cli_processes
 from adain_helpers import adain_net, painting
 from helpers import write_picture
 from painterly import zoo
@@ -217,9 +217,9 @@ def test_a_strangers_metadata_cannot_inject_markup():
 def test_the_card_command(models, tmp_path):
     """Once in a real process: the command writes the card and the thumbnail, and says so."""
     style = write_picture(tmp_path / "paint.png")
-    done = subprocess.run([sys.executable, "-m", "painterly", "card", str(models["johnson"]), "-o",
-                           str(tmp_path / "up" / "README.md"), "--style-image", str(style), "--repo", "alice/starry",
-                           "--licence", "Apache-2.0"], capture_output=True, text=True, timeout=300)
+    done = cli_processes.run([sys.executable, "-m", "painterly", "card", str(models["johnson"]), "-o",
+                              str(tmp_path / "up" / "README.md"), "--style-image", str(style), "--repo",
+                              "alice/starry", "--licence", "Apache-2.0"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"wrote {tmp_path / 'up' / 'README.md'}\n"
     text = (tmp_path / "up" / "README.md").read_text()

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import cli_processes
 from helpers import poison_loss_from
 from painterly import images
 from painterly.cli import app
@@ -234,7 +235,8 @@ def test_console_script_errors_without_traceback(pictures, tmp_path):
 
 
 def test_console_script_usage_error_exit_code(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "painterly", "stylize"], capture_output=True, text=True, timeout=120)
+    proc = cli_processes.run([sys.executable, "-m", "painterly", "stylize"], capture_output=True, text=True,
+                             timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
 
@@ -373,9 +375,9 @@ def apply_until_signal(tmp_path, signum, kind, count, *args):
     """Run `painterly apply ARGS`, send `signum` once it has paused after `count` files or frames;
     (exit code, stderr lines)."""
     marker = tmp_path / "paused"
-    process = subprocess.Popen([sys.executable, "-c", PAUSING_APPLY, str(marker), kind, str(count), "apply",
-                                *map(str, args), "--device", "cpu", "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = cli_processes.Popen([sys.executable, "-c", PAUSING_APPLY, str(marker), kind, str(count), "apply",
+                                   *map(str, args), "--device", "cpu", "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         while not marker.exists():
             if process.poll() is not None:
@@ -423,8 +425,9 @@ def test_apply_to_a_closed_stdout_is_one_line(fast_model, pictures):
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        result = subprocess.run([sys.executable, "-m", "painterly", "apply", str(fast_model), str(content), "-o", "-",
-                                 "--device", "cpu"], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+        result = cli_processes.run([sys.executable, "-m", "painterly", "apply", str(fast_model), str(content), "-o",
+                                    "-", "--device", "cpu"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                   timeout=300)
     finally:
         os.close(write_end)
     assert result.returncode == 1
@@ -677,8 +680,8 @@ def test_a_bad_progress_interval_is_one_line(pictures, tmp_path, monkeypatch):
 
 def _painterly(*args, interval="0"):
     """`painterly ARGS` in a real process, its stderr a pipe (as in CI or a log file)."""
-    return subprocess.run([sys.executable, "-m", "painterly", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PAINTERLY_PROGRESS_SECONDS": interval})
+    return cli_processes.run([sys.executable, "-m", "painterly", *map(str, args)], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "PAINTERLY_PROGRESS_SECONDS": interval})
 
 
 def _off_a_terminal(quiet, monkeypatch, *args):

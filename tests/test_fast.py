@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import cli_processes
 from helpers import examples_state_dict, random_model
 from painterly import config, fast, tiling, transformer
 from painterly.apply import apply_files
@@ -461,7 +462,8 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     assert settings["config"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
                                     "tile_overlap": config.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
                                     "precision": "fp32", "batch_size": ApplyConfig().batch_size, "smooth": 0.0,
-                                    "stabilize": 0.0, "max_pixels": None, "stroke_size": None}
+                                    "stabilize": 0.0, "max_pixels": None, "stroke_size": None,
+                                    "mask_seed": config.MASK_SEED}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
 
 
@@ -491,7 +493,7 @@ def test_cli_apply_keeps_freed_memory_on_the_torch_backend_only(model_file, onnx
     kept = {}
     for model in (model_file, onnx_file):
         args = ["apply", str(model), str(source), "-o", str(tmp_path / f"{model.suffix[1:]}.png"), "--quiet"]
-        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+        done = cli_processes.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
         kept[model.suffix] = done.stdout.split()[-1]
     assert kept == {".safetensors": "True", ".onnx": "None"}
 

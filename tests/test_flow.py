@@ -158,6 +158,21 @@ def test_occlusions_are_widened_by_the_local_motion():
     np.testing.assert_array_equal(flow.widen_occlusions(visible, uniform), visible)  # no motion edge: unchanged
 
 
+def test_content_appears_where_the_flow_compresses_smoothly_but_not_under_a_zoom():
+    """Beside a flat background DIS turns an edge's motion into the background's gradually, with no step for
+    `visibility` to find; the uncovered area is still there as a compression of the backward map. A camera
+    zoom compresses every pixel alike, and a rigid motion not at all: nothing appeared."""
+    width = flow.FLOW_LONG_SIDE  # smoothed over 10 px at this size
+    backward = np.zeros((8, width, 2), np.float32)
+    backward[:, :, 0] = np.interp(np.arange(width), [300, 380], [0.0, -8.0])  # right part moved 8 px right
+    found = flow.appeared(backward)
+    assert found.shape == (8, width) and found[:, 310:370].all()  # 8 px appeared over those 80
+    assert not found[:, :270].any() and not found[:, 410:].any()
+    ys, xs = np.mgrid[0:48, 0:64].astype(np.float32)
+    zoom = np.stack([xs - 31.5, ys - 23.5], axis=-1) * np.float32(1 / 1.05 - 1)  # 5 % closer a frame
+    assert not flow.appeared(zoom).any() and not flow.appeared(constant(3, -2, 64)).any()
+
+
 # --- FlowBlender ---------------------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import cli_processes
 from painterly import flow, images, pixels
 from painterly.cli import app
 from painterly.config import StylizeConfig
@@ -48,17 +49,18 @@ ENV.pop("PAINTERLY_VGG_WEIGHTS", None)
 # --- clips made here ---------------------------------------------------------------------------
 
 
-def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """Smooth random colour blobs: something for the flow to follow."""
-    small = np.random.default_rng(seed).random((height // 4 + 2, width // 4 + 2, 3)).astype(np.float32)
+def texture(height: int, width: int, seed: int = 0, blob: int = 4) -> np.ndarray:
+    """Smooth random colour blobs about `blob` pixels across: something for the flow to follow."""
+    small = np.random.default_rng(seed).random((height // blob + 2, width // blob + 2, 3)).astype(np.float32)
     channels = [np.asarray(Image.fromarray(small[..., c]).resize((width, height), Image.Resampling.BICUBIC))
                 for c in range(3)]
     return np.clip(np.stack(channels, axis=2), 0, 1).astype(np.float32)
 
 
 def pan(width: int = 48, height: int = 32, count: int = FRAMES) -> list[np.ndarray]:
-    """A camera moving PAN pixels right each frame over a still scene: the motion is known exactly."""
-    scene = texture(height, width + PAN * count)
+    """A camera moving PAN pixels right each frame over a still scene: the motion is known exactly. Blobs of
+    8 px keep consecutive frames ≈0.1 apart, clearly below flow.SCENE_CUT (4 px ones: 0.149–0.150 decoded)."""
+    scene = texture(height, width + PAN * count, blob=8)
     return [scene[:, PAN * index : PAN * index + width] for index in range(count)]
 
 
@@ -117,7 +119,11 @@ def folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(folder) -> Path:
-    return write_clip(folder / "clip.mp4", pan())
+    """pan() in H.264: as decoded, every frame clearly continues the one before it (no scene cut)."""
+    path = write_clip(folder / "clip.mp4", pan())
+    thumbnails = [flow.scene_thumbnail(frame) for frame in decoded(path)[0]]
+    assert all(np.abs(b - a).mean() < 0.8 * flow.SCENE_CUT for a, b in zip(thumbnails, thumbnails[1:]))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +135,8 @@ def style(folder) -> Path:
 def uninterrupted(folder, clip, style) -> tuple[Path, subprocess.CompletedProcess]:
     """`painterly stylize clip.mp4 style.png -o out.mp4`, run once from start to end."""
     output = folder / "whole" / "out.mp4"
-    proc = subprocess.run(stylize_command(clip, style, output), capture_output=True, text=True, timeout=600, env=ENV,
-                          cwd=folder)
+    proc = cli_processes.run(stylize_command(clip, style, output), capture_output=True, text=True, timeout=600,
+                             env=ENV, cwd=folder)
     return output, proc
 
 
@@ -204,8 +210,8 @@ def test_a_killed_run_continues_from_its_last_finished_frame(uninterrupted, clip
     assert sorted(path.name for path in kept.glob("frame-*.png")) == ["frame-000001.png", "frame-000002.png"]
     assert any(path.name.startswith(".out.mp4.") for path in tmp_path.iterdir())  # the killed run's temporary
 
-    resumed = subprocess.run([*stylize_command(clip, style, output), "--json"], capture_output=True, text=True,
-                             timeout=600, env=ENV, cwd=tmp_path)
+    resumed = cli_processes.run([*stylize_command(clip, style, output), "--json"], capture_output=True, text=True,
+                                timeout=600, env=ENV, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed"] == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]  # kept frames and temporary gone
@@ -262,9 +268,7 @@ def test_a_scene_cut_restarts_the_chain(style, one_thread):
     steps: list[StepEvent] = []
     painter = FramePainter([images.load_image(style)], CONFIG, None,
                            lambda event: steps.append(event) if isinstance(event, StepEvent) else None)
-    scene = texture(32, 49)
-    first, moved, cut = scene[:, :48], scene[:, 1:], texture(32, 48, seed=9)  # moved: one pixel (pan()'s two
-    # pixels over these blobs come within 0.001 of flow.SCENE_CUT)
+    (first, moved), cut = pan(count=2), texture(32, 48, seed=9)
     assert flow.is_scene_cut(flow.scene_thumbnail(first), flow.scene_thumbnail(cut))
     assert not flow.is_scene_cut(flow.scene_thumbnail(first), flow.scene_thumbnail(moved))
     painted = painter.paint(first, None)

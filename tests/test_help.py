@@ -7,12 +7,12 @@ option, the arguments as they are typed, and a help text for every option.
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 import typer
 
+import cli_processes
 from painterly import config
 from painterly.cli import app
 
@@ -69,8 +69,8 @@ for command in sys.argv[1:]:
 
 def _render(*commands: str) -> list[str]:
     environment = {**os.environ, "COLUMNS": "200", "LINES": "50"}
-    result = subprocess.run([sys.executable, "-c", HELP_IN_TURN, *commands], capture_output=True, text=True,
-                            timeout=120, env=environment)
+    result = cli_processes.run([sys.executable, "-c", HELP_IN_TURN, *commands], capture_output=True, text=True,
+                               timeout=120, env=environment)
     assert result.returncode == 0, result.stderr
     texts = result.stdout.split(f"{END}\n")
     assert len(texts) == len(commands) + 1 and texts[-1] == "", result.stdout
@@ -209,7 +209,7 @@ def test_quiet_help_documents_the_progress_interval(helps):
 
 
 def test_a_missing_argument_is_named_as_in_the_usage_line():
-    result = subprocess.run([sys.executable, "-m", "painterly", "stylize"], capture_output=True, text=True,
-                            timeout=120)
+    result = cli_processes.run([sys.executable, "-m", "painterly", "stylize"], capture_output=True, text=True,
+                               timeout=120)
     assert result.returncode == 2
     assert "Missing argument 'CONTENT'" in result.stderr and "Traceback" not in result.stderr

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+import cli_processes
 from helpers import dead_url, serving, tiny_model, write_picture
 from painterly import hub
 from painterly.errors import ModelFileError
@@ -313,9 +314,9 @@ def test_apply_takes_an_hf_reference_end_to_end(endpoint, tmp_path):
     photo = write_picture(tmp_path / "photo.png")
     env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
-    done = subprocess.run([sys.executable, "-m", "painterly", "apply", "hf://alice/starry@v1", str(photo),
-                           "-o", str(tmp_path / "out.png"), "--quiet"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = cli_processes.run([sys.executable, "-m", "painterly", "apply", "hf://alice/starry@v1", str(photo),
+                              "-o", str(tmp_path / "out.png"), "--quiet"], capture_output=True, text=True, env=env,
+                             timeout=300)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.png").is_file()
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import cli_processes
 from helpers import dead_url, file_server, tiny_model, write_picture
 from painterly import images, zoo
 from painterly.cli import app
@@ -56,8 +57,8 @@ def photo(tmp_path):
 
 def painterly(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The real command in a fresh interpreter, with this process's environment (and `env` on top)."""
-    return subprocess.run([sys.executable, "-B", "-m", "painterly", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
+    return cli_processes.run([sys.executable, "-B", "-m", "painterly", *map(str, args)], capture_output=True,
+                             text=True, timeout=300, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
 
 
 def invoke(*args: str | Path):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from painterly.cli import app
 from painterly.config import StylizeConfig
 from painterly.errors import ImageError, UsageError
+from painterly.events import StepEvent
 from painterly.features import build_perceptual_loss
 from painterly.images import read_settings
 from painterly.losses import gram_matrix
@@ -121,15 +122,16 @@ def test_cli_paints_an_auto_mask_and_writes_it_out(files, one_thread):
     result = CliRunner().invoke(app, [
         "stylize", str(files / "photo.png"), str(files / "red.png"), "keep", "--mask", "auto:2", "-o", str(out),
         "--size", "32", "--steps", "2", "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1",
-        "--vgg-weights", "random", "--device", "cpu", "--mask-feather", "2", "--json", "--quiet"])
+        "--vgg-weights", "random", "--device", "cpu", "--mask-feather", "2", "--mask-seed", "1", "--json", "--quiet"])
     assert result.exit_code == 0, result.output
     mask_file = files / "out.mask.png"
     mask = read_mask(mask_file)
     assert mask.count == 2 and mask.labels[0, 0] == 0 and mask.labels[-1, 0] == 1  # the sky, then the field
     settings = read_settings(out)
-    assert settings["mask"] == {**mask.source, "auto": 2, "seed": 0, "regions": ["#e6194b", "#3cb44b"],
+    assert settings["mask"] == {**mask.source, "auto": 2, "seed": 1, "regions": ["#e6194b", "#3cb44b"],
                                 "feather": 2}
     assert settings["styles"][1] == "keep" and settings["config"]["mask_feather"] == 2
+    assert settings["config"]["mask_seed"] == 1 and settings["config"]["seed"] == StylizeConfig().seed
     assert json.loads(result.stdout)["mask"]["file"] == str(mask_file)
     photo = np.asarray(Image.open(files / "photo.png")).astype(int)
     assert np.abs(np.asarray(Image.open(out)).astype(int)[-3:] - photo[-3:]).max() <= 1  # the field is kept
@@ -152,6 +154,25 @@ def test_mask_mistakes_are_one_line_and_write_nothing(files, args, words):
     assert result.exit_code in (1, 2) and words in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert sorted(files.iterdir()) == before
+
+
+def test_a_failed_run_leaves_no_auto_mask_behind(files):
+    """The mask is written before the run (to edit while it goes); a run that fails takes it away again."""
+
+    class Broken(Exception):
+        pass
+
+    def fail(event):
+        if isinstance(event, StepEvent):
+            raise Broken("the run fails")
+
+    with pytest.raises(Broken):
+        stylize_files(files / "photo.png", [files / "red.png", "keep"], files / "failed.png",
+                      StylizeConfig(**{**BASE, "style_layers": ("relu1_1",), "content_layers": ("relu1_1",)},
+                                    steps=2), mask="auto:2", callback=fail)  # one layer: cheap
+    assert not (files / "failed.png").exists() and not (files / "failed.mask.png").exists()
+    with pytest.raises(UsageError, match="mask_seed must be a whole number, 0 or more"):
+        StylizeConfig(mask_seed=-1)
 
 
 def test_an_auto_mask_never_overwrites_an_input_and_videos_refuse_masks(files):

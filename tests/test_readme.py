@@ -50,6 +50,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
+import cli_processes
 from adain_helpers import adain_net
 from helpers import file_server, random_model
 from painterly import images, samples
@@ -157,9 +158,9 @@ if __name__ == "__main__":
 
 
 def write_inputs(folder: Path) -> None:
-    """photo.jpg and starry.jpg, a photo-like scene and a painting, larger than the examples' 128 px."""
-    images.save_image(samples.landscape(192, 256), folder / "photo.jpg")
-    images.save_image(samples.swirl_painting(192, 192), folder / "starry.jpg")
+    """photo.jpg and starry.jpg, a photo-like scene and a painting, larger than the examples' 64 px."""
+    images.save_image(samples.landscape(96, 128), folder / "photo.jpg")
+    images.save_image(samples.swirl_painting(96, 96), folder / "starry.jpg")
 
 
 def readme_environment(folder: Path) -> dict[str, str]:
@@ -254,8 +255,8 @@ for name in sys.argv[1:]:
 def painterly_helps() -> dict[str, str]:
     """`painterly NAME --help` for every command NAME, from one process (one start of Python for all)."""
     names = sorted(typer.main.get_command(app).commands)
-    done = subprocess.run([sys.executable, "-c", _PAINTERLY_HELPS, *names], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **HELP_ENVIRONMENT})
+    done = cli_processes.run([sys.executable, "-c", _PAINTERLY_HELPS, *names], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, **HELP_ENVIRONMENT})
     assert done.returncode == 0, done.stderr
     texts = done.stdout.split("\0")
     assert len(texts) == len(names) + 1 and texts[-1] == "", done.stdout

@@ -172,3 +172,4 @@ def test_the_stroke_scale_workload_at_the_tiny_plan(tmp_path, one_thread):
     assert "skipped" in by_variant["gatys"]
     report = text(document(rows, {"error": "not measured"}, "tiny", "test"))
     assert "likeness" in report and "target SSIM ≥ 0.8" in report and "met" in report
+    assert with_option["cpu_seconds"] > 0 and "CPU-s" in report  # the option's cost: CPU time as well as wall

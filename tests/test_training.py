@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import cli_processes
 from painterly import modelfile
 from painterly.cli import app
 from painterly.config import TrainConfig
@@ -184,8 +185,8 @@ def test_a_run_killed_with_sigkill_resumes_to_identical_weights(photos, tmp_path
     config = _config(photos, steps=8, checkpoint_every=2)
     reference, killed = tmp_path / "reference.safetensors", tmp_path / "killed.safetensors"
     checkpoint = tmp_path / "killed.safetensors.ckpt"
-    victim = subprocess.Popen([sys.executable, *_child_args(script, photos, killed, config)],
-                              env=_env(SLOW_STEP="0.3"))
+    victim = cli_processes.Popen([sys.executable, *_child_args(script, photos, killed, config)],
+                                 env=_env(SLOW_STEP="0.3"))
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and victim.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -356,8 +357,8 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_holds_it(p
     script, output, go = _child(tmp_path), tmp_path / "shared.safetensors", tmp_path / "go"
     lock = tmp_path / "shared.safetensors.lock"
     config = _config(photos, steps=4, checkpoint_every=2)
-    first = subprocess.Popen([sys.executable, *_child_args(script, photos, output, config)],
-                             env=_env(HOLD_AFTER_STEP_1=str(go)))
+    first = cli_processes.Popen([sys.executable, *_child_args(script, photos, output, config)],
+                                env=_env(HOLD_AFTER_STEP_1=str(go)))
     try:
         _wait_for(tmp_path / "go.holding", first)  # the first run is training, holding the lock
         second = _cli_train_here(photos, output, "--steps", "2")
@@ -378,8 +379,8 @@ def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path,
     """A restart loop passes --resume every time, also after a run killed before its first checkpoint."""
     script, output, go = _child(tmp_path), tmp_path / "preempted.safetensors", tmp_path / "go"
     config = _config(photos, steps=3, checkpoint_every=100, vgg_weights=None)
-    victim = subprocess.Popen([sys.executable, *_child_args(script, photos, output, config)],
-                              env=_env(HOLD_AFTER_STEP_1=str(go)))
+    victim = cli_processes.Popen([sys.executable, *_child_args(script, photos, output, config)],
+                                 env=_env(HOLD_AFTER_STEP_1=str(go)))
     try:
         _wait_for(tmp_path / "go.holding", victim)
     finally:
@@ -398,14 +399,6 @@ def test_resume_before_the_first_checkpoint_starts_from_step_0(photos, tmp_path,
     assert [r["step"] for r in _metrics(output)] == [1, 2, 3]  # the dead run's line is not kept twice
     _train(photos, tmp_path / "straight.safetensors", steps=3, checkpoint_every=100, vgg_weights=None)
     _assert_same_weights(tmp_path / "straight.safetensors", output)
-
-
-def _file_size_limit(limit):
-    """For a child process: writes that would take a file past `limit` bytes fail with EFBIG, as on a
-    full disk (Python ignores SIGXFSZ, so the write returns the error instead of killing the process)."""
-    import resource
-
-    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
 FULL_DISK = [
@@ -438,8 +431,8 @@ def full_disk_runs(tmp_path_factory):
     folders = [tmp_path_factory.mktemp("full-disk") for _ in FULL_DISK]
     runs = [_cli_train(_write_photos(folder), folder / "full.safetensors", "--steps", "6", *options)[3:]
             for folder, (options, _) in zip(folders, FULL_DISK, strict=True)]
-    done = subprocess.run([sys.executable, "-c", TRAIN_IN_TURN, json.dumps([[str(a) for a in run] for run in runs])],
-                          env=_env(), capture_output=True, text=True, timeout=240, preexec_fn=_file_size_limit(600))
+    done = cli_processes.run([sys.executable, "-c", TRAIN_IN_TURN, json.dumps([[str(a) for a in run] for run in runs])],
+                             env=_env(), capture_output=True, text=True, timeout=240, file_size_limit=600)
     assert done.returncode == 0, done.stderr
     results, lines = [], []
     for line in done.stderr.splitlines():
@@ -680,7 +673,7 @@ def test_sigint_and_sigterm_write_a_checkpoint_say_where_and_resume_exactly(phot
         output, marker = tmp_path / f"{word}.safetensors", tmp_path / f"{word}.paused"
         checkpoint = _beside(output, ".ckpt")
         command = [sys.executable, "-c", PAUSING_TRAIN, str(marker), *_cli_train(photos, output, *args)[3:]]
-        victim = subprocess.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
+        victim = cli_processes.Popen(command, env=_env(), stderr=subprocess.PIPE, text=True)
         try:
             _wait_for(marker, victim)
             victim.send_signal(signum)
@@ -715,10 +708,11 @@ def test_under_torchrun_a_signal_to_one_process_stops_them_all_and_the_resumed_r
     rank 1 only, both roll back together, and one model is written."""
     script, output, go = _child(tmp_path), tmp_path / "ddp.safetensors", tmp_path / "go"
     config = _config(photos, steps=6, checkpoint_every=100)
+    # The launcher is forked from the test zygote (torch imported once); its two workers are fresh interpreters.
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    job = subprocess.Popen([*torchrun, *_child_args(script, photos, output, config)],
-                           env=_env(HOLD_AFTER_STEP_1=str(go), PID_DIR=str(tmp_path)),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    job = cli_processes.Popen([*torchrun, *_child_args(script, photos, output, config)],
+                              env=_env(HOLD_AFTER_STEP_1=str(go), PID_DIR=str(tmp_path)),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(tmp_path / "go.holding", job)  # rank 0 waits after step 1; rank 1 waits for rank 0
         os.kill(int((tmp_path / "rank1.pid").read_text()), signal.SIGINT)
@@ -735,8 +729,8 @@ def test_under_torchrun_a_signal_to_one_process_stops_them_all_and_the_resumed_r
 
     stopped = saved["step"]  # the resumed run's first step fails on rank 1 only: both go back to this one
     config = _config(photos, steps=4, checkpoint_every=100)
-    subprocess.run([*torchrun, *_child_args(script, photos, output, config, resume=True)], env=_env(NAN_ON_RANK="1"),
-                   check=True, timeout=240, capture_output=True)
+    cli_processes.run([*torchrun, *_child_args(script, photos, output, config, resume=True)],
+                      env=_env(NAN_ON_RANK="1"), check=True, timeout=240, capture_output=True)
     assert modelfile.read_metadata(output)["steps"] == 4
     assert torch.load(_beside(output, ".ckpt"), weights_only=True)["world_size"] == 2
     assert [(r["step"], r["lr"]) for r in _metrics(output)] == [

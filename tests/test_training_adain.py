@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import cli_processes
 from painterly import modelfile, weights
 from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
 from painterly.cli import app
@@ -369,9 +369,10 @@ def test_two_processes_under_torchrun_train_one_adain_decoder(folders, tmp_path)
         "from painterly.training import train\n"
         "torch.set_num_threads(1)\n"
         "train(sys.argv[1], TrainConfig(**json.loads(sys.argv[3])), sys.argv[2])\n")
+    # The launcher is forked from the test zygote (torch imported once); its two workers are fresh interpreters.
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    subprocess.run([*torchrun, str(script), str(folders / "paintings"), str(output), json.dumps(config.to_dict())],
-                   check=True, timeout=240, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cli_processes.run([*torchrun, str(script), str(folders / "paintings"), str(output), json.dumps(config.to_dict())],
+                      check=True, timeout=240, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     model, metadata = modelfile.load_model(output)
     assert isinstance(model, AdaINNet) and metadata["steps"] == 2
     assert torch.load(tmp_path / "ddp.safetensors.ckpt", weights_only=True)["world_size"] == 2

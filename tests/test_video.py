@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-import resource
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageSequence
 
+import cli_processes
 from helpers import fp32_stylizer, light_model_file, unwritable_folder
 from painterly import images
 from painterly.config import ApplyConfig
@@ -434,13 +433,10 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(model_path, clip, tmp_path):
     FFmpeg's write error, raised by PyAV as its own av.error.OSError, must end as one line."""
     out = tmp_path / "out"
     out.mkdir()
-
-    def small_files() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # Python ignores SIGXFSZ: writes fail instead
-
-    result = subprocess.run([sys.executable, "-m", "painterly", "apply", str(model_path), str(clip), "-o",
-                             str(out / "styled.mp4"), "--device", "cpu", "--quiet"],
-                            preexec_fn=small_files, capture_output=True, text=True, timeout=300)
+    # RLIMIT_FSIZE in the child: Python ignores SIGXFSZ, so writes fail instead
+    result = cli_processes.run([sys.executable, "-m", "painterly", "apply", str(model_path), str(clip), "-o",
+                                str(out / "styled.mp4"), "--device", "cpu", "--quiet"],
+                               file_size_limit=4096, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"painterly: error: {out / 'styled.mp4'}: cannot write (")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import cli_processes
 from helpers import fp32_stylizer, light_model_file, tiny_model
 from painterly import samples
 from painterly.cli import app
@@ -113,7 +114,7 @@ def test_smooth_and_stabilize_together_are_refused():
 
 def painterly(*args: str) -> subprocess.CompletedProcess:
     """`painterly ARGS` in a fresh process: the real exit code, stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", "painterly", *args], capture_output=True, text=True, timeout=300)
+    return cli_processes.run([sys.executable, "-m", "painterly", *args], capture_output=True, text=True, timeout=300)
 
 
 def invoke(*args: str):

@@ -1,7 +1,9 @@
 """The web UI, through its real HTTP API and a real headless browser.
 
-One server for the module, on a free port of 127.0.0.1, with random VGG weights, a tiny random
-fast model and low limits (1 MB uploads, 1 M pixels) so that refusals are cheap to provoke.
+The process's shared server (conftest's `web_server`: on a free port of 127.0.0.1, with random VGG
+weights, a tiny random fast model, and low limits, 1 MB uploads and 1 M pixels, so that
+refusals are cheap to provoke); the few tests that need other settings launch an app of their own. The
+browser tests open their pages in fresh contexts of the process's one Chromium (conftest's `open_page`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import CHROMIUM, free_port, launch_chromium, picture, tiny_model, write_picture
+from helpers import WEB_FAST, WEB_MAX_PIXELS, WEB_MAX_UPLOAD_MB, free_port, picture, tiny_model, write_picture
 from painterly import cli, samples, web, weights
 from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
@@ -33,34 +35,14 @@ from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
 from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace, download_name
 
-MODEL = "tiny.safetensors"
-MAX_UPLOAD_MB = 1
-MAX_PIXELS = 1_000_000
+MODEL, MAX_UPLOAD_MB, MAX_PIXELS = WEB_FAST, WEB_MAX_UPLOAD_MB, WEB_MAX_PIXELS
 SCREENSHOT_ENV = "PAINTERLY_WEB_SCREENSHOT"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """(url, workdir, models folder) of a running app; closed after the module's tests."""
-    root = tmp_path_factory.mktemp("web")
-    models = root / "models"
-    models.mkdir()
-    tiny_model(models / MODEL)
-    parent = root / "work"
-    parent.mkdir()
-    (parent / "private.txt").write_text("TOP SECRET CONTENT")  # there before: must not be served
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PAINTERLY_HOME", str(root / "home"))  # no models from the real user cache
-        patch.setenv("GRADIO_TEMP_DIR", str(root / "uploads"))
-        app = web.build_app(models=models, workdir=parent, vgg_weights="random", device="cpu",
-                            max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS, concurrency=2)
-        [workdir] = parent.glob("painterly-web-*")
-        port = free_port()
-        app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}", workdir, models
-        finally:
-            app.close()
+def server(web_server):
+    """(url, workdir, models folder) of the shared running app."""
+    return web_server
 
 
 @pytest.fixture(scope="module")
@@ -536,7 +518,7 @@ def test_serve_says_where_it_serves_not_gradios_hints_and_leaves_nothing_behind(
     assert list(temp.iterdir()) == []
 
 
-def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, monkeypatch):
+def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, monkeypatch, open_page):
     """Offline without ImageNet weights the page says that Painting will fail, and how to fix it; the
     failure itself is a message that stays until closed."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
@@ -551,6 +533,7 @@ def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, mo
     app = web.build_app(workdir=tmp_path / "work", device="cpu")
     url = f"http://127.0.0.1:{free_port()}"
     app.launch(server_port=int(url.rsplit(":", 1)[1]), prevent_thread_lock=True, quiet=True)
+    page = None
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             assert "Optimize tab will fail" in http.get("/config").text
@@ -562,19 +545,12 @@ def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, mo
         cached = weights.cached_path(weights.spec_for("vgg19"))
         cached.parent.mkdir(parents=True)
         cached.write_bytes(b"weights")  # as `painterly weights --download` would, while the server runs
-        from playwright import sync_api
-
-        with sync_api.sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page()
-                page.set_default_timeout(90_000)
-                page.goto(url)
-                page.get_by_role("tab", name="Optimize").click()
-                page.locator("#vgg-weights-status").get_by_text("ImageNet weights present").wait_for()  # no restart
-            finally:
-                browser.close()
+        page = open_page(url, height=720)
+        page.get_by_role("tab", name="Optimize").click()
+        page.locator("#vgg-weights-status").get_by_text("ImageNet weights present").wait_for()  # no restart
     finally:
+        if page is not None:
+            page.context.close()  # before the server goes
         app.close()
     ready, present = web.vgg_weights_status(None)
     assert ready and "ImageNet weights present" in present and str(cached) in present
@@ -600,70 +576,49 @@ def test_default_model_dir_follows_painterly_home(monkeypatch, tmp_path):
 
 
 
-def test_a_real_browser_stylises_an_upload(server, tmp_path):
+def test_a_real_browser_stylises_an_upload(server, open_page, tmp_path):
     """Headless Chromium: open the page, upload, run, and get a real picture back."""
-    from playwright import sync_api
-
-    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     photo = save_image(samples.landscape(192, 256), tmp_path / "landscape.png")
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(90_000)  # generous: the test machine may be busy
-            refused: list[str] = []  # the file guard must not get in the page's way
-            page.on("response", lambda response: refused.append(response.url) if response.status == 403 else None)
-            page.goto(server[0])
-            page.locator("#fast-images input[type=file]").set_input_files(str(photo))
-            # Uploaded once its name shows; Gradio may show stem and extension in separate elements.
-            page.locator("#fast-images").get_by_text("landscape").first.wait_for()
-            page.locator("#fast-run").click()
-            result = page.locator("#fast-gallery img").first
-            result.wait_for()
-            response = page.request.get(result.get_attribute("src"))
-            assert response.ok
-            path = tmp_path / "shown.png"
-            path.write_bytes(response.body())
-            pixels, _ = read_array(path)
-            assert pixels.shape == (192, 256, 3)
-            assert pixels.std() > 0.01  # a picture, not a blank
-            assert refused == []
-            if os.environ.get(SCREENSHOT_ENV):
-                page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
-        finally:
-            browser.close()
+    refused: list[str] = []  # the file guard must not get in the page's way
+    page = open_page(server[0], refused=refused)
+    page.locator("#fast-images input[type=file]").set_input_files(str(photo))
+    # Uploaded once its name shows; Gradio may show stem and extension in separate elements.
+    page.locator("#fast-images").get_by_text("landscape").first.wait_for()
+    page.locator("#fast-run").click()
+    result = page.locator("#fast-gallery img").first
+    result.wait_for()
+    response = page.request.get(result.get_attribute("src"))
+    assert response.ok
+    path = tmp_path / "shown.png"
+    path.write_bytes(response.body())
+    pixels, _ = read_array(path)
+    assert pixels.shape == (192, 256, 3)
+    assert pixels.std() > 0.01  # a picture, not a blank
+    assert refused == []
+    if os.environ.get(SCREENSHOT_ENV):
+        page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
 
 
-def test_a_real_browser_keeps_errors_in_the_page(server, tmp_path):
+def test_a_real_browser_keeps_errors_in_the_page(server, open_page, tmp_path):
     """A warning fades as before; an error stays until the user closes it, and the page names the weights."""
-    from playwright import sync_api
-
     good = write_picture(tmp_path / "good.png")
     corrupt = tmp_path / "broken.png"
     corrupt.write_bytes(good.read_bytes()[:80])
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(90_000)
-            page.clock.install()  # the page's own clock, moved on below instead of waiting for it
-            page.goto(server[0])
-            page.locator("#fast-images input[type=file]").set_input_files([str(good), str(corrupt)])
-            page.locator("#fast-images").get_by_text("broken").first.wait_for()
-            page.locator("#fast-run").click()
-            page.locator("#fast-gallery img").first.wait_for()  # the good one is stylised...
-            warning = page.get_by_test_id("toast-text").filter(has_text="broken.png: ")
-            warning.wait_for()  # ...and the broken one named once, by its name, not its path on the server
-            assert page.get_by_test_id("toast-text").all_inner_texts() == [warning.inner_text()]
-            assert "corrupt" in warning.inner_text()
-            page.get_by_role("tab", name="Optimize").click()
-            weights_line = page.locator("#vgg-weights-status, #random-weights-warning").first
-            assert "random VGG weights" in weights_line.inner_text()
-            page.locator("#optimize-run").click()  # no photo
-            error = page.get_by_test_id("toast-text").filter(has_text="upload a photo first")
-            error.wait_for()
-            page.clock.fast_forward("01:00")  # past any notice's duration
-            warning.wait_for(state="detached")  # the warning has faded...
-            assert error.is_visible()  # ...the error is still there
-        finally:
-            browser.close()
+    page = open_page(server[0], clock=True)  # the page's own clock, moved on below instead of waiting for it
+    page.locator("#fast-images input[type=file]").set_input_files([str(good), str(corrupt)])
+    page.locator("#fast-images").get_by_text("broken").first.wait_for()
+    page.locator("#fast-run").click()
+    page.locator("#fast-gallery img").first.wait_for()  # the good one is stylised...
+    warning = page.get_by_test_id("toast-text").filter(has_text="broken.png: ")
+    warning.wait_for()  # ...and the broken one named once, by its name, not its path on the server
+    assert page.get_by_test_id("toast-text").all_inner_texts() == [warning.inner_text()]
+    assert "corrupt" in warning.inner_text()
+    page.get_by_role("tab", name="Optimize").click()
+    weights_line = page.locator("#vgg-weights-status, #random-weights-warning").first
+    assert "random VGG weights" in weights_line.inner_text()
+    page.locator("#optimize-run").click()  # no photo
+    error = page.get_by_test_id("toast-text").filter(has_text="upload a photo first")
+    error.wait_for()
+    page.clock.fast_forward("01:00")  # past any notice's duration
+    warning.wait_for(state="detached")  # the warning has faded...
+    assert error.is_visible()  # ...the error is still there

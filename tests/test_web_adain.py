@@ -1,8 +1,8 @@
 """The web UI's "Any painting" tab: an arbitrary-style (AdaIN) model through the real HTTP API and headless Chromium.
 
-One server for the module, on a free port of 127.0.0.1, with a tiny random light AdaIN model, a tiny
-random fast (Johnson) model beside it, and low limits (1 MB uploads, 1 M pixels) so that refusals
-are cheap to provoke. Expected outputs are computed in this process through the public API
+The process's shared server (conftest's `adain_server`: on a free port of 127.0.0.1, with a tiny random
+light AdaIN model, a tiny random fast (Johnson) model beside it, and low limits, 1 MB uploads and 1 M
+pixels, so that refusals are cheap to provoke). Expected outputs are computed in this process through the public API
 (`FastStylizer.style_statistics` / `with_styles`) and compared with what the page returns.
 """
 
@@ -15,38 +15,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import CHROMIUM, free_port, launch_chromium, tiny_model, write_picture
-from painterly import samples, web, weights
-from painterly.adain import ADAIN_ARCHITECTURES, AdaINNet, encoder_state_from_vgg
+from helpers import WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS, write_picture
+from painterly import samples
 from painterly.config import ApplyConfig
 from painterly.errors import UsageError
 from painterly.fast import FastStylizer, Painting
 from painterly.images import read_array, read_settings, save_image
-from painterly.modelfile import save_model
 from painterly.provenance import describe_file
 
-ADAIN = "any.safetensors"
-JOHNSON = "tiny.safetensors"
-MAX_UPLOAD_MB = 1
-MAX_PIXELS = 1_000_000
+ADAIN, JOHNSON, MAX_PIXELS = WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS
 SCREENSHOT_ENV = "PAINTERLY_WEB_ADAIN_SCREENSHOT"  # where the browser test saves a screenshot of the tab
-
-
-def adain_model(path: Path) -> Path:
-    """A random light AdaIN model whose output sits around mid-grey and varies with the photo and the painting."""
-    arch = ADAIN_ARCHITECTURES["light"]
-    torch.manual_seed(0)
-    vgg = weights.random_state_dict("vgg19", seed=0, upto=5)  # conv1_1 … conv3_1: all the light encoder has
-    net = AdaINNet(arch, encoder_state=encoder_state_from_vgg(vgg, arch))
-    with torch.no_grad():
-        last = net.decoder[-1]
-        last.weight.mul_(10)  # random features vary little: amplified, the output shows them (and the style)
-        last.bias.fill_(0.5)
-    return save_model(net, path, style={"kind": "random, for tests"})
 
 
 def sha256(path: Path) -> str:
@@ -54,24 +35,9 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """(url, models folder) of a running app; closed after the module's tests."""
-    root = tmp_path_factory.mktemp("web-adain")
-    models = root / "models"
-    models.mkdir()
-    adain_model(models / ADAIN)
-    tiny_model(models / JOHNSON)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PAINTERLY_HOME", str(root / "home"))  # no models from the real user cache
-        patch.setenv("GRADIO_TEMP_DIR", str(root / "uploads"))
-        app = web.build_app(models=models, workdir=root / "work", vgg_weights="random", device="cpu",
-                            max_upload_mb=MAX_UPLOAD_MB, max_pixels=MAX_PIXELS)
-        port = free_port()
-        app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
-        try:
-            yield f"http://127.0.0.1:{port}", models
-        finally:
-            app.close()
+def server(adain_server):
+    """(url, models folder) of the shared running app (test_web_regions uses it too)."""
+    return adain_server.url, adain_server.models
 
 
 @pytest.fixture(scope="module")
@@ -291,39 +257,28 @@ def test_each_painting_is_measured_once_for_all_photos(server, tmp_path, monkeyp
 # --- the browser ---------------------------------------------------------------------------------
 
 
-def test_a_real_browser_paints_a_photo_after_a_painting(server, tmp_path):
+def test_a_real_browser_paints_a_photo_after_a_painting(server, open_page, tmp_path):
     """Headless Chromium: open the tab, upload a photo and a painting, paint, and see the result appear."""
-    from playwright import sync_api
-
-    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     photo = save_image(samples.landscape(96, 128), tmp_path / "landscape.png")
     painting = save_image(samples.swirl_painting(64, 64), tmp_path / "swirls.png")
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(90_000)  # generous: the test machine may be busy
-            refused: list[str] = []  # the file guard must not get in the page's way
-            page.on("response", lambda response: refused.append(response.url) if response.status == 403 else None)
-            page.goto(server[0])
-            page.get_by_role("tab", name="Any painting").click()
-            page.locator("#any-photos input[type=file]").set_input_files(str(photo))
-            page.locator("#any-photos").get_by_text("landscape").first.wait_for()
-            page.locator("#any-paintings input[type=file]").set_input_files(str(painting))
-            page.locator("#any-paintings").get_by_text("swirls").first.wait_for()
-            page.locator("#any-more").get_by_text("More settings").click()
-            page.get_by_label("Painting's long side (0 = as uploaded)").fill("64")  # tiny: quick to measure
-            page.locator("#any-run").click()
-            result = page.locator("#any-gallery img").first
-            result.wait_for()
-            response = page.request.get(result.get_attribute("src"))
-            assert response.ok
-            shown = tmp_path / "shown.png"
-            shown.write_bytes(response.body())
-            assert read_array(shown)[0].shape == (96, 128, 3)
-            page.locator("#any-downloads").get_by_text("landscape_swirls").first.wait_for()
-            assert refused == []
-            if os.environ.get(SCREENSHOT_ENV):
-                page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
-        finally:
-            browser.close()
+    refused: list[str] = []  # the file guard must not get in the page's way
+    page = open_page(server[0], refused=refused)
+    page.get_by_role("tab", name="Any painting").click()
+    page.locator("#any-photos input[type=file]").set_input_files(str(photo))
+    page.locator("#any-photos").get_by_text("landscape").first.wait_for()
+    page.locator("#any-paintings input[type=file]").set_input_files(str(painting))
+    page.locator("#any-paintings").get_by_text("swirls").first.wait_for()
+    page.locator("#any-more").get_by_text("More settings").click()
+    page.get_by_label("Painting's long side (0 = as uploaded)").fill("64")  # tiny: quick to measure
+    page.locator("#any-run").click()
+    result = page.locator("#any-gallery img").first
+    result.wait_for()
+    response = page.request.get(result.get_attribute("src"))
+    assert response.ok
+    shown = tmp_path / "shown.png"
+    shown.write_bytes(response.body())
+    assert read_array(shown)[0].shape == (96, 128, 3)
+    page.locator("#any-downloads").get_by_text("landscape_swirls").first.wait_for()
+    assert refused == []
+    if os.environ.get(SCREENSHOT_ENV):
+        page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)

@@ -1,32 +1,31 @@
 """The web UI's Live tab: headless Chromium's fake camera streamed through a random light model and back.
 
-The server is test_web.py's (`server`, one per module); a random light network is added to its models
-folder beside the tiny one, and the tab lists it at page load, chosen first. The stream must bring back
-stylised frames (the model's output of the camera's frame, not the frame), changing as the camera's
-picture moves, with a frame rate in the page, and leave no file anywhere under the server's folders.
+The server is the process's shared one (conftest's `web_server`); a random light network is added to its
+models folder beside the tiny one (and removed afterwards), and the tab lists it at page load, chosen
+first. The stream must bring back stylised frames (the model's output of the camera's frame, not the
+frame), changing as the camera's picture moves, with a frame rate in the page, and leave no file anywhere
+under the server's folders.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import io
 import os
 import re
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import launch_chromium
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
 from painterly.pixels import to_float32
-from painterly.web_live import FrameRate, LiveStreams
-from test_web import server  # noqa: F401 - the web UI's server fixture, reused (module-scoped: one here)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` is a folder of the repository
 
@@ -49,6 +48,8 @@ def files_under(folder: Path) -> set[Path]:
 
 
 def test_frame_rate_is_measured_over_the_last_frames_and_restarts_after_a_pause():
+    from painterly.web_live import FrameRate  # Gradio with it: imported by the tests that need it, not at collection
+
     rate = FrameRate(window=3, gap_s=1.0)
     assert rate.tick(9.9, 10.0) is None  # one frame: no rate yet
     assert rate.tick(10.1, 10.5) == 2.0
@@ -67,6 +68,7 @@ def test_the_model_list_names_each_architecture_and_a_mistake_is_one_line(tmp_pa
     from painterly.modelfile import save_model
     from painterly.transformer import TransformerNet
     from painterly.web_handlers import Handlers, ModelCatalog
+    from painterly.web_live import LiveStreams
 
     tiny_model(tmp_path / "a-tiny.safetensors")
     save_model(TransformerNet("standard"), tmp_path / "b-standard.safetensors", style={"image": "random"})
@@ -91,40 +93,54 @@ def test_the_model_list_names_each_architecture_and_a_mistake_is_one_line(tmp_pa
     assert readout.startswith("measuring…") and "32×24" in readout and "network" not in readout
 
 
-def test_a_real_browser_streams_its_camera_through_the_light_model(server, tmp_path):  # noqa: F811 - the fixture
+@pytest.fixture
+def light(web_server) -> Iterator[Path]:
+    """The random light network in the shared server's models folder for the test, then removed (the other
+    modules' tests list that folder's models)."""
+    path = write_models(web_server.models, ("light",))["light"].rename(web_server.models / LIGHT)
+    yield path
+    path.unlink()
+
+
+# Every src the stylised frame takes, collected in the page as it changes (not sampled by polling from here).
+WATCH_RESULT = """() => {
+    const box = document.querySelector("#live-result");
+    window.shownFrames = new Set();
+    const note = () => {
+        const src = box.querySelector("img")?.getAttribute("src");
+        if (src) window.shownFrames.add(src);
+    };
+    note();
+    new MutationObserver(note).observe(box, {subtree: true, childList: true, attributes: true,
+                                             attributeFilter: ["src"]});
+}"""
+
+
+def test_a_real_browser_streams_its_camera_through_the_light_model(web_server, light, open_page, tmp_path):
     from playwright import sync_api
 
-    url, workdir, models = server
-    light = write_models(models, ("light",))["light"].rename(models / LIGHT)
+    url, workdir, _ = web_server
     views = camera_frames(*CAMERA, count=4, step=48)
     clip = write_y4m(views, tmp_path / "camera.y4m", fps=5)
-    root = workdir.parents[1]  # the fixture's folder: models, Gradio's uploads and cache, the working folder
+    root = workdir.parents[1]  # the server's folder: models, Gradio's uploads and cache, the working folder
     before = files_under(root)
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright, *fake_camera(clip))
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(90_000)  # generous: the test machine may be busy
-            page.goto(url)
-            page.get_by_role("tab", name="Live").click()
-            # Listed at page load, the light network chosen first though listed second.
-            sync_api.expect(page.locator("#live-model input")).to_have_value(re.compile(r"^wave-light.* · light$"))
-            page.locator("#live-size").get_by_text(f"{SIZE}×{SIZE * 3 // 4}").click()
-            camera = page.locator("#live-camera")
-            camera.get_by_text("Click to Access Webcam").click()
-            camera.get_by_role("button", name="capture photo").click()  # "Record": starts the stream
-            result = page.locator("#live-result img")
-            shown = [result.get_attribute("src")]
-            deadline = time.monotonic() + 90
-            while len(set(shown)) < 4 and time.monotonic() < deadline:  # three changes of the stylised frame
-                time.sleep(0.05)
-                shown.append(result.get_attribute("src"))
-            readout = page.locator("#live-rate textarea").input_value()
-            if os.environ.get(SCREENSHOT_ENV):
-                page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
-            camera.get_by_text("Stop", exact=True).click()  # the stream's end, so that its slot is free at once
-        finally:
-            browser.close()
+    page = open_page(url, browser_args=fake_camera(clip))
+    page.get_by_role("tab", name="Live").click()
+    # Listed at page load, the light network chosen first though listed second.
+    sync_api.expect(page.locator("#live-model input")).to_have_value(re.compile(r"^wave-light.* · light$"))
+    page.locator("#live-size").get_by_text(f"{SIZE}×{SIZE * 3 // 4}").click()
+    camera = page.locator("#live-camera")
+    camera.get_by_text("Click to Access Webcam").click()
+    page.evaluate(WATCH_RESULT)
+    camera.get_by_role("button", name="capture photo").click()  # "Record": starts the stream
+    with contextlib.suppress(sync_api.TimeoutError):  # three changes of the stylised frame; asserted below
+        page.wait_for_function("() => window.shownFrames.size >= 4", polling=100, timeout=90_000)
+    shown = page.evaluate("() => [...window.shownFrames]")
+    readout = page.locator("#live-rate textarea").input_value()
+    if os.environ.get(SCREENSHOT_ENV):
+        page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+    camera.get_by_text("Stop", exact=True).click()  # the stream's end, so that its slot is free at once
+    page.context.close()  # the camera off before the checks below
     frames = [decoded(src) for src in dict.fromkeys(shown) if src]
     assert len(frames) >= 4, "the stylised frame did not change three times within 90 s"
     # What the page sends is the camera's view mirrored (Gradio's default for a webcam), at the working size.

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from helpers import CHROMIUM, launch_chromium, write_picture
+from helpers import write_picture
 from painterly import samples
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
@@ -30,10 +30,12 @@ from painterly.web_regions import (
     BRUSH,
     PAINTED_ALPHA,
     REGION_NAMES,
+    TINT,
     automatic_in_editor,
     drawn_labels,
     editor_layer,
     mask_file_in_editor,
+    mask_labels,
     painting_order,
     save_drawing,
 )
@@ -120,20 +122,45 @@ def test_a_drawing_is_written_as_a_mask_file_in_its_own_region_order(tmp_path):
 
 
 def test_a_mask_file_or_an_automatic_mask_is_shown_in_the_editor(pictures, tmp_path):
+    """Shown in the background (the editor drops layers a server sets), tinted in the brush's colours; kept as
+    labels."""
     photo = str(pictures["photo"])
-    bands = write_mask(tmp_path / "bands.png", 12, 16, [(9, 9, 9), (200, 0, 0), (0, 0, 200)])  # half the photo
-    value = mask_file_in_editor(photo, str(bands))
-    assert value["background"].shape == (24, 32, 3)
-    file_labels = read_mask(bands).labels
-    assert np.array_equal(drawn_labels(value), file_labels.repeat(2, axis=0).repeat(2, axis=1))  # region 1 unpainted
-    found = automatic_in_editor(photo, 3)
     rgb = read_array(pictures["photo"], min_side=1, dtype=np.uint8)[0]
-    assert np.array_equal(drawn_labels(found), auto_mask(rgb, 3).labels)
+    bands = write_mask(tmp_path / "bands.png", 12, 16, [(9, 9, 9), (200, 0, 0), (0, 0, 200)])  # half the photo
+    loaded = mask_file_in_editor(photo, str(bands))
+    file_labels = read_mask(bands).labels.repeat(2, axis=0).repeat(2, axis=1)
+    assert loaded.count == 3 and np.array_equal(loaded.labels, file_labels)  # region 1 is label 0: unpainted
+    assert loaded.value["layers"] == [] and drawn_labels(loaded.value) is None  # nothing drawn yet
+    background = loaded.value["background"].astype(np.float32)
+    assert np.array_equal(background[file_labels == 0], rgb[file_labels == 0])  # region 1: the photo as it is
+    for label in (1, 2):  # region k+1 tinted TINT of the way to the k-th brush colour
+        where = file_labels == label
+        want = rgb[where] * (1 - TINT) + np.asarray(BRUSH[label - 1], np.float32) * TINT
+        assert np.abs(background[where] - want).max() <= 0.51  # rounded to whole levels
+    found = automatic_in_editor(photo, 3)
+    assert np.array_equal(found.labels, auto_mask(rgb, 3).labels) and found.count == 3
     seven = write_mask(tmp_path / "seven.png", 4, 14, [(i * 30, 0, 0) for i in range(7)])
     with pytest.raises(Exception, match="seven.png has 7 regions and the page's editor shows 6 at most"):
         mask_file_in_editor(photo, str(seven))
     with pytest.raises(Exception, match="upload the photo first"):
         automatic_in_editor(None, 3)
+
+
+def test_strokes_over_a_loaded_mask_override_it_where_painted(pictures, tmp_path):
+    loaded = np.zeros((24, 32), np.uint8)
+    loaded[:, 16:] = 2  # a loaded mask: region 1 left, region 3 (green) right
+    strokes = np.zeros((24, 32), np.uint8)
+    strokes[:4] = 1  # a red stroke along the top, over both
+    want = loaded.copy()
+    want[:4] = 1
+    assert np.array_equal(mask_labels(drawing(strokes), loaded), want)
+    assert np.array_equal(mask_labels(None, loaded), loaded)  # nothing painted since: the loaded mask
+    assert mask_labels(None, None) is None
+    half = mask_labels(drawing(strokes[::2, ::2]), loaded)  # strokes at another size: the mask follows them
+    assert np.array_equal(half, want[::2, ::2])
+    drawn = save_drawing(None, choose(unpainted=KEEP, green="1"), tmp_path, loaded=loaded)
+    assert drawn.names == ("unpainted", "green") and drawn.choices == (KEEP, "1")
+    assert np.array_equal(drawn.mask.labels, (loaded > 0).astype(np.uint8))
 
 
 # --- each engine's tab ---------------------------------------------------------------------------------
@@ -187,6 +214,36 @@ def test_fast_tab_gives_the_drawn_region_its_model_and_keeps_the_rest(handlers, 
     with pytest.raises(gr.Error, match="every region of the mask drawing keeps the photo"):
         handlers.fast([str(photo)], JOHNSON, 1.0, "none", None, drawing(left_red(24, 32)), 0,
                       *choose(unpainted=KEEP, red=KEEP))
+    # A mask found in the page (the right half green), nothing drawn, then a red stroke over its left half:
+    loaded = np.zeros((24, 32), np.uint8)
+    loaded[:, 16:] = 2
+    _, [found] = handlers.fast([str(photo)], JOHNSON, 1.0, "none", None, drawing(np.zeros((24, 32), np.uint8)), 0,
+                               *choose(unpainted=KEEP, green=JOHNSON), loaded[:, ::-1].copy())  # left green
+    assert read_mask(handlers.masks.last("", "fast")).count == 2
+    assert np.array_equal(read_array(found)[0], read_array(result)[0])  # the same halves as the drawing above
+    _, [over] = handlers.fast([str(photo)], JOHNSON, 1.0, "none", None, drawing(left_red(24, 32)), 0,
+                              *choose(unpainted=KEEP, red=JOHNSON, green=KEEP), loaded)
+    assert np.array_equal(read_array(over)[0], read_array(result)[0])  # red left styled, green right kept
+    assert read_mask(handlers.masks.last("", "fast")).colors == (BRUSH[0], BRUSH[1])
+
+
+def test_fast_tab_region_model_lists_follow_the_model_list(tmp_path):
+    """What Refresh (and a pull) gives each region's model list: the models found now, each choice kept while listed."""
+    from helpers import tiny_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    tiny_model(folder / "a.safetensors")
+    handlers = Handlers(catalog=ModelCatalog([folder], device="cpu"),
+                        workspace=Workspace(tmp_path / "work", keep_seconds=600), vgg_weights="random", device="cpu",
+                        max_pixels=MAX_PIXELS)
+    (folder / "b.safetensors").write_bytes((folder / "a.safetensors").read_bytes())  # one more since the page
+    lists = handlers.region_models(KEEP, "a.safetensors", "gone.safetensors", None, "a.safetensors", KEEP)
+    assert [value for _, value in lists[0].choices] == [KEEP, "a.safetensors", "b.safetensors"]
+    assert [menu.value for menu in lists] == [KEEP, "a.safetensors", "a.safetensors", "a.safetensors",
+                                              "a.safetensors", KEEP]  # gone or empty: the region's default
+    (folder / "a.safetensors").unlink()
+    assert [menu.value for menu in handlers.region_models(KEEP, "a.safetensors")] == [KEEP, "b.safetensors"]
 
 
 def test_optimize_tab_paints_the_drawn_region_and_keeps_the_rest(handlers, pictures):
@@ -208,52 +265,53 @@ def test_optimize_tab_paints_the_drawn_region_and_keeps_the_rest(handlers, pictu
 # --- the browser -------------------------------------------------------------------------------------------
 
 
-def test_a_real_browser_paints_a_region_and_gets_a_result(server, tmp_path):  # noqa: F811
-    """Headless Chromium, in the Fast tab: upload a photo, paint a stroke over it in the editor, Stylise; the
-    mask as used appears, and the stroke's region is styled while the unpainted rest keeps the photo."""
+def test_a_real_browser_paints_a_region_and_gets_a_result(server, open_page, tmp_path):  # noqa: F811
+    """Headless Chromium, in the Fast tab: upload a photo, Find regions (3: the region choices follow), paint a
+    stroke over them in the editor, Stylise; the mask as used appears, the found regions with the stroke over
+    them, and the styled regions are styled while region 1 keeps the photo."""
     from playwright import sync_api
 
-    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     photo = save_image(samples.landscape(48, 64), tmp_path / "landscape.png")
-    with sync_api.sync_playwright() as playwright:
-        browser = launch_chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.set_default_timeout(90_000)  # generous: the test machine may be busy
-            page.goto(server[0])
-            page.locator("#fast-images input[type=file]").set_input_files(str(photo))
-            page.locator("#fast-regions").get_by_text("Regions:").first.click()
-            sync_api.expect(page.locator("#fast-region-2 input")).to_have_value(JOHNSON)  # red: the model
-            canvas = page.locator("#fast-mask-editor canvas").first
-            canvas.wait_for()
-            page.locator("#fast-mask-editor button[aria-label=Brush]").click()
-            box = canvas.bounding_box()
-            assert box is not None
-            x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
-            page.mouse.move(x, y)
-            page.wait_for_timeout(300)  # the editor draws on its own render loop: a stroke given time, as by a hand
-            page.mouse.down()
-            for step in range(1, 6):
-                page.wait_for_timeout(200)
-                page.mouse.move(x + step * box["width"] * 0.05, y)
-            page.mouse.up()
-            page.wait_for_timeout(300)
-            page.locator("#fast-run").click()
-            mask_box = page.locator("#fast-mask-file")
-            sync_api.expect(mask_box).to_contain_text(re.compile(r"mask\s*\.png"), timeout=90_000)
-            link = page.locator("#fast-mask-file a").first.get_attribute("href")
-            drawn = tmp_path / "drawn.png"
-            drawn.write_bytes(page.request.get(link).body())
-            assert read_mask(drawn).count == 2  # the stroke and the unpainted rest
-            result = page.locator("#fast-gallery img").first
-            response = page.request.get(result.get_attribute("src"))
-            assert response.ok
-            shown = tmp_path / "shown.png"
-            shown.write_bytes(response.body())
-            pixels, original = read_array(shown)[0], read_array(photo)[0]
-            changed = np.abs(pixels - original).max(axis=2) > 2 / 255
-            assert 0.05 < changed.mean() < 0.95  # the stroke's region styled, the unpainted rest kept
-            if os.environ.get(SCREENSHOT_ENV):
-                page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
-        finally:
-            browser.close()
+    page = open_page(server[0], height=1000)
+    page.locator("#fast-images input[type=file]").set_input_files(str(photo))
+    page.locator("#fast-regions").get_by_text("Regions:").first.click()
+    sync_api.expect(page.locator("#fast-region-2 input")).to_have_value(JOHNSON)  # red: the model
+    canvas = page.locator("#fast-mask-editor canvas").first
+    canvas.wait_for()
+    page.locator("#fast-mask-find").click()  # 3 regions, the default
+    sync_api.expect(page.locator("#fast-region-4")).to_be_hidden(timeout=90_000)  # the busy machine
+    sync_api.expect(page.locator("#fast-region-3")).to_be_visible()
+    page.wait_for_timeout(500)  # the tinted photo drawn
+    page.locator("#fast-mask-editor button[aria-label=Brush]").click()
+    box = canvas.bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.75  # low: the sky (region 1) mostly kept
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)  # the editor draws on its own render loop: a stroke given time, as by a hand
+    page.mouse.down()
+    for step in range(1, 6):
+        page.wait_for_timeout(200)
+        page.mouse.move(x + step * box["width"] * 0.05, y)
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    page.locator("#fast-run").click()
+    mask_box = page.locator("#fast-mask-file")
+    sync_api.expect(mask_box).to_contain_text(re.compile(r"mask\s*\.png"), timeout=90_000)
+    if os.environ.get(SCREENSHOT_ENV):
+        page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+    link = page.locator("#fast-mask-file a").first.get_attribute("href")
+    drawn = tmp_path / "drawn.png"
+    drawn.write_bytes(page.request.get(link).body())
+    used, found = read_mask(drawn), auto_mask(read_array(photo, min_side=1, dtype=np.uint8)[0], 3)
+    assert used.count == 3 and set(used.colors) == {(255, 255, 255), BRUSH[0], BRUSH[1]}
+    page_labels = np.asarray([[(255, 255, 255), *BRUSH].index(colour) for colour in used.colors])[used.labels]
+    unstroked = page_labels != 1  # the red stroke's pixels are red; everywhere else the regions found, as found
+    assert np.array_equal(page_labels[unstroked], found.labels[unstroked]) and (found.labels[~unstroked] != 1).any()
+    result = page.locator("#fast-gallery img").first
+    response = page.request.get(result.get_attribute("src"))
+    assert response.ok
+    shown = tmp_path / "shown.png"
+    shown.write_bytes(response.body())
+    pixels, original = read_array(shown)[0], read_array(photo)[0]
+    changed = np.abs(pixels - original).max(axis=2) > 2 / 255
+    assert 0.05 < changed.mean() < 0.95  # the stroke's region styled, the unpainted rest kept

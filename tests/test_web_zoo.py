@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from adain_helpers import write_published
-from helpers import CHROMIUM, dead_url, file_server, free_port, launch_chromium, serving, tiny_model, write_picture
+from helpers import dead_url, file_server, free_port, serving, tiny_model, write_picture
 from painterly import web, zoo
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
@@ -265,59 +265,52 @@ def test_web_uses_the_zoos_models_folder(home):
 
 
 def test_a_real_browser_sees_the_offline_message_then_picks_a_published_model_and_stylises(
-        home, mine, tmp_path, monkeypatch, mirror_url):
+        home, mine, tmp_path, monkeypatch, mirror_url, open_page):
     """Headless Chromium: with the mirror dead, choose a catalogue model and see the one line, nothing written;
     with it back, choose one, see it downloaded and its licence, and stylise an upload with it. (Offline first:
     once pytorch/examples' zip is downloaded, its other models need no network.)"""
-    from playwright import sync_api
-
-    assert Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: apt-get install chromium (scripts/test.sh does)"
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
     app = web.build_app(models=mine, workdir=tmp_path / "work", vgg_weights="random", device="cpu")
     url = f"http://127.0.0.1:{free_port()}"
     app.launch(server_port=int(url.rsplit(":", 1)[1]), prevent_thread_lock=True, quiet=True)
     photo = write_picture(tmp_path / "landscape.png", 48, 64)
+    page = None
     try:
-        with sync_api.sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            try:
-                page = browser.new_page(viewport={"width": 1280, "height": 900})
-                page.set_default_timeout(90_000)  # generous: the test machine may be busy
-                page.goto(url)
-                published = page.locator("#fast-published")
-                offline = dead_url()
-                monkeypatch.setenv(zoo.MIRROR_ENV, offline)  # the server reads it at each pull
-                published.get_by_text("udnie — Udnie (Francis Picabia, 1913), pytorch/examples · not downloaded yet"
-                                      ).click()
-                error = page.get_by_test_id("toast-text").filter(has_text="udnie: could not download")
-                error.wait_for()
-                assert offline in error.inner_text()
-                published.locator("input:checked").wait_for(state="detached")  # unpicked: picking it again retries
-                assert tree(home) == {} and not zoo.is_pulled("udnie")
-                monkeypatch.setenv(zoo.MIRROR_ENV, mirror_url)
-                published.get_by_text("candy — Candy, pytorch/examples · not downloaded yet").click()
-                published.get_by_text("candy — Candy, pytorch/examples · downloaded").wait_for()
-                page.locator("#fast-published-licence").get_by_text("licence BSD-3-Clause").wait_for()
-                assert page.locator("#fast-model input").input_value() == "candy — Candy, pytorch/examples"
-                assert zoo.is_pulled("candy")
-                page.locator("#fast-images input[type=file]").set_input_files(str(photo))
-                page.locator("#fast-images").get_by_text("landscape").first.wait_for()
-                page.locator("#fast-run").click()
-                result = page.locator("#fast-gallery img").first
-                result.wait_for()
-                response = page.request.get(result.get_attribute("src"))
-                assert response.ok
-                shown = tmp_path / "shown.png"
-                shown.write_bytes(response.body())
-                pixels = read_array(shown)[0]
-                assert pixels.shape == (48, 64, 3)
-                assert np.abs(pixels - read_array(photo)[0]).max() > 0.1  # stylised
-                page.get_by_role("tab", name="Any painting").click()
-                page.locator("#any-published").get_by_text("adain — AdaIN (Huang & Belongie 2017)").first.wait_for()
-                if os.environ.get(SCREENSHOT_ENV):
-                    page.get_by_role("tab", name="Fast").click()
-                    page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
-            finally:
-                browser.close()
+        page = open_page(url)
+        published = page.locator("#fast-published")
+        offline = dead_url()
+        monkeypatch.setenv(zoo.MIRROR_ENV, offline)  # the server reads it at each pull
+        published.get_by_text("udnie — Udnie (Francis Picabia, 1913), pytorch/examples · not downloaded yet"
+                              ).click()
+        error = page.get_by_test_id("toast-text").filter(has_text="udnie: could not download")
+        error.wait_for()
+        assert offline in error.inner_text()
+        published.locator("input:checked").wait_for(state="detached")  # unpicked: picking it again retries
+        assert tree(home) == {} and not zoo.is_pulled("udnie")
+        monkeypatch.setenv(zoo.MIRROR_ENV, mirror_url)
+        published.get_by_text("candy — Candy, pytorch/examples · not downloaded yet").click()
+        published.get_by_text("candy — Candy, pytorch/examples · downloaded").wait_for()
+        page.locator("#fast-published-licence").get_by_text("licence BSD-3-Clause").wait_for()
+        assert page.locator("#fast-model input").input_value() == "candy — Candy, pytorch/examples"
+        assert zoo.is_pulled("candy")
+        page.locator("#fast-images input[type=file]").set_input_files(str(photo))
+        page.locator("#fast-images").get_by_text("landscape").first.wait_for()
+        page.locator("#fast-run").click()
+        result = page.locator("#fast-gallery img").first
+        result.wait_for()
+        response = page.request.get(result.get_attribute("src"))
+        assert response.ok
+        shown = tmp_path / "shown.png"
+        shown.write_bytes(response.body())
+        pixels = read_array(shown)[0]
+        assert pixels.shape == (48, 64, 3)
+        assert np.abs(pixels - read_array(photo)[0]).max() > 0.1  # stylised
+        page.get_by_role("tab", name="Any painting").click()
+        page.locator("#any-published").get_by_text("adain — AdaIN (Huang & Belongie 2017)").first.wait_for()
+        if os.environ.get(SCREENSHOT_ENV):
+            page.get_by_role("tab", name="Fast").click()
+            page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
     finally:
+        if page is not None:
+            page.context.close()  # before the server goes
         app.close()

@@ -35,7 +35,7 @@ from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
 from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, save_image
 from .provenance import describe_file
-from .region_models import AutoMask, bind_found_mask, mask_target, write_kept_mask
+from .region_models import AutoMask, bind_found_mask, kept_mask_file, mask_target
 from .video import VIDEO_EXTENSIONS, check_stylizer, is_video, stylize_video
 
 STDIO = "-"
@@ -290,10 +290,14 @@ class _Run:
     def _video(self, job: _Job) -> None:
         assert job.target is not None  # stdout takes one image, never a video
         stylizer = self.stylizer
-        if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once
+        if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once found
             stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target)))
-        stylize_video(stylizer, job.source, job.target, callback=self.callback)
-        write_kept_mask(stylizer)
+        try:
+            stylize_video(stylizer, job.source, job.target, callback=self.callback)
+        except BaseException:  # no clip: nor its mask, as for an image
+            if (mask := kept_mask_file(stylizer)) is not None:
+                mask.unlink(missing_ok=True)
+            raise
         self.report.written.append(job.target)
         self._finished(job)
 

@@ -253,6 +253,8 @@ def stylize(
         "to edit.", show_default=False)] = None,
     mask_feather: Annotated[int, typer.Option(
         help="Pixels over which a --mask region's edge fades into the next (0 = hard).")] = _DEFAULTS.mask_feather,
+    mask_seed: Annotated[int, typer.Option(
+        help="Seed of --mask auto:K's clustering: another seed, other regions.")] = _DEFAULTS.mask_seed,
     size: Annotated[int, typer.Option(help="Long side of the output in pixels.")] = _DEFAULTS.size,
     steps: Annotated[int, typer.Option(help="Optimiser steps (at the final scale).")] = _DEFAULTS.steps,
     coarse_steps: Annotated[int | None, typer.Option(
@@ -335,6 +337,7 @@ def stylize(
         min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
         loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
         save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps, mask_feather=mask_feather,
+        mask_seed=mask_seed,
     )
     inputs = [content, *styles] + ([Path(init)] if init not in INITS else []) + ([Path(mask)] if mask else [])
     if not is_video_path(content):  # a video's output is checked by gatys_video
@@ -538,6 +541,8 @@ def apply(
         show_default=False)] = None,
     mask_feather: Annotated[int, typer.Option(
         help="Pixels over which a --mask region's edge fades into the next (0 = hard).")] = _APPLY.mask_feather,
+    mask_seed: Annotated[int, typer.Option(
+        help="Seed of --mask auto:K's clustering: another seed, other regions.")] = _APPLY.mask_seed,
     strength: Annotated[float, typer.Option(help="1 = fully stylised, 0 = the original.")] = _APPLY.strength,
     preserve_color: Annotated[str | None, typer.Option(
         metavar=_one_of(FAST_COLOR_MODES), help="luminance: keep the input's colours. histogram (AdaIN models, "
@@ -584,7 +589,7 @@ def apply(
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
                          precision=precision, smooth=smooth, stabilize=stabilize, max_pixels=max_pixels, alpha=alpha,
                          style_size=style_size or None, style_blend=_floats(style_blend, "--style-blend"),
-                         mask_feather=mask_feather, stroke_size=stroke_size)
+                         mask_feather=mask_feather, mask_seed=mask_seed, stroke_size=stroke_size)
     with ProgressPrinter(quiet=quiet) as progress:
         stylizer = FastStylizer(model, config, callback=progress)  # warns of a bf16 the hardware would emulate
         if stylizer.backend == "torch":  # ONNX Runtime's threads fragment the kept heap: 3.1 GiB instead of 0.8

@@ -42,6 +42,7 @@ FAST_COLOR_MODES = ("luminance", "histogram")
 JOHNSON_COLOR_MODES = ("luminance",)
 LIVE_SIZES = (160, 320, 640)  # the web UI's Live tab: working sizes (long side) a camera frame is downscaled to
 MASK_FEATHER = 8  # pixels over which a --mask region's edge fades into the next (stylize and apply)
+MASK_SEED = 0  # seeds --mask auto:K's clustering (regions.auto_mask): the same photo and seed, the same regions
 
 # Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -91,6 +92,7 @@ class StylizeConfig:
     # None: two fifths of `steps` (`frame_steps_or_default`), Ruder et al.'s 800 after 2000.
     frame_steps: int | None = None
     mask_feather: int = MASK_FEATHER  # with a mask (regions.py): pixels over which a region's edge fades
+    mask_seed: int = MASK_SEED  # with --mask auto:K: the clustering's seed (not `seed`, the optimisation's)
 
     def __post_init__(self) -> None:
         self.content_layers = tuple(self.content_layers)
@@ -131,6 +133,7 @@ class StylizeConfig:
         if self.frame_steps is not None:
             _positive_int("frame_steps", self.frame_steps)
         _check_feather(self.mask_feather)
+        _check_mask_seed(self.mask_seed)
 
     @property
     def learning_rate(self) -> float:
@@ -170,6 +173,11 @@ class StylizeConfig:
 def _check_feather(feather: object) -> None:
     if isinstance(feather, bool) or not (isinstance(feather, int) and feather >= 0):
         raise UsageError(f"mask_feather must be 0 (hard edges) or a positive number of pixels, got {feather!r}")
+
+
+def _check_mask_seed(seed: object) -> None:
+    if isinstance(seed, bool) or not (isinstance(seed, int) and seed >= 0):
+        raise UsageError(f"mask_seed must be a whole number, 0 or more, got {seed!r}")
 
 
 def _check_init(init: str) -> None:
@@ -463,6 +471,7 @@ class ApplyConfig:
     style_size: int | None = 512
     style_blend: tuple[float, ...] | None = None  # one weight per painting; None: equal
     mask_feather: int = MASK_FEATHER
+    mask_seed: int = MASK_SEED  # with --mask auto:K: the clustering's seed
     # Paint as if the image's long side were this many pixels (the approved preview's size): the network
     # runs at that size and strokes.py brings the result to full size with the photo's detail, so a
     # large print has the preview's strokes. None: strokes of the network's own size in pixels.
@@ -487,6 +496,7 @@ class ApplyConfig:
                 or sum(self.style_blend) <= 0):
             raise UsageError("style_blend weights must be non-negative and not all zero")
         _check_feather(self.mask_feather)
+        _check_mask_seed(self.mask_seed)
         if self.size is not None:
             _positive_int("size", self.size)
         if self.tile is not None and not (isinstance(self.tile, int) and (self.tile == 0 or self.tile >= MIN_TILE)):

@@ -379,10 +379,16 @@ class FastStylizer:
         self._check_resized(shown, height, width)
         if self._binding is not None and self._binding.mask is not None:
             new_height, new_width = self.output_size(height, width)
+            # With --stroke-size the mask is used at the working size the network paints at, not the output's.
+            working = strokes.working_shape(new_height, new_width, self.config.stroke_size)
+            if working is not None:
+                new_height, new_width = working
             if new_height * new_width > MASK_MAX_PIXELS:
-                raise ImageError(f"{shown}: {new_width}x{new_height} pixels is more than --mask stylises "
+                at = "" if working is None else f" (--stroke-size {self.config.stroke_size}'s working size)"
+                give = "--size" if working is None else "a smaller --stroke-size"
+                raise ImageError(f"{shown}: {new_width}x{new_height} pixels{at} is more than --mask stylises "
                                  f"({MASK_MAX_PIXELS:,}: a masked image is never tiled, so that its regions line "
-                                 "up); give --size")
+                                 f"up); give {give}")
 
     def describe(self, *, input: dict | None = None) -> dict:
         """What every output records about how it was made: painterly's version, the model, the
@@ -588,7 +594,8 @@ class FastStylizer:
                              "the ONNX graph takes one painting per image")
         if self.config.tile not in (None, 0):
             raise UsageError("--mask stylises each image whole (its regions must line up), so it takes no --tile")
-        region_mask = mask_request(mask, max_pixels=self.config.max_pixels)  # a file, an array, or auto:K
+        region_mask = mask_request(mask, max_pixels=self.config.max_pixels,  # a file, an array, or auto:K
+                                   seed=self.config.mask_seed)
         check_count(region_mask, count, f"--style given: give one --style per region (--style {KEEP} keeps the "
                     "photo), regions in the order their colours first appear from the top-left")
         return region_mask

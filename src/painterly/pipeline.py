@@ -55,8 +55,9 @@ def stylize_files(
 
     With `mask` (a mask file, "auto:K", a label array or a RegionMask: `regions.load_mask`), styles[k]
     paints region k and a style "keep" keeps the photo there. An "auto:K" mask is found from the photo
-    (seeded by `config.seed`) and written, before the run so it can be edited while it goes, beside the
-    output as `<output stem>.mask.png`, never over an input; the file is named in the settings.
+    (seeded by `config.mask_seed`) and written, before the run so it can be edited while it goes, beside the
+    output as `<output stem>.mask.png`, never over an input; the file is named in the settings, and removed
+    again when the run fails or is interrupted before its output is written.
 
     A video `content` (`gatys_video.is_video_path`) is stylised frame by frame into the video `output`
     (`gatys_video.stylize_video_files`, whose summary this returns); not with a mask."""
@@ -73,7 +74,7 @@ def stylize_files(
         inputs.append(Path(mask))
     content_image = images.load_image(inputs[0], max_pixels=max_pixels)
     region_mask = None if mask is None else regions.load_mask(
-        mask, pixels.to_array(content_image), max_pixels=max_pixels, seed=config.seed)
+        mask, pixels.to_array(content_image), max_pixels=max_pixels, seed=config.mask_seed)
     check_region_styles(paintings, region_mask, config)
     style_images = [None if path is None else images.load_image(path, max_pixels=max_pixels) for path in paintings]
     init_image = None
@@ -81,13 +82,20 @@ def stylize_files(
         init = Path(config.init)
         init_image = images.load_image(init, max_pixels=max_pixels)
         inputs.append(init)
+    written = None
     if region_mask is not None and "auto" in region_mask.source:
         region_mask = _write_auto_mask(region_mask, Path(output), inputs)
-        callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
+        written = Path(region_mask.source["file"])
+        callback(MessageEvent(f"wrote the {region_mask.count} regions found to {written}: "
                               f"edit it and pass it back as --mask to change them"))
-    return stylize_and_save(content_image, style_images, output, config, callback=callback,
-                            sources=_sources(config, content, styles, region_mask), protect=inputs,
-                            init_image=init_image, mask=region_mask)
+    try:
+        return stylize_and_save(content_image, style_images, output, config, callback=callback,
+                                sources=_sources(config, content, styles, region_mask), protect=inputs,
+                                init_image=init_image, mask=region_mask)
+    except BaseException:  # the output (which records the mask's SHA-256) not written: nor its mask, as apply's
+        if written is not None:
+            written.unlink(missing_ok=True)
+        raise
 
 
 def _is_keep(path: StrPath) -> bool:

@@ -46,12 +46,16 @@ _REGION_SPEC = re.compile(r"^\s*(\d+)\s*=(.+)$")
 class AutoMask:
     """`--mask auto:K`: a mask not yet found; each photo's is `regions.auto_mask(photo, K, seed=seed)`.
 
-    `once()` gives one that keeps the first photo's mask for every later one (a clip's frames)."""
+    `once()` gives one that keeps the first photo's mask for every later one (a clip's frames) and, given
+    where, writes it there as soon as it is found. Its record (`describe`) is then one dict that the
+    writing completes with the file's SHA-256 and the regions' colours, as an image's auto mask records
+    them: a clip's settings hold that dict and are serialised only once its first frame is painted."""
 
     regions: int
     seed: int = 0
     written: str | None = None  # where the mask is written, for the record
     _kept: list[RegionMask] | None = field(default=None, compare=False, repr=False)
+    _record: dict | None = field(default=None, compare=False, repr=False)  # once(): the one record, completed
 
     @property
     def count(self) -> int:
@@ -67,10 +71,14 @@ class AutoMask:
         return self._kept[0] if self._kept else None
 
     def once(self, written: str | os.PathLike | None = None) -> AutoMask:
-        return replace(self, written=None if written is None else os.fspath(written), _kept=[])
+        return replace(self, written=None if written is None else os.fspath(written), _kept=[], _record={})
 
     def describe(self, feather: int) -> dict:
-        return {**self.source, "auto": self.regions, "seed": self.seed, "feather": feather}
+        record = {**self.source, "auto": self.regions, "seed": self.seed, "feather": feather}
+        if self._record is None:
+            return record
+        self._record.update({key: value for key, value in record.items() if key not in self._record})
+        return self._record
 
     def for_image(self, image: np.ndarray) -> RegionMask:
         from .regions import auto_mask
@@ -79,6 +87,10 @@ class AutoMask:
             return self._kept[0]
         mask = auto_mask(image, self.regions, seed=self.seed)
         if self._kept is not None:
+            if self.written is not None:  # written now, so the clip's record can name its SHA-256
+                path = write_mask(mask, self.written)
+                assert self._record is not None
+                self._record.update({**describe_file(path), "regions": mask.describe(0)["regions"]})
             self._kept.append(mask)
         return mask
 
@@ -126,12 +138,12 @@ def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
     return stylizer.with_mask(recorded), path
 
 
-def write_kept_mask(stylizer: FastStylizer) -> Path | None:
-    """After a clip: the first frame's mask (`AutoMask.once`) written where its record says."""
+def kept_mask_file(stylizer: FastStylizer) -> Path | None:
+    """The file a clip's first frame's mask (`AutoMask.once`) was written to, once it was."""
     auto = stylizer.mask
     if not isinstance(auto, AutoMask) or auto.kept is None or auto.written is None:
         return None
-    return write_mask(auto.kept, auto.written)
+    return Path(auto.written)
 
 
 # --- region models ----------------------------------------------------------------------------
@@ -207,7 +219,7 @@ def bind_regions(owner: FastStylizer, mask: str | os.PathLike | np.ndarray | Mas
     from .zoo import resolve_model
 
     _check_johnson(owner)
-    region_mask = mask_request(mask, max_pixels=owner.config.max_pixels)
+    region_mask = mask_request(mask, max_pixels=owner.config.max_pixels, seed=owner.config.mask_seed)
     models = list(models)
     check_count(region_mask, len(models), "models given: give one model (or None, keep) per region, in the "
                 "order their colours first appear from the top-left")
@@ -266,7 +278,7 @@ def regions_from_options(stylizer: FastStylizer, mask: str, specs: Sequence[str]
     """`apply MODEL --mask M --region N=MODEL…`: the regions not named take the positional model."""
     chosen = parse_regions(specs)
     _check_johnson(stylizer)
-    region_mask = mask_request(mask, max_pixels=stylizer.config.max_pixels)
+    region_mask = mask_request(mask, max_pixels=stylizer.config.max_pixels, seed=stylizer.config.mask_seed)
     for number in chosen:
         if not 1 <= number <= region_mask.count:
             shown = region_mask.source.get("file", f"--mask {mask}")

@@ -116,7 +116,8 @@ class TorchBackend:
     """PyTorch in eval mode under inference_mode (no autograd memory), autocast to bf16 where the
     hardware computes it natively (`devices.autocast_dtype`): 1.5x faster on such CPUs, 55 dB
     PSNR from fp32's output. An AdaIN network on the CPU convolves in channels-last memory
-    (`AdaINNet.use_channels_last`: 4-17 % less CPU time at 1024², the same output to fp32 rounding)."""
+    (`AdaINNet.use_channels_last`: 4-17 % less CPU time at 1024², the same output to fp32 rounding), each
+    conv + ReLU as one oneDNN call (`adain.run_fused`)."""
 
     name = "torch"
 

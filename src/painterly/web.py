@@ -316,9 +316,10 @@ def _refusing_urls(move: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False, published: bool = False
-                  ) -> gradio.Dropdown:
-    """A dropdown of the models of one kind found (fast, or arbitrary-style), with a button that looks again;
-    with `published`, the catalogue's models of that kind beside it (`_published_picker`)."""
+                  ) -> tuple[gradio.Dropdown, gradio.Button]:
+    """A dropdown of the models of one kind found (fast, or arbitrary-style), with a button that looks again
+    (returned too, for the lists that follow it); with `published`, the catalogue's models of that kind beside
+    it (`_published_picker`)."""
     import gradio as gr
 
     from .web_handlers import ARBITRARY, FAST
@@ -330,7 +331,7 @@ def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False, publ
     with gr.Row():
         model = gr.Dropdown(choices, value=choices[0][1] if choices else None, label="Model", scale=4, info=info,
                             elem_id=f"{tab}-model")
-        refresh = gr.Button("Refresh", scale=0, min_width=90, size="sm")
+        refresh = gr.Button("Refresh", scale=0, min_width=90, size="sm", elem_id=f"{tab}-model-refresh")
 
     def refresh_models(current: str | None) -> gradio.Dropdown:
         return handlers.refresh_models(current, kind)
@@ -338,7 +339,7 @@ def _model_picker(handlers: Handlers, tab: str, *, arbitrary: bool = False, publ
     refresh.click(refresh_models, inputs=model, outputs=model, api_name=f"{tab}_models")
     if published:
         _published_picker(handlers, tab, kind, model)
-    return model
+    return model, refresh
 
 
 def _published_picker(handlers: Handlers, tab: str, kind: str, model: gradio.Dropdown) -> None:
@@ -395,7 +396,7 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
 
     with gr.Row():
         with gr.Column():
-            model = _model_picker(handlers, "fast", published=True)
+            model, refresh = _model_picker(handlers, "fast", published=True)
             uploads = gr.File(file_count="multiple", file_types=["image"], label="Images", elem_id="fast-images")
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength",
                                  info="0 = the original, 1 = fully styled")
@@ -409,6 +410,9 @@ def _fast_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
     ran = run.click(handlers.fast, inputs=[uploads, model, strength, colour, size, *regions.inputs],
                     outputs=[gallery, downloads], api_name="fast", **heavy)
     regions.show_used_mask(ran, handlers.masks)
+    # The regions' model lists follow the model list: looked at again on Refresh and when a pull changes it.
+    gr.on([refresh.click, model.change], handlers.region_models, inputs=regions.choices, outputs=regions.choices,
+          api_visibility="private")
 
 
 def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
@@ -417,7 +421,7 @@ def _any_painting_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None
 
     with gr.Row():
         with gr.Column():
-            model = _model_picker(handlers, "any", arbitrary=True, published=True)
+            model, _ = _model_picker(handlers, "any", arbitrary=True, published=True)
             photos = gr.File(file_count="multiple", file_types=["image"], label="Photos", elem_id="any-photos")
             paintings = gr.File(file_count="multiple", file_types=["image"], label="Paintings",
                                 elem_id="any-paintings")
@@ -512,12 +516,19 @@ def _region_controls(handlers: Handlers, tab: str, photo: Any, *, paintings: Any
     from .config import MASK_FEATHER
     from .regions import KEEP
     from .web_handlers import FAST
-    from .web_regions import REGION_NAMES, default_painting, follow_paintings, region_controls
+    from .web_regions import (
+        REGION_NAMES,
+        default_model,
+        default_painting,
+        follow_paintings,
+        model_choices,
+        region_controls,
+    )
 
     if models:
         listed = handlers.catalog.choices(FAST)
-        choices = [("keep the photo", KEEP), *listed]
-        defaults = [KEEP, *([listed[0][1] if listed else KEEP] * (len(REGION_NAMES) - 1))]
+        choices = model_choices(listed)
+        defaults = [default_model(label, listed) for label in range(len(REGION_NAMES))]
     else:
         slots = len(REGION_NAMES) - 1  # a number for every brush colour until paintings are uploaded
         choices = [("keep the photo", KEEP), *((f"painting {number}", str(number)) for number in range(1, slots + 1))]
@@ -535,7 +546,7 @@ def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
 
     with gr.Row():
         with gr.Column():
-            model = _model_picker(handlers, "video")
+            model, _ = _model_picker(handlers, "video")
             clip = gr.Video(label="Clip", sources=["upload"])
             strength = gr.Slider(0, 1, value=_FAST_DEFAULTS.strength, step=0.05, label="Strength")
             colour = _colour_choice(JOHNSON_COLOR_MODES, _FAST_DEFAULTS.preserve_color)

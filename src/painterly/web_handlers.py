@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import gradio as gr
+import numpy as np
 
 from . import pixels, zoo
 from .apply import apply_files
@@ -44,7 +45,15 @@ from .modelfile import is_arbitrary, read_metadata
 from .pipeline import stylize_files
 from .regions import read_mask
 from .web_files import Workspace, download_name
-from .web_regions import DrawnMask, LastMasks, model_order, painting_order, save_drawing
+from .web_regions import (
+    DrawnMask,
+    LastMasks,
+    default_model,
+    model_choices,
+    model_order,
+    painting_order,
+    save_drawing,
+)
 
 MODEL_SUFFIXES = (".safetensors", ".onnx", ".pth")
 FAST = "fast"  # a model of one style (Johnson et al.): the Fast and Video tabs
@@ -338,6 +347,15 @@ class Handlers:
         names = [name for _, name in choices]
         return gr.Dropdown(choices=choices, value=current if current in names else (names[0] if names else None))
 
+    def region_models(self, *current: str | None) -> list[gr.Dropdown]:
+        """The Fast tab's region model lists looked at again, as `refresh_models` looks at its model list: each
+        choice kept while it is still there, else the region's default (`web_regions.default_model`)."""
+        listed = self.catalog.choices(FAST)
+        choices = model_choices(listed)
+        values = {value for _, value in choices}
+        return [gr.Dropdown(choices=choices, value=value if value in values else default_model(label, listed))
+                for label, value in enumerate(current)]
+
     def published_choices(self, kind: str = FAST) -> list[tuple[str, str]]:
         """(label, name) of each catalogue model of one kind, said to be downloaded or not yet as the disk is now."""
         return [(published_label(entry, zoo.is_pulled(entry.name)), entry.name)
@@ -365,16 +383,18 @@ class Handlers:
              size: float | None, drawing: dict | None = None, drawn_feather: float | None = None,
              region_1: str | None = None, region_2: str | None = None, region_3: str | None = None,
              region_4: str | None = None, region_5: str | None = None, region_6: str | None = None,
+             loaded: np.ndarray | None = None,
              progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
              request: gr.Request | None = None) -> tuple[list[str], list[str]]:
         """Stylise each upload as `painterly apply` does; the PNGs carry model, settings and input hash.
         A catalogue model not on disk is pulled first, its progress in the page. With a mask drawn in the
-        page (`drawing`), each region takes the model named in `region_1`… or keeps the photo (`web_regions`)."""
+        page (`drawing`, over the labels of a mask `loaded` into the editor), each region takes the model named in
+        `region_1`… or keeps the photo (`web_regions`)."""
         if not uploads:
             raise _page_error("upload one or more images first")
         choices = (region_1, region_2, region_3, region_4, region_5, region_6)
         with shown_in_page(*uploads), self.workspace.job("fast") as folder:
-            drawn = self._drawn("fast", drawing, choices, folder, request)
+            drawn = self._drawn("fast", drawing, choices, folder, request, loaded)
             config = self._apply_config(strength, colour, size)
             if drawn is not None:
                 config = config.replace(mask_feather=int(_number(drawn_feather, "feather")))
@@ -394,7 +414,7 @@ class Handlers:
                      feather: float | None, size: float | None, style_size: float | None,
                      drawing: dict | None = None, drawn_feather: float | None = None, region_1: str | None = None,
                      region_2: str | None = None, region_3: str | None = None, region_4: str | None = None,
-                     region_5: str | None = None, region_6: str | None = None,
+                     region_5: str | None = None, region_6: str | None = None, loaded: np.ndarray | None = None,
                      progress: gr.Progress = gr.Progress(),  # noqa: B008 - how Gradio injects a progress bar
                      request: gr.Request | None = None) -> tuple[list[str], list[str]]:
         """Stylise each photo after the uploaded paintings with an arbitrary-style model, as `painterly apply
@@ -414,7 +434,7 @@ class Handlers:
         choices = (region_1, region_2, region_3, region_4, region_5, region_6)
         with shown_in_page(*uploads, *paintings, *([mask] if mask else [])), \
                 self.workspace.job("any-painting") as folder:
-            drawn = self._drawn("any", drawing, choices, folder, request)
+            drawn = self._drawn("any", drawing, choices, folder, request, loaded)
             if drawn is not None and mask:
                 raise UsageError("a mask file and a mask drawing: use one of them")
             blend = _blend(style_blend)
@@ -466,7 +486,7 @@ class Handlers:
                  optimizer: str, tv_weight: float | None, style_scale: float | None, style_blend: str | None,
                  drawing: dict | None = None, drawn_feather: float | None = None, region_1: str | None = None,
                  region_2: str | None = None, region_3: str | None = None, region_4: str | None = None,
-                 region_5: str | None = None, region_6: str | None = None,
+                 region_5: str | None = None, region_6: str | None = None, loaded: np.ndarray | None = None,
                  request: gr.Request | None = None) -> Iterator[tuple]:
         """Gatys optimisation as `painterly stylize` runs it, yielding the image as it forms.
 
@@ -481,7 +501,7 @@ class Handlers:
             raise _page_error("upload a painting, or tick the built-in sample painting")
         choices = (region_1, region_2, region_3, region_4, region_5, region_6)
         with shown_in_page(photo, *(paintings or [])), self.workspace.job("optimize") as folder:
-            drawn = self._drawn("optimize", drawing, choices, folder, request)
+            drawn = self._drawn("optimize", drawing, choices, folder, request, loaded)
             region_styles: list[str | Path] = list(styles)
             mask: dict = {}
             if drawn is not None:
@@ -533,10 +553,12 @@ class Handlers:
         return result
 
     def _drawn(self, tab: str, drawing: dict | None, choices: tuple[str | None, ...], folder: Path,
-               request: gr.Request | None) -> DrawnMask | None:
-        """The page's mask drawing written into the job's `folder`/drawn (`web_regions.save_drawing`) and recorded
-        as this session's last mask of `tab`, for its download box; None when nothing is drawn."""
-        drawn = save_drawing(drawing, choices, folder / "drawn", max_pixels=self.max_pixels)  # apart from results
+               request: gr.Request | None, loaded: np.ndarray | None = None) -> DrawnMask | None:
+        """The page's mask drawing (over the `loaded` mask's labels) written into the job's `folder`/drawn
+        (`web_regions.save_drawing`) and recorded as this session's last mask of `tab`, for its download box;
+        None when nothing is drawn or loaded."""
+        drawn = save_drawing(drawing, choices, folder / "drawn", loaded=loaded,  # apart from the results
+                             max_pixels=self.max_pixels)
         if drawn is not None:
             self.workspace.written([drawn.path])
         session = (request.session_hash if request is not None else None) or ""

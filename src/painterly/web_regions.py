@@ -6,9 +6,15 @@ The editor is Gradio's `ImageEditor` with the photo as its background and a fixe
 (erased counts as unpainted) and region k+1 is the k-th brush colour, so the page holds up to
 `len(REGION_NAMES)` regions. A pixel counts as painted where a layer's alpha is at least
 `PAINTED_ALPHA` (a stroke's antialiased rim is half in, half out), and takes the brush colour nearest
-to its own; a later layer covers an earlier one. A mask file loaded into the editor, or an automatic
-mask (`regions.auto_mask`), is shown the same way: its region 1 unpainted, its region k+1 in the
-k-th brush colour, for the user to look at and paint over.
+to its own; a later layer covers an earlier one.
+
+A mask file loaded into the editor, or an automatic mask (`regions.auto_mask`), is shown in the
+editor's background: the photo with region k+1 tinted in the k-th brush colour (region 1 as it is),
+because Gradio 6.31's editor draws the layers a server sets only until the first stroke and then
+drops them. Its labels are kept by the page (a `gr.State`, the `loaded` argument of the handlers) and
+the strokes painted after loading override them where painted (`mask_labels`); the eraser takes back
+strokes, not the loaded regions. The brush then has the mask's colours only and the region choices
+are the mask's regions; a new photo (or clearing the editor) gives back all six.
 
 At run time the drawing is written into the job's folder as a mask PNG (the unpainted rest white),
 read back with `regions.read_mask` like any mask file (so the settings record its SHA-256 and its
@@ -39,14 +45,16 @@ BRUSH: tuple[tuple[int, int, int], ...] = PALETTE[:5]  # auto_mask's colours too
 REGION_NAMES = ("unpainted", "red", "green", "blue", "yellow", "orange")  # region 1, then each brush colour
 UNPAINTED = (255, 255, 255)  # the unpainted rest's colour in the mask file written
 PAINTED_ALPHA = 128
+TINT = 0.55  # how much of its brush colour a loaded mask's region shows over the photo in the editor
 MASK_FILE = "mask.png"  # the drawing as written into a job's folder
 AUTO_REGIONS = 3  # the automatic mask's number of regions until the user changes it
 HELP = (
     "Paint over the photo with the brush: each colour is a region, and what you leave unpainted is one more "
     "(region 1). Choose a style for each region below; regions you did not paint are ignored. Or load a mask "
-    "file (one flat colour per region: its region 1 shows unpainted, the next in the brush's colours), or let "
-    "**Find regions** split the photo by colour and position; then paint over either. An empty drawing styles "
-    "the whole photo. The mask as used is offered for download (use it with `--mask` on the command line)."
+    "file (one flat colour per region: its region 1 shows as the photo, the next tinted in the brush's colours), "
+    "or let **Find regions** split the photo by colour and position; then paint over either with its colours "
+    "(the eraser takes back strokes; a new photo starts again). An empty drawing styles the whole photo. The "
+    "mask as used is offered for download (use it with `--mask` on the command line)."
 )
 
 
@@ -96,9 +104,43 @@ def photo_in_editor(photo: str | None, *, max_pixels: int | None = None) -> dict
     return {"background": rgb, "layers": [], "composite": None}
 
 
-def mask_in_editor(photo: str | None, mask: RegionMask, shown: str, *, max_pixels: int | None = None) -> dict:
-    """The editor's value showing `mask` over the photo (resized to it, nearest): region 1 unpainted, region
-    k+1 in the k-th brush colour. More regions than the page has colours is one line."""
+def mask_labels(value: dict | None, loaded: np.ndarray | None) -> np.ndarray | None:
+    """The labels a run uses: the `loaded` mask's (None: none loaded) with the strokes over it where painted
+    (`drawn_labels`; the loaded labels resized to the strokes' size, nearest, should they differ)."""
+    drawn = drawn_labels(value)
+    if loaded is None:
+        return drawn
+    labels = np.asarray(loaded, dtype=np.uint8)
+    if drawn is None:
+        return labels
+    if labels.shape != drawn.shape:
+        labels = np.asarray(Image.fromarray(labels).resize(drawn.shape[::-1], Image.Resampling.NEAREST))
+    return np.where(drawn > 0, drawn, labels)
+
+
+def tinted(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The photo (HxWx3 uint8) with label k > 0 blended `TINT` of the way to the k-th brush colour: a loaded
+    mask as the editor's background shows it."""
+    table = np.zeros((len(REGION_NAMES), 3), dtype=np.float32)
+    table[1:] = BRUSH
+    weight = np.where(labels > 0, TINT, 0.0).astype(np.float32)[..., None]
+    return np.rint(rgb * (1 - weight) + table[labels] * weight).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class LoadedMask:
+    """A mask loaded into the editor: the editor's value (the tinted photo, nothing drawn) and its labels at
+    the editor's size (0 its region 1, k its region k+1), for the page to keep."""
+
+    value: dict
+    labels: np.ndarray
+    count: int
+
+
+def mask_in_editor(photo: str | None, mask: RegionMask, shown: str, *, max_pixels: int | None = None
+                   ) -> LoadedMask:
+    """`mask` over the photo (resized to it, nearest) in the editor: region 1 as the photo is, region k+1 tinted
+    in the k-th brush colour (`tinted`). More regions than the page has colours is one line."""
     if mask.count > len(REGION_NAMES):
         raise UsageError(f"{shown} has {mask.count} regions and the page's editor shows {len(REGION_NAMES)} at most "
                          f"(the unpainted rest and {len(BRUSH)} colours); `painterly stylize`/`apply --mask` take "
@@ -111,10 +153,11 @@ def mask_in_editor(photo: str | None, mask: RegionMask, shown: str, *, max_pixel
     labels = mask.labels
     if labels.shape != (height, width):
         labels = np.asarray(Image.fromarray(labels).resize((width, height), Image.Resampling.NEAREST))
-    return {**shown_photo, "layers": [editor_layer(labels)]}
+    return LoadedMask({**shown_photo, "background": tinted(shown_photo["background"], labels)}, labels, mask.count)
 
 
-def mask_file_in_editor(photo: str | None, mask_file: str | None, *, max_pixels: int | None = None) -> dict:
+def mask_file_in_editor(photo: str | None, mask_file: str | None, *, max_pixels: int | None = None
+                        ) -> LoadedMask:
     """A mask file's regions in the editor over the photo (`mask_in_editor`)."""
     if not mask_file:
         raise UsageError("choose a mask file to load")
@@ -123,7 +166,7 @@ def mask_file_in_editor(photo: str | None, mask_file: str | None, *, max_pixels:
 
 
 def automatic_in_editor(photo: str | None, count: float | None, *, max_pixels: int | None = None,
-                        seed: int = 0) -> dict:
+                        seed: int = 0) -> LoadedMask:
     """`count` regions found in the photo (`regions.auto_mask`), in the editor over it."""
     if not photo:
         raise UsageError("upload the photo first: its regions are found from its colours")
@@ -145,13 +188,14 @@ class DrawnMask:
 
 
 def save_drawing(value: dict | None, choices: Sequence[str | None], folder: Path, *,
-                 max_pixels: int | None = None) -> DrawnMask | None:
-    """The editor's drawing written as `folder`/mask.png and read back; None when nothing is painted.
+                 loaded: np.ndarray | None = None, max_pixels: int | None = None) -> DrawnMask | None:
+    """The editor's drawing (over the `loaded` mask's labels, if any: `mask_labels`) written as
+    `folder`/mask.png and read back; None when nothing is painted or loaded.
 
     `choices` has one entry per region of the page (unpainted first, then each brush colour). Regions
     not painted are left out; a drawing of one region only, or one without a choice, is one line.
     """
-    labels = drawn_labels(value)
+    labels = mask_labels(value, loaded)
     if labels is None:
         return None
     present = [int(label) for label in np.unique(labels)]
@@ -230,10 +274,11 @@ class RegionControls:
     feather: gradio.Number
     choices: list[gradio.Dropdown]
     mask_file: gradio.File
+    loaded: gradio.State  # the labels of the mask loaded or found (`LoadedMask.labels`), None when none is
 
     @property
     def inputs(self) -> list[Any]:
-        return [self.editor, self.feather, *self.choices]
+        return [self.editor, self.feather, *self.choices, self.loaded]
 
     def show_used_mask(self, run: Any, masks: LastMasks) -> None:
         """Once `run` (the tab's run event) has succeeded, the mask file it drew, if any, in the download box."""
@@ -257,6 +302,16 @@ def default_painting(label: int, paintings: int) -> str:
     if label == 0 or paintings == 0:
         return KEEP
     return str(label if label <= paintings else 1)
+
+
+def model_choices(listed: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(label, value) of each region's model list in the Fast tab: keep the photo, then the listed models."""
+    return [("keep the photo", KEEP), *listed]
+
+
+def default_model(label: int, listed: Sequence[tuple[str, str]]) -> str:
+    """Unpainted keeps the photo; each brush colour takes the first listed model (none listed: keeps)."""
+    return listed[0][1] if label > 0 and listed else KEEP
 
 
 def region_controls(tab: str, *, choices: list[tuple[str, str]], defaults: Sequence[str | None],
@@ -286,13 +341,26 @@ def region_controls(tab: str, *, choices: list[tuple[str, str]], defaults: Seque
         dropdowns = []
         for row in range(0, len(REGION_NAMES), 3):  # three to a row: room for a painting's name
             with gr.Row():
+                # allow_custom_value: a run clicked before the page has the lists that follow a new upload sends
+                # the old value, which Gradio would refuse as a traceback in the page even for a region the
+                # drawing does not use; painting_order/model_order check the regions a mask really has.
                 dropdowns += [gr.Dropdown(choices, value=defaults[label], label=f"Region {label + 1}: {name}",
-                                          elem_id=f"{tab}-region-{label + 1}", min_width=140)
+                                          elem_id=f"{tab}-region-{label + 1}", min_width=140,
+                                          allow_custom_value=True)
                               for label, name in enumerate(REGION_NAMES[row:row + 3], start=row)]
         with gr.Row():
             feather_box = gr.Number(feather, label="Feather (pixels)", precision=0, minimum=0, maximum=256,
                                     info="how far region edges fade into each other", elem_id=f"{tab}-feather")
             mask_file = gr.File(label="The mask as used (PNG)", interactive=False, elem_id=f"{tab}-mask-file")
+    loaded = gr.State(None)
+
+    def shown(value: dict | None, labels: np.ndarray | None, count: int, *, keep: bool = False) -> list[Any]:
+        """The editor with `value` (`keep`: as it is) and the brush's colours of `count` regions, the labels
+        kept, and the choices of those regions."""
+        brush = gr.Brush(colors=[_hex(colour) for colour in BRUSH[:count - 1]], default_color=_hex(BRUSH[0]),
+                         color_mode="fixed")
+        shown_editor = gr.ImageEditor(brush=brush) if keep else gr.ImageEditor(value=value, brush=brush)  # type: ignore[arg-type]  # Gradio's EditorValue is this dict
+        return [shown_editor, labels, *(gr.Dropdown(visible=label < count) for label in range(len(REGION_NAMES)))]
 
     def first(files: Any) -> str | None:
         if isinstance(files, list):
@@ -302,22 +370,29 @@ def region_controls(tab: str, *, choices: list[tuple[str, str]], defaults: Seque
     def named(*paths: str | None) -> list[str]:
         return [path for path in paths if path]
 
-    def show_photo(files: Any) -> dict | None:
+    def show_photo(files: Any) -> list[Any]:
         with shown_in_page(*named(first(files))):
-            return photo_in_editor(first(files), max_pixels=max_pixels)
+            return shown(photo_in_editor(first(files), max_pixels=max_pixels), None, len(REGION_NAMES))
 
-    def show_file(files: Any, mask: str | None) -> dict:
+    def show_file(files: Any, mask: str | None) -> list[Any]:
         with shown_in_page(*named(first(files), mask)):
-            return mask_file_in_editor(first(files), mask, max_pixels=max_pixels)
+            found = mask_file_in_editor(first(files), mask, max_pixels=max_pixels)
+        return shown(found.value, found.labels, found.count)
 
-    def show_found(files: Any, regions: float | None) -> dict:
+    def show_found(files: Any, regions: float | None) -> list[Any]:
         with shown_in_page(*named(first(files))):
-            return automatic_in_editor(first(files), regions, max_pixels=max_pixels)
+            found = automatic_in_editor(first(files), regions, max_pixels=max_pixels)
+        return shown(found.value, found.labels, found.count)
 
-    photo.change(show_photo, inputs=photo, outputs=editor, api_visibility="private")
-    load.upload(show_file, inputs=[photo, load], outputs=editor, api_name=f"{tab}_mask_file")
-    find.click(show_found, inputs=[photo, count], outputs=editor, api_name=f"{tab}_mask_find")
-    return RegionControls(tab, editor, feather_box, dropdowns, mask_file)
+    def cleared() -> list[Any]:
+        return shown(None, None, len(REGION_NAMES), keep=True)
+
+    outputs = [editor, loaded, *dropdowns]
+    photo.change(show_photo, inputs=photo, outputs=outputs, api_visibility="private")
+    load.upload(show_file, inputs=[photo, load], outputs=outputs, api_name=f"{tab}_mask_file")
+    find.click(show_found, inputs=[photo, count], outputs=outputs, api_name=f"{tab}_mask_find")
+    editor.clear(cleared, outputs=outputs, api_visibility="private")
+    return RegionControls(tab, editor, feather_box, dropdowns, mask_file, loaded)
 
 
 def follow_paintings(controls: RegionControls, paintings: Any, extra: Any = None, *, extra_name: str = "") -> None:
