@@ -128,6 +128,19 @@ def launch_chromium(playwright, *args: str):
         "--disable-component-update", "--disable-sync", "--no-first-run", *args])
 
 
+def gallery_picture(page, gallery: str, path: Path) -> np.ndarray:
+    """The first picture the page's `gallery` (a CSS selector) shows, once it shows one, fetched as the browser
+    fetches it and written to `path`; read back as float pixels (H, W, 3)."""
+    from painterly.images import read_array
+
+    shown = page.locator(f"{gallery} img").first
+    shown.wait_for()
+    response = page.request.get(shown.get_attribute("src"))
+    assert response.ok, f"the gallery's picture answered {response.status}"
+    path.write_bytes(response.body())
+    return read_array(path)[0]
+
+
 class Chromium:
     """One Playwright and one headless Chromium for the whole test process (an xdist worker), each started
     when a test first asks (`browser()`), ended by `close()`: a launch costs ~3 CPU-s, a fresh context per

@@ -27,7 +27,16 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import WEB_FAST, WEB_MAX_PIXELS, WEB_MAX_UPLOAD_MB, free_port, picture, tiny_model, write_picture
+from helpers import (
+    WEB_FAST,
+    WEB_MAX_PIXELS,
+    WEB_MAX_UPLOAD_MB,
+    free_port,
+    gallery_picture,
+    picture,
+    tiny_model,
+    write_picture,
+)
 from painterly import cli, samples, web, weights
 from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
@@ -585,13 +594,7 @@ def test_a_real_browser_stylises_an_upload(server, open_page, tmp_path):
     # Uploaded once its name shows; Gradio may show stem and extension in separate elements.
     page.locator("#fast-images").get_by_text("landscape").first.wait_for()
     page.locator("#fast-run").click()
-    result = page.locator("#fast-gallery img").first
-    result.wait_for()
-    response = page.request.get(result.get_attribute("src"))
-    assert response.ok
-    path = tmp_path / "shown.png"
-    path.write_bytes(response.body())
-    pixels, _ = read_array(path)
+    pixels = gallery_picture(page, "#fast-gallery", tmp_path / "shown.png")
     assert pixels.shape == (192, 256, 3)
     assert pixels.std() > 0.01  # a picture, not a blank
     assert refused == []

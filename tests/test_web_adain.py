@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS, write_picture
+from helpers import WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS, gallery_picture, write_picture
 from painterly import samples
 from painterly.config import ApplyConfig
 from painterly.errors import UsageError
@@ -271,13 +271,7 @@ def test_a_real_browser_paints_a_photo_after_a_painting(server, open_page, tmp_p
     page.locator("#any-more").get_by_text("More settings").click()
     page.get_by_label("Painting's long side (0 = as uploaded)").fill("64")  # tiny: quick to measure
     page.locator("#any-run").click()
-    result = page.locator("#any-gallery img").first
-    result.wait_for()
-    response = page.request.get(result.get_attribute("src"))
-    assert response.ok
-    shown = tmp_path / "shown.png"
-    shown.write_bytes(response.body())
-    assert read_array(shown)[0].shape == (96, 128, 3)
+    assert gallery_picture(page, "#any-gallery", tmp_path / "shown.png").shape == (96, 128, 3)
     page.locator("#any-downloads").get_by_text("landscape_swirls").first.wait_for()
     assert refused == []
     if os.environ.get(SCREENSHOT_ENV):

@@ -17,7 +17,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from helpers import write_picture
+from helpers import gallery_picture, write_picture
 from painterly import samples
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
@@ -307,11 +307,6 @@ def test_a_real_browser_paints_a_region_and_gets_a_result(server, open_page, tmp
     page_labels = np.asarray([[(255, 255, 255), *BRUSH].index(colour) for colour in used.colors])[used.labels]
     unstroked = page_labels != 1  # the red stroke's pixels are red; everywhere else the regions found, as found
     assert np.array_equal(page_labels[unstroked], found.labels[unstroked]) and (found.labels[~unstroked] != 1).any()
-    result = page.locator("#fast-gallery img").first
-    response = page.request.get(result.get_attribute("src"))
-    assert response.ok
-    shown = tmp_path / "shown.png"
-    shown.write_bytes(response.body())
-    pixels, original = read_array(shown)[0], read_array(photo)[0]
+    pixels, original = gallery_picture(page, "#fast-gallery", tmp_path / "shown.png"), read_array(photo)[0]
     changed = np.abs(pixels - original).max(axis=2) > 2 / 255
     assert 0.05 < changed.mean() < 0.95  # the stroke's region styled, the unpainted rest kept

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from adain_helpers import write_published
-from helpers import dead_url, file_server, free_port, serving, tiny_model, write_picture
+from helpers import dead_url, file_server, free_port, gallery_picture, serving, tiny_model, write_picture
 from painterly import web, zoo
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
@@ -296,13 +296,7 @@ def test_a_real_browser_sees_the_offline_message_then_picks_a_published_model_an
         page.locator("#fast-images input[type=file]").set_input_files(str(photo))
         page.locator("#fast-images").get_by_text("landscape").first.wait_for()
         page.locator("#fast-run").click()
-        result = page.locator("#fast-gallery img").first
-        result.wait_for()
-        response = page.request.get(result.get_attribute("src"))
-        assert response.ok
-        shown = tmp_path / "shown.png"
-        shown.write_bytes(response.body())
-        pixels = read_array(shown)[0]
+        pixels = gallery_picture(page, "#fast-gallery", tmp_path / "shown.png")
         assert pixels.shape == (48, 64, 3)
         assert np.abs(pixels - read_array(photo)[0]).max() > 0.1  # stylised
         page.get_by_role("tab", name="Any painting").click()

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from safetensors.torch import save_file
 
 from helpers import dead_url, file_server, run_limited
@@ -87,6 +86,8 @@ def assert_offline_message(error: pytest.ExceptionInfo) -> None:
 
 @pytest.mark.parametrize("arch", weights.ARCHS)
 def test_expected_shapes_match_torchvision(arch: str) -> None:
+    import torchvision
+
     with torch.device("meta"):  # shapes only: no memory, no init time
         model = getattr(torchvision.models, arch)(weights=None)
     torchvision_shapes = {f"features.{k}": tuple(v.shape) for k, v in model.features.state_dict().items()}
@@ -94,6 +95,8 @@ def test_expected_shapes_match_torchvision(arch: str) -> None:
 
 
 def test_imagenet_specs_come_from_torchvision() -> None:
+    import torchvision
+
     spec = weights.IMAGENET["vgg19"]
     assert spec.url == torchvision.models.VGG19_Weights.IMAGENET1K_V1.url
     assert spec.filename == "vgg19-dcbb9e9d.pth"
@@ -136,6 +139,8 @@ def test_random_prefix_matches_full_network(small_state, full_random) -> None:
 
 
 def test_random_activations_stay_in_a_useful_range(full_random) -> None:
+    import torchvision
+
     with torch.device("meta"):
         features = torchvision.models.vgg19(weights=None).features
     features = features.to_empty(device="cpu")
