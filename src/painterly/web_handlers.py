@@ -49,6 +49,7 @@ from .web_regions import (
     DrawnMask,
     LastMasks,
     default_model,
+    followed,
     model_choices,
     model_order,
     painting_order,
@@ -351,10 +352,7 @@ class Handlers:
         """The Fast tab's region model lists looked at again, as `refresh_models` looks at its model list: each
         choice kept while it is still there, else the region's default (`web_regions.default_model`)."""
         listed = self.catalog.choices(FAST)
-        choices = model_choices(listed)
-        values = {value for _, value in choices}
-        return [gr.Dropdown(choices=choices, value=value if value in values else default_model(label, listed))
-                for label, value in enumerate(current)]
+        return followed(model_choices(listed), current, lambda label: default_model(label, listed))
 
     def published_choices(self, kind: str = FAST) -> list[tuple[str, str]]:
         """(label, name) of each catalogue model of one kind, said to be downloaded or not yet as the disk is now."""

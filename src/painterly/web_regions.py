@@ -26,7 +26,7 @@ import it themselves.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -314,6 +314,17 @@ def default_model(label: int, listed: Sequence[tuple[str, str]]) -> str:
     return listed[0][1] if label > 0 and listed else KEEP
 
 
+def followed(options: list[tuple[str, str]], current: Sequence[str | None],
+             default: Callable[[int], str]) -> list[gradio.Dropdown]:
+    """Each region's dropdown given `options`: its `current` value kept while it is still one of them, else
+    `default(label)` (the lists that follow the uploaded paintings, and the Fast tab's models)."""
+    import gradio as gr
+
+    values = {value for _, value in options}
+    return [gr.Dropdown(choices=options, value=value if value in values else default(label))
+            for label, value in enumerate(current)]
+
+
 def region_controls(tab: str, *, choices: list[tuple[str, str]], defaults: Sequence[str | None],
                     feather: int, max_pixels: int, photo: Any) -> RegionControls:
     """The mask editor, its load/find buttons, a choice per region and the feather, inside an accordion.
@@ -406,10 +417,7 @@ def follow_paintings(controls: RegionControls, paintings: Any, extra: Any = None
         with_extra = bool(rest[0]) if extra is not None else False
         current = rest[1:] if extra is not None else rest
         names = [Path(path).name for path in (files or [])] + ([extra_name] if with_extra else [])
-        options = painting_choices(names)
-        values = {value for _, value in options}
-        return [gr.Dropdown(choices=options, value=value if value in values else default_painting(label, len(names)))
-                for label, value in enumerate(current)]
+        return followed(painting_choices(names), current, lambda label: default_painting(label, len(names)))
 
     triggers = [paintings.change, *([extra.change] if extra is not None else [])]
     gr.on(triggers, updated, inputs=inputs, outputs=controls.choices, api_visibility="private")
