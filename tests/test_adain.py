@@ -262,6 +262,20 @@ def test_a_model_file_round_trip_keeps_the_network_and_its_record(tmp_path):
                                    net.stylize(photo, *net.statistics(painting)))
 
 
+def test_a_light_model_made_with_half_the_widths_loads_as_it_was_made(tmp_path):
+    """"light" has had a quarter of the decoder's widths since session 8; files record their architecture,
+    so one written with the half-width decoder still loads (and runs) as that network."""
+    earlier = AdaINArchitecture(bottleneck="relu3_1", width=2)
+    assert ADAIN_ARCHITECTURES["light"] != earlier
+    net = AdaINNet(earlier, encoder_state=encoder_state_from_vgg(vgg19_to_relu4_1(0), earlier)).eval()
+    loaded, _ = load_model(save_model(net, tmp_path / "half.safetensors"))
+    assert isinstance(loaded, AdaINNet) and loaded.architecture == earlier
+    photo = torch.rand(1, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.stylize(photo, *loaded.statistics(photo)),
+                                   net.stylize(photo, *net.statistics(photo)))
+
+
 def _rewritten(path: Path, target: Path, *, metadata: dict | None = None, tensors=None) -> Path:
     from safetensors import safe_open
 

@@ -86,8 +86,9 @@ class AdaINArchitecture:
 ADAIN_ARCHITECTURES = {
     "standard": AdaINArchitecture(),  # Huang & Belongie, exactly
     # For CPUs: the encoder stops at relu3_1 (less than half of VGG-19's work up to relu4_1) and the
-    # decoder has half the widths; the style is painted at a finer scale (docs/differences.md).
-    "light": AdaINArchitecture(bottleneck="relu3_1", width=2),
+    # decoder has a quarter of the widths; the style is painted at a finer scale (docs/differences.md).
+    # Models trained before session 8 used width 2; their files record it, so they load as they were.
+    "light": AdaINArchitecture(bottleneck="relu3_1", width=4),
 }
 
 

@@ -460,7 +460,7 @@ def train(
         metavar=_one_of(TRAIN_ARCHS),
         help="The network: standard is Johnson's, for one painting; light is faster and smaller; adain is "
              "Huang & Belongie's AdaIN decoder, for any painting, learnt from a folder of them; adain-light is "
-             "a faster AdaIN decoder (bottleneck relu3_1, half the widths).",
+             "a faster AdaIN decoder (bottleneck relu3_1, a quarter of the widths).",
     )] = _TRAIN.arch,
     seed: Annotated[int, typer.Option(help=_SEED_HELP)] = _TRAIN.seed,
     device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _TRAIN.device,
