@@ -116,6 +116,8 @@ def test_a_folder_with_one_mask_fits_the_mask_to_each_photo(files, tmp_path):
      "--mask stylises each image whole", 2),
     (["--mask", "{mask}"], "--mask needs --style paintings", 2),
     (["--style", "keep"], "--style keep keeps the photo in a --mask region", 2),
+    (["--style", "keep", "--style", "keep", "--mask", "{mask}"],
+     "every region of the mask is 'keep': there is nothing to paint", 2),
     (["--style", "{blue}", "--alpha", "1.5"], "--alpha must be between 0 and 1", 2),
     (["--style", "{blue}", "--style-size", "-3"], "--style-size must be 0 (as it is)", 2),
 ])

@@ -17,6 +17,7 @@ from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_animation, save_image
 from painterly.modelfile import save_model
+from painterly.pixels import resize_long_side, to_float32, to_uint8
 from painterly.provenance import file_sha256
 from painterly.regions import auto_mask, read_mask
 from painterly.transformer import Architecture, TransformerNet
@@ -186,6 +187,33 @@ def test_a_mask_with_stroke_size_is_checked_at_the_working_size(files):
         masked.with_config(masked.config.replace(stroke_size=2900)).check_size("big.png", 2000, 3000)
 
 
+def test_johnson_regions_at_stroke_size_are_feathered_as_in_the_preview(files, stylizers, tmp_path, one_thread):
+    """--stroke-size N with --region: each region is its model's own print (painted at N, brought back), blended
+    with the preview's feathering (8 of its pixels: 16 of the print's at twice the size), so the print downscaled
+    is the preview at the seams too. AdaIN's limit on a masked working size is not theirs: each model tiles."""
+    common = [files["a"], files["photo"], "--mask", files["mask"], "--region", "1=keep", "--region",
+              f"2={files['b']}", "--precision", "fp32", "-o"]
+    for name, option in (("preview", "--size"), ("print", "--stroke-size")):
+        result = invoke(*common, tmp_path / f"{name}.png", option, 36)  # the 72x48 photo painted at 36x24
+        assert result.exit_code == 0, result.output
+    printed, preview = (read_array(tmp_path / f"{name}.png", dtype=np.uint8)[0] for name in ("print", "preview"))
+    photo = photo_uint8(files)
+    at = CONFIG.replace(stroke_size=36)
+    outputs = [to_float32(photo)] + [to_float32(stylizers[key].with_config(at).stylize(photo)) for key in ("b", "a")]
+    mask = read_mask(files["mask"])
+    blend = {feather: to_uint8(sum(w[..., None] * out for w, out in zip(mask.weights(48, 72, feather), outputs)))
+             for feather in (FEATHER, 2 * FEATHER)}
+    np.testing.assert_array_equal(printed, blend[2 * FEATHER])
+    settings = read_settings(tmp_path / "print.png")  # the setting as given; the size it applies at follows
+    assert settings["config"]["stroke_size"] == 36 and settings["mask"]["feather"] == FEATHER
+    assert np.abs(blend[FEATHER].astype(int) - printed).max() > 8  # the print's own 8 pixels would be other seams
+    seen = [np.abs(resize_long_side(to_float32(image), 36) - to_float32(preview)).mean() for image in blend.values()]
+    assert seen[1] < seen[0] / 2  # downscaled to the preview's size, the print is closer to it (0.0056 against 0.0138)
+    regions = stylizers["a"].with_config(CONFIG.replace(stroke_size=2900)).with_regions(
+        files["mask"], [None, stylizers["b"], None])
+    regions.check_size("big.png", 2000, 3000)  # 2900x1933 at the working size: tiled, so not refused
+
+
 def test_auto_masks_are_found_per_photo_and_written_beside_each_output(files, tmp_path, one_thread):
     out = tmp_path / "out"
     result = invoke(files["a"], files["photos"], "--mask", "auto:2", "--region", f"1={files['b']}",
@@ -243,6 +271,8 @@ def test_adain_paintings_take_an_auto_mask_too(files, tmp_path, one_thread):
     (["--mask", "{mask}", "--region", "2=keep", "--style-blend", "1,1"], "with --region each region takes one"),
     (["--mask", "auto:x", "--region", "1=keep"], "auto:K takes a number of regions K from 2 to 16"),
     (["--mask", "{photo}", "--region", "1=keep"], "a mask has one flat colour per region"),
+    (["--mask", "{mask}", "--region", "1=keep", "--region", "2=keep", "--region", "3=keep"],
+     "every region of the mask is 'keep': there is nothing to paint"),
 ])
 def test_region_mistakes_are_one_line_and_write_nothing(files, tmp_path, args, fragment):
     out = tmp_path / "out.png"

@@ -223,6 +223,8 @@ class FastStylizer:
         region_mask = self._region_mask(mask, len(styles)) if mask is not None else None
         if region_mask is None and any(style is None for style in styles):
             raise UsageError(f"--style {KEEP} keeps the photo in a --mask region; without a mask it needs a painting")
+        if region_mask is not None and all(style is None for style in styles):
+            raise UsageError(f"every region of the mask is {KEEP!r}: there is nothing to paint")
         if region_mask is not None and weights_given is not None:
             raise UsageError("--style-blend blends paintings over the whole image; with --mask each region takes "
                              "its own --style")

@@ -66,7 +66,8 @@ def stylize_files(
     if is_video_path(content):
         if mask is not None:
             raise UsageError(f"{os.fspath(content)}: --mask paints the regions of a photo; a video's frames "
-                             f"move under a fixed mask (painterly apply --mask does that with an AdaIN model)")
+                             f"move under a fixed mask (painterly apply --mask does that, with an AdaIN model's "
+                             f"--style or a model's --region per region)")
         return stylize_video_files(content, styles, output, config, callback=callback, max_pixels=max_pixels)
     paintings = [None if _is_keep(path) else Path(path) for path in styles]
     inputs = [Path(content), *(path for path in paintings if path is not None)]

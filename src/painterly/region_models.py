@@ -8,7 +8,9 @@ out = Σ_k w_k · model_k(photo), keep regions taking the photo itself. The sum 
 at a time, so a batch costs one float32 accumulator per image plus one model's outputs, never K of
 them; regions with the same model run it once, and a model whose regions are empty at an image's size
 is not run. Strength and `preserve_color` are per pixel, so each model applying them before the blend
-equals applying them after.
+equals applying them after. With `--stroke-size` each model paints at the working size and the
+outputs are blended at full size, the feathering scaled to span what it spans in the preview (at the
+working size, as an AdaIN model's regions are feathered there): the print's seams are the preview's.
 
 `--mask auto:K` (`AutoMask`) finds K regions in each photo (`regions.auto_mask`), for Johnson regions
 and AdaIN paintings alike: `apply_files` writes each photo's mask beside its output as
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import strokes
 from .errors import UsageError
 from .events import Callback, ignore
 from .pixels import to_float32, to_uint8
@@ -186,8 +189,7 @@ class RegionModels:
     def stylize_batch(self, owner: FastStylizer, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Σ_k w_k · model_k(image) for each image, one model's outputs in memory at a time."""
         arrays = [owner.prepare(image) for image in images]
-        feather = owner.config.mask_feather
-        weights = [mask_for(self.mask, array).weights(array.shape[0], array.shape[1], feather) for array in arrays]
+        weights = [self._weights(array, owner.config) for array in arrays]
         blended = [np.zeros(array.shape, dtype=np.float32) for array in arrays]
         for model, regions in self._groups():
             shares = [weights[index][regions].sum(axis=0) for index in range(len(arrays))]
@@ -201,6 +203,13 @@ class RegionModels:
             del outputs
         return [to_uint8(result) if np.asarray(image).dtype == np.uint8 else result
                 for image, result in zip(images, blended)]
+
+    def _weights(self, array: np.ndarray, config: ApplyConfig) -> np.ndarray:
+        """The mask's weights at the image's size; with --stroke-size feathered over as much of the picture
+        as `mask_feather` working-size pixels, as in the preview."""
+        height, width = array.shape[:2]
+        feather = strokes.at_full_size(config.mask_feather, height, width, config.stroke_size)
+        return mask_for(self.mask, array).weights(height, width, feather)
 
     def _groups(self) -> list[tuple[FastStylizer | None, list[int]]]:
         """Each distinct model (None: keep) with the regions it paints."""
@@ -223,6 +232,8 @@ def bind_regions(owner: FastStylizer, mask: str | os.PathLike | np.ndarray | Mas
     models = list(models)
     check_count(region_mask, len(models), "models given: give one model (or None, keep) per region, in the "
                 "order their colours first appear from the top-left")
+    if all(model is None or isinstance(model, str) and model == KEEP for model in models):
+        raise UsageError(f"every region of the mask is {KEEP!r}: there is nothing to paint")
     plain = copy.copy(owner)
     plain._regions = None
     loaded: dict[str, FastStylizer] = {os.path.realpath(owner.model_path): plain}

@@ -49,6 +49,13 @@ def working_shape(height: int, width: int, stroke_size: int | None) -> tuple[int
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def at_full_size(pixels: int, height: int, width: int, stroke_size: int | None) -> int:
+    """A length in the working size's pixels (`--mask-feather`) in the pixels of an image of this size,
+    so that it spans as much of the picture as in the preview; as it is where the image is painted whole."""
+    working = working_shape(height, width, stroke_size)
+    return pixels if working is None else round(pixels * max(height, width) / max(working))
+
+
 def downscale(image: np.ndarray, height: int, width: int, *, strip_rows: int = STRIP_ROWS) -> np.ndarray:
     """An HxWx3 image (uint8, or float in [0, 1]) resized to height×width as pixels.resize_to does it
     (antialiased bicubic, clipped to [0, 1]), as float32; only the rows one output strip needs are
