@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from .reference import ReferenceTransformerNet
 
 
-def write_models(folder: str) -> dict:
-    """The random TransformerNet as a painterly model file and its ONNX export (parity-checked)."""
+def write_models(folder: str, architectures: tuple[str, ...] = ("standard", "light")) -> dict:
+    """The random TransformerNets as painterly model files and their ONNX exports (parity-checked):
+    {"torch": …, "onnx": …, "light-torch": …, "light-onnx": …} (the tests may ask for fewer)."""
     import torch
 
     from painterly.export import export_onnx
@@ -32,7 +33,8 @@ def write_models(folder: str) -> dict:
     from painterly.transformer import TransformerNet
 
     files = {}
-    for arch, prefix in (("standard", ""), ("light", "light-")):
+    for arch in architectures:
+        prefix = "" if arch == "standard" else f"{arch}-"
         torch.manual_seed(SEED)
         model = save_model(TransformerNet(arch), Path(folder) / f"random-{arch}.safetensors",
                            style={"image": f"none: random weights, seed {SEED}"})

@@ -2,8 +2,8 @@
 
 Prints one JSON line: the job's result plus `peak_rss`, this process's peak resident memory in
 bytes. A process per job and implementation keeps each one's peak memory its own, and its
-allocations (and the allocator state they leave) out of the other's timing. `--serve` (`Forked`, the
-tests' `--tiny` runs) forks each job's process from one that imported torch once.
+allocations (and the allocator state they leave) out of the other's timing. `Forked` (the tests' `--tiny`
+runs) forks each job's process from the suite's own, which imports torch once.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
 import sys
 import traceback
-from pathlib import Path
 
 from .measure import peak_rss_bytes
 
@@ -77,65 +75,58 @@ PRELOAD = ("torch", "torch._dynamo", "benchmarks.gatys_jobs", "benchmarks.fast_j
            "benchmarks.temporal_jobs")
 
 
-def serve() -> None:
-    """`python -m benchmarks.worker --serve`: PRELOAD imported once, then each job spec read from stdin run in
-    a child forked for it, and its result written to stdout as one line (`--tiny`'s way, see Forked)."""
+def preload() -> None:
+    """Import PRELOAD, so that every job forked after it finds it imported (it runs no torch op: fork-safe)."""
     for name in PRELOAD:
         importlib.import_module(name)
-    for line in sys.stdin:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the job's own process
-            os.close(read_end)
-            os.dup2(2, 1)  # anything a job prints goes to stderr, not into the results
-            try:
-                spec = json.loads(line)
-                result = json.dumps(run(spec["job"], spec["args"]))
-            except Exception as error:  # the line a worker's traceback ends with
-                result = json.dumps({"error": traceback.format_exception_only(error)[-1].strip()})
-            with os.fdopen(write_end, "w") as answer:
-                answer.write(result)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-        os.close(write_end)
-        with os.fdopen(read_end) as answer:
-            result = answer.read()
-        _, status = os.waitpid(pid, 0)
-        print(result or json.dumps({"error": f"exit status {os.waitstatus_to_exitcode(status)}"}), flush=True)
+
+
+def run_forked(line: str) -> str:
+    """One job spec (a JSON line) run in a child forked from this process: its result as one JSON line."""
+    sys.stdout.flush()  # nothing of ours buffered twice
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the job's own process
+        os.close(read_end)
+        os.dup2(2, 1)  # anything a job prints goes to stderr, not into the results
+        try:
+            spec = json.loads(line)
+            result = json.dumps(run(spec["job"], spec["args"]))
+        except Exception as error:  # the line a worker's traceback ends with
+            result = json.dumps({"error": traceback.format_exception_only(error)[-1].strip()})
+        with os.fdopen(write_end, "w") as answer:
+            answer.write(result)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as answer:
+        result = answer.read()
+    _, status = os.waitpid(pid, 0)
+    return result or json.dumps({"error": f"exit status {os.waitstatus_to_exitcode(status)}"})
 
 
 class Forked:
-    """Runs each job in a process of its own forked from one `--serve` process that imported torch once:
-    `--tiny`'s way (the test suite's), where imports were most of each job's CPU. Results as a
-    `python -m benchmarks.worker` process gives them; peak memory counts the preloaded modules in every
-    job (the ONNX ones too), so the full and --quick runs keep a fresh interpreter per job."""
+    """Runs each job in a process of its own forked from this one, after PRELOAD is imported here once:
+    `--tiny`'s way (the test suite's), where imports were most of each job's CPU, and where this process
+    (a fork of the tests' zygote) has torch imported already. Results as a `python -m benchmarks.worker`
+    process gives them; peak memory counts the preloaded modules in every job (the ONNX ones too), so the
+    full and --quick runs keep a fresh interpreter per job. This process runs no torch op itself (the
+    suite only plans jobs and writes notes), so each child starts with torch as an import left it."""
 
     def __init__(self) -> None:
-        self._server: subprocess.Popen[str] | None = None
+        self._ready = False
 
     def __call__(self, spec: str) -> dict:
-        if self._server is None:
-            self._server = subprocess.Popen([sys.executable, "-m", "benchmarks.worker", "--serve"],
-                                            cwd=Path(__file__).resolve().parents[1], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, text=True)
-        assert self._server.stdin is not None and self._server.stdout is not None
-        self._server.stdin.write(spec + "\n")
-        self._server.stdin.flush()
-        line = self._server.stdout.readline()
-        return json.loads(line) if line else {"error": f"the fork server ended ({self._server.wait()})"}
+        if not self._ready:
+            preload()
+            self._ready = True
+        return json.loads(run_forked(spec))
 
     def close(self) -> None:
-        """Ends the server and waits for it (its CPU time counted in ours)."""
-        if self._server is not None:
-            assert self._server.stdin is not None
-            self._server.stdin.close()
-            self._server.wait()
-            self._server = None
+        """Nothing to end: each job's child is waited for as it finishes (its CPU time counted in ours)."""
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        serve()
-    else:
-        main(sys.argv[1:])
+    main(sys.argv[1:])

@@ -12,7 +12,9 @@ back like a real child's (negative for a signal).
 `Popen` is `subprocess.Popen` with the exec replaced by that fork: pipes, text mode, `communicate`, `wait`,
 `poll`, `send_signal`, `terminate`, `kill` are Popen's own. `run` is `subprocess.run` on it. Commands are
 written as for the real thing (`[sys.executable, "-m", "painterly", ...]`); `run_painterly(*args)` is the
-short form. What a fork cannot imitate: what an interpreter *imports* at start (the tests about that keep
+short form. `TORCHRUN` is `python -m torch.distributed.run` whose worker processes are forked from the zygote
+too: torchrun's own agent, rendezvous and signals, real processes and gloo, without an `import torch` per
+worker. What a fork cannot imitate: what an interpreter *imports* at start (the tests about that keep
 real processes), what a library reads from the environment as it is imported (torch's and typer's
 TYPER_USE_RICH; the thread counts and PYTHONWARNINGS are applied in each child), `sys.flags` other than -B,
 and the hash seed (shared with the zygote). PAINTERLY_TESTS_REAL_PROCESSES=1 runs real processes instead.
@@ -38,7 +40,11 @@ from typing import Any
 
 # What the zygote imports before it forks: torch, the CLI, and what its commands import lazily (pure Python,
 # starting no thread). Not onnxruntime, cv2 or av: each starts a thread at import, and costs little.
-PRELOAD = ("torch", "numpy", "PIL.Image", "painterly.cli", "painterly.apply", "painterly.card", "painterly.export",
+# torch._dynamo (~3 CPU-s): DistributedDataParallel's constructor imports it in every torchrun worker, and
+# torchvision and the benchmarks' forked jobs do too; the tests of what does *not* import it start real
+# interpreters (test_optimizers).
+PRELOAD = ("torch", "torch._dynamo", "numpy", "PIL.Image", "painterly.cli", "painterly.apply", "painterly.card",
+           "painterly.export",
            "painterly.fast", "painterly.gatys_video", "painterly.images", "painterly.modelfile",
            "painterly.pipeline", "painterly.pixels", "painterly.progress", "painterly.region_models",
            "painterly.samples", "painterly.training", "painterly.weights", "painterly.zoo")
@@ -47,6 +53,7 @@ PRELOAD = ("torch", "numpy", "PIL.Image", "painterly.cli", "painterly.apply", "p
 # without them and each child applies its own (thread counts through torch, warnings through `warnings`).
 _IMPORT_TIME_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONWARNINGS")
 _ENVIRONMENT = dict(os.environ)  # as the worker started, before any test's monkeypatch
+_SERVED = ""  # in the zygote and the processes forked from it: its address (a launcher forks its workers there)
 # Set (to anything) to run every process for real instead: to compare the costs, or to rule the zygote out.
 REAL_PROCESSES_ENV = "PAINTERLY_TESTS_REAL_PROCESSES"
 _MESSAGE = 1 << 20
@@ -65,7 +72,9 @@ class _Zygote:
 
     def connect(self) -> socket.socket:
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
+            if _SERVED:  # a process forked from the zygote asks the same zygote
+                self.address = _SERVED
+            elif self._process is None or self._process.poll() is not None:
                 self._start()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(self.address)
@@ -104,21 +113,23 @@ atexit.register(_ZYGOTE.stop)
 
 
 def _parse(command: Sequence[str | os.PathLike]) -> tuple[dict[str, Any], list[str]]:
-    """`[sys.executable, [-B], -m MODULE | -c CODE | SCRIPT, ARGS...]` as the zygote's request fields."""
+    """`[sys.executable, [-B] [-u], -m MODULE | -c CODE | SCRIPT, ARGS...]` as the zygote's request fields."""
     words = [os.fspath(word) for word in command]
     if not words or words[0] != sys.executable:
         raise ValueError(f"a forked process runs this interpreter only, not {words[:1]}")
     words = words[1:]
-    no_bytecode = False
-    while words and words[0] == "-B":
-        no_bytecode = True
+    flags = set()
+    while words and words[0] in ("-B", "-u"):  # -u: torchrun starts its workers so
+        flags.add(words[0])
         words = words[1:]
+    options = {"no_bytecode": "-B" in flags, "unbuffered": "-u" in flags}
     if words and not words[0].startswith("-"):
-        return {"kind": "script", "target": words[0], "no_bytecode": no_bytecode}, words
+        return {"kind": "script", "target": words[0], **options}, words
     if len(words) < 2 or words[0] not in ("-m", "-c"):
-        raise ValueError(f"a forked process runs `-m MODULE`, `-c CODE` or a script (with -B at most), not {words}")
+        raise ValueError(f"a forked process runs `-m MODULE`, `-c CODE` or a script (with -B and -u at most), "
+                         f"not {words}")
     kind = "module" if words[0] == "-m" else "code"
-    return {"kind": kind, "target": words[1], "no_bytecode": no_bytecode}, words[2:]
+    return {"kind": kind, "target": words[1], **options}, words[2:]
 
 
 class Popen(subprocess.Popen):
@@ -240,6 +251,38 @@ def run(command: Sequence[str | os.PathLike], *, input: str | bytes | None = Non
     return subprocess.CompletedProcess(process.args, code, stdout, stderr)
 
 
+# `python -m torch.distributed.run ARGS` (the launcher itself forked, as any command) whose workers torchrun's
+# agent starts through `Popen` here: forked from the zygote too (real processes where those are asked for).
+TORCHRUN_CODE = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})  # found there only by a real launcher
+import cli_processes
+del sys.path[0]
+cli_processes.fork_torchrun_workers()
+from torch.distributed.run import main
+main()
+"""
+TORCHRUN = (sys.executable, "-c", TORCHRUN_CODE)
+
+
+def fork_torchrun_workers() -> None:
+    """(In a torchrun launcher.) Start its worker processes with `Popen` (forked from the zygote), each in a
+    session of its own as torchrun starts them; a command the zygote cannot run starts for real."""
+    from torch.distributed.elastic.multiprocessing.subprocess_handler import subprocess_handler
+
+    handler_class = subprocess_handler.SubprocessHandler
+    real = handler_class._popen
+
+    def popen(handler, args, env):
+        try:
+            _parse(args)
+        except ValueError:
+            return real(handler, args, env)
+        return Popen(list(args), env=env, stdout=handler._stdout, stderr=handler._stderr, start_new_session=True)
+
+    handler_class._popen = popen
+
+
 def run_painterly(*args: str | os.PathLike, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None,
                   input: str | bytes | None = None, timeout: float = 300, text: bool = True,
                   file_size_limit: int | None = None) -> subprocess.CompletedProcess:
@@ -257,6 +300,9 @@ def _serve(address: str) -> None:
     listener.bind(address)
     listener.listen(128)
     sys.path[0] = "/"  # this script's folder is no child's business
+    global _SERVED
+    _SERVED = address
+    sys.modules["cli_processes"] = sys.modules[__name__]  # what a child's `import cli_processes` finds
     import importlib
 
     for name in PRELOAD:
@@ -350,13 +396,14 @@ def _child(connection: socket.socket, request: dict, fds: list[int], default_thr
     env = request["env"]
     os.environ.clear()
     os.environ.update(env)
-    _fresh_interpreter_state(env, default_threads, bool(request["no_bytecode"]))
+    _fresh_interpreter_state(env, default_threads, bool(request["no_bytecode"]), bool(request["unbuffered"]))
     connection.send(json.dumps({"pid": os.getpid()}).encode())
     connection.close()
     os._exit(_run(request))
 
 
-def _fresh_interpreter_state(env: dict[str, str], default_threads: int, no_bytecode: bool) -> None:
+def _fresh_interpreter_state(env: dict[str, str], default_threads: int, no_bytecode: bool,
+                             unbuffered: bool) -> None:
     """What a new interpreter would have read from this environment at its start."""
     import warnings
 
@@ -367,7 +414,7 @@ def _fresh_interpreter_state(env: dict[str, str], default_threads: int, no_bytec
     for option in filter(None, env.get("PYTHONWARNINGS", "").split(",")):
         warnings._setoption(option)  # type: ignore[attr-defined]  # as -W options are applied at start
     sys.dont_write_bytecode = no_bytecode or bool(env.get("PYTHONDONTWRITEBYTECODE"))
-    _std_streams(env)
+    _std_streams(env, unbuffered)
     # A new interpreter seeds torch's and numpy's global generators from the OS (and `random` reseeds itself
     # at fork): seed them so, or every child would draw the zygote's numbers.
     torch.seed()
@@ -376,13 +423,13 @@ def _fresh_interpreter_state(env: dict[str, str], default_threads: int, no_bytec
         numpy_random.seed()
 
 
-def _std_streams(env: dict[str, str]) -> None:
+def _std_streams(env: dict[str, str], unbuffered: bool) -> None:
     """sys.stdin/stdout/stderr built afresh on fds 0-2, as CPython's create_stdio builds them."""
     import io
 
     encoding, _, errors = env.get("PYTHONIOENCODING", "").partition(":")
     encoding = encoding or sys.stdout.encoding
-    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    unbuffered = unbuffered or bool(env.get("PYTHONUNBUFFERED"))
     streams = []
     for fd, name, mode in ((0, "<stdin>", "r"), (1, "<stdout>", "w"), (2, "<stderr>", "w")):
         buffered = fd == 0 or not unbuffered

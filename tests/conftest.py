@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +25,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The `slow` tests first (in their own order), so that no worker is left with one at the end while
     the other has finished."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# The modules that start the web UI (gradio, ~6 CPU-s to import), a browser or both, run on one worker under
+# `--dist loadfile` (scripts/test.sh), so that one process pays for gradio, Chromium and the shared servers;
+# test_video_stabilize's Video-tab test imports gradio too. (xdist's `loadgroup` marks would do it, but its
+# test-id suffix no longer reaches pytest 9's node ids.)
+WEB_MODULES = ("test_web", "test_web_adain", "test_web_live", "test_web_regions", "test_web_zoo",
+               "test_video_stabilize")
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown (and so ignored) when it is not installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with the web modules as one file."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class WebTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "web" if Path(module).stem in WEB_MODULES else super()._split_scope(nodeid)
+
+    return WebTogether(config, log)
 
 
 @pytest.fixture(scope="session")

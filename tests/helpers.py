@@ -83,17 +83,11 @@ def run_limited(code: str, *, limit: int = 4096, cwd: Path | None = None, args: 
     RLIMIT_FSIZE makes the kernel refuse the write (EFBIG, "File too large"); Python ignores SIGXFSZ,
     so the writer sees the error as it would see ENOSPC on a full disk.
     """
-    import resource
-
-    def limit_files() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    if not code:  # the CLI: forked from the tests' zygote (cli_processes.py), the limit set in the child
-        return cli_processes.run([sys.executable, "-B", "-m", "painterly", *args], cwd=cwd, capture_output=True,
-                                 text=True, timeout=300, file_size_limit=limit, env=env)
-    return subprocess.run([sys.executable, "-B", "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, preexec_fn=limit_files, env=env)
+    # Forked from the tests' zygote (cli_processes.py), the limit set in the child.
+    command = ["-m", "painterly", *args] if not code else ["-c", textwrap.dedent(code)]
+    return cli_processes.run([sys.executable, "-B", *command], cwd=cwd, capture_output=True, text=True, timeout=300,
+                             file_size_limit=limit, env=env)
 
 
 @contextmanager

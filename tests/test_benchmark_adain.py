@@ -1,10 +1,9 @@
 """The AdaIN benchmark rows (issue 10) at tiny sizes: the reference is pytorch-AdaIN's network with
-painterly's weights (same output), the jobs time what they say, and the rows have their shape. (The
-command's own AdaIN rows are checked in test_benchmarks.py, from the one real `--tiny` run there.)"""
+painterly's weights (same output) and the jobs time what they say. (The command's own AdaIN rows, and
+their shape, are checked in test_benchmarks.py, from the one real `--tiny` run there.)"""
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
 
-from benchmarks import adain_jobs, worker  # noqa: E402
-from benchmarks.suite import TINY, Suite, _adain_light_note, _adain_note  # noqa: E402
+from benchmarks import adain_jobs  # noqa: E402
+from benchmarks.suite import TINY, _adain_light_note, _adain_note  # noqa: E402
 from painterly.modelfile import load_model  # noqa: E402
 from painterly.pixels import to_tensor  # noqa: E402
 
@@ -25,29 +24,15 @@ MATMUL = TINY.matmul_size  # the jobs' matmul rate at the tiny plan's size (thei
 
 
 @pytest.fixture(scope="module")
-def suite_run(tmp_path_factory):
-    """The suite's AdaIN rows at the tiny plan's size, each registered job run as the worker runs it
-    (without a process of its own), and the model files its "adain-models" job wrote; made once."""
-    results: dict[str, dict] = {}
-
-    def in_process(job: str, **args: object) -> dict:
-        module, function = worker.JOBS[job].split(":")
-        results[job] = getattr(importlib.import_module(module), function)(**args)
-        return results[job]
-
+def models(tmp_path_factory):
+    """The files the suite's "adain-models" job writes (adain_jobs.write_models), made once. (The suite's
+    rows made from them are checked on the real `--tiny` run's JSON in test_benchmarks.py.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        suite = Suite(TINY, in_process, tmp_path_factory.mktemp("adain-bench"))  # any (job, **args) -> dict runs
-        rows = suite.rows(("adain-inference",))
+        return adain_jobs.write_models(str(tmp_path_factory.mktemp("adain-bench")))
     finally:
         torch.set_num_threads(threads)
-    return rows, results["adain-models"]
-
-
-@pytest.fixture(scope="module")
-def models(suite_run):
-    return suite_run[1]
 
 
 @pytest.mark.parametrize("alpha", [1.0, 0.4])
@@ -105,34 +90,6 @@ def test_painterly_job_times_stylisation_with_statistics_measured_once(models, o
     assert len(result["samples"]) == 2 and result["seconds"] > 0 and result["statistics_seconds"] > 0
     assert result["precision"] in ("fp32", "bf16")
     assert (result["flops"] is None) == (backend == "onnx")  # ONNX Runtime has no hooks to count with
-
-
-def test_rows_have_their_shape(suite_run):
-    rows, _ = suite_run
-    variants = [row.variant for row in rows]
-    auto = rows[0].painterly["precision"]
-    expected = ["torch", "onnx", "light-torch", "light-onnx"]
-    assert variants == (expected if auto == "fp32" else ["torch", "torch-fp32", *expected[1:]])
-    reference = rows[0].reference
-    for row in rows:
-        assert row.workload == "adain-inference" and row.size == f"{TINY.adain_sizes[0]}²" and row.timed
-        assert row.reference is reference  # one reference measurement per size, shared
-        assert "error" not in row.painterly, row.painterly
-        assert row.painterly["seconds"] > 0 and row.painterly["flops"] > 0  # ONNX rows get the torch count
-        assert row.painterly["matmul_gflops"] > 0  # measured in the torch worker, credited to ONNX in fp32
-        assert "matmul rate" in row.note and "measured in its worker" in row.note
-        assert "statistics, measured once" in row.note
-    standard, light = rows[0].painterly["flops"], rows[-1].painterly["flops"]
-    assert reference["flops"] > standard > light and reference["matmul_gflops"] > 0
-    assert "encoding the painting again" in rows[0].note and "encoding" not in rows[-1].note
-    for row in rows[-2:]:  # light-torch, light-onnx: each timed against the standard in one worker, interleaved
-        pairs = row.painterly["pairs"]
-        assert "error" not in pairs, pairs
-        assert len(pairs["pair_ratios"]) == TINY.adain_pairs == len(pairs["light"]["samples"])
-        assert pairs["standard"]["seconds"] > pairs["light"]["seconds"] > 0  # 3.3× the FLOPs, at 64² too
-        assert pairs["median_ratio"] == pytest.approx(sorted(pairs["pair_ratios"])[TINY.adain_pairs // 2], rel=0.5)
-        assert f"light vs standard AdaIN, {row.variant.removeprefix('light-')}, 64², 2 pairs interleaved" in row.note
-        assert "the rows' separate workers" in row.note
 
 
 def test_notes_judge_the_targets_at_1024_only():

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `benchmarks` is a folder of the repository, not part of the installed package
 
 from benchmarks import fast_jobs, gatys_jobs, reference, train_jobs  # noqa: E402
-from benchmarks.suite import _spawn  # noqa: E402
+from benchmarks.suite import TINY, _spawn  # noqa: E402
 from painterly.devices import native_bf16  # noqa: E402
 from painterly.modelfile import load_model  # noqa: E402
 from painterly.weights import random_state_dict  # noqa: E402
@@ -92,6 +92,37 @@ def test_command_reports_adain_rows(command):
     assert "adain-inference (light-onnx)" in done.stdout
 
 
+@pytest.mark.slow
+def test_command_adain_rows_have_their_shape(command):
+    """The suite's AdaIN rows at the tiny plan's size (the shape test_benchmark_adain.py's jobs make)."""
+    rows = rows_of(command[0], "adain-inference")
+    variants = [row["variant"] for row in rows]
+    auto = rows[0]["painterly"]["precision"]
+    expected = ["torch", "onnx", "light-torch", "light-onnx"]
+    assert variants == (expected if auto == "fp32" else ["torch", "torch-fp32", *expected[1:]])
+    reference = rows[0]["reference"]
+    for row in rows:
+        assert row["size"] == f"{TINY.adain_sizes[0]}²" and row["timed"]
+        assert row["reference"] == reference  # one reference measurement per size, shared
+        assert "error" not in row["painterly"], row["painterly"]
+        assert row["painterly"]["seconds"] > 0 and row["painterly"]["flops"] > 0  # ONNX rows get the torch count
+        assert row["painterly"]["matmul_gflops"] > 0  # measured in the torch worker, credited to ONNX in fp32
+        assert "matmul rate" in row["note"] and "measured in its worker" in row["note"]
+        assert "statistics, measured once" in row["note"]
+    standard, light = rows[0]["painterly"]["flops"], rows[-1]["painterly"]["flops"]
+    assert reference["flops"] > standard > light and reference["matmul_gflops"] > 0
+    assert "encoding the painting again" in rows[0]["note"] and "encoding" not in rows[-1]["note"]
+    for row in rows[-2:]:  # light-torch, light-onnx: each timed against the standard in one worker, interleaved
+        pairs = row["painterly"]["pairs"]
+        assert "error" not in pairs, pairs
+        assert len(pairs["pair_ratios"]) == TINY.adain_pairs == len(pairs["light"]["samples"])
+        assert pairs["standard"]["seconds"] > pairs["light"]["seconds"] > 0  # 3.3× the FLOPs, at 64² too
+        assert pairs["median_ratio"] == pytest.approx(sorted(pairs["pair_ratios"])[TINY.adain_pairs // 2], rel=0.5)
+        backend = row["variant"].removeprefix("light-")
+        assert f"light vs standard AdaIN, {backend}, 64², 2 pairs interleaved" in row["note"]
+        assert "the rows' separate workers" in row["note"]
+
+
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
 def test_the_references_vgg_is_the_stack_torchvision_builds(arch, one_thread):
     """The references build VGG's `features` themselves (importing torchvision costs every job seconds): the
@@ -149,7 +180,7 @@ def test_time_to_quality_stops_at_the_target_on_the_final_scale_only(one_thread)
 
 
 def test_fast_jobs_share_weights_and_time_both_backends(tmp_path, one_thread):
-    models = fast_jobs.write_models(str(tmp_path))
+    models = fast_jobs.write_models(str(tmp_path), architectures=("standard",))  # the light one: the same code
     reference = fast_jobs.reference_inference(models["torch"], 64, runs=1)
     assert reference["seconds"] > 0 and reference["flops"] > 0
     for backend in ("torch", "onnx"):

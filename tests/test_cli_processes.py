@@ -84,3 +84,10 @@ def test_a_file_size_limit_refuses_the_write_as_a_full_disk_would(tmp_path):
     done = run([sys.executable, "-c", "open('big', 'wb').write(bytes(10000))"], cwd=tmp_path, capture_output=True,
                text=True, timeout=120, file_size_limit=4096)
     assert done.returncode == 1 and "OSError: [Errno 27] File too large" in done.stderr
+
+
+def test_unbuffered_streams_as_torchrun_asks_for_its_workers():
+    code = "import sys; print(type(sys.stdout.buffer).__name__, sys.stdout.write_through, sys.stderr.write_through)"
+    real = subprocess.run([sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=120)
+    assert run([sys.executable, "-u", "-c", code], capture_output=True, text=True, timeout=120).stdout == real.stdout
+    assert real.stdout.split() == ["FileIO", "True", "True"]

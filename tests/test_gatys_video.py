@@ -202,8 +202,8 @@ def test_a_killed_run_continues_from_its_last_finished_frame(uninterrupted, clip
     output = tmp_path / "out.mp4"
     config = {key: value for key, value in CONFIG.to_dict().items()}
     script = KILL_AFTER_SECOND_FRAME.replace("{CONFIG}", repr(config))
-    killed = subprocess.run([sys.executable, "-c", script, str(clip), str(style), str(output)], capture_output=True,
-                            text=True, timeout=600, env=ENV, cwd=tmp_path)
+    killed = cli_processes.run([sys.executable, "-c", script, str(clip), str(style), str(output)],
+                               capture_output=True, text=True, timeout=600, env=ENV, cwd=tmp_path)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     kept = kept_frames_folder(output)
     assert not output.exists()
@@ -247,7 +247,7 @@ def test_sigterm_mid_clip_exits_143_keeps_the_finished_frames_and_the_rerun_fini
     output = tmp_path / "out.mp4"
     command = [sys.executable, "-c", TERMINATE_AFTER_SECOND_FRAME, "stylize", str(clip), str(style), "-o", str(output),
                *FLAGS]
-    terminated = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV, cwd=tmp_path)
+    terminated = cli_processes.run(command, capture_output=True, text=True, timeout=600, env=ENV, cwd=tmp_path)
     kept = kept_frames_folder(output)
     assert terminated.returncode == 143, terminated.stderr
     assert terminated.stderr.strip().splitlines()[-1] == (

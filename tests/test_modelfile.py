@@ -6,7 +6,6 @@ import json
 import os
 import pickle
 import stat
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import cli_processes
 from helpers import STYLE, TRAINING, examples_state_dict, images, random_model, run, run_limited
 from painterly import modelfile
 from painterly.errors import ModelFileError
@@ -329,7 +329,8 @@ ABSURD = {
 
 @pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in kilobytes")
 def test_absurd_architectures_are_refused_without_allocating(tmp_path):
-    """In a fresh process: the peak memory does not grow while each hostile file is refused.
+    """In a process of its own (forked from the test zygote): the peak memory does not grow while each hostile
+    file is refused.
 
     Before the limits and the shape check on the meta device, the first file took 21.6 GB before the
     kernel killed the process; the third would allocate 4.8 GB of parameters for a file of 100 kB.
@@ -337,7 +338,7 @@ def test_absurd_architectures_are_refused_without_allocating(tmp_path):
     paths = [_write(tmp_path / f"absurd{i}.safetensors", _light_tensors(), architecture=arch)
              for i, arch in enumerate(ABSURD.values())]
     good = save_model(random_model(), tmp_path / "good.safetensors")
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+    result = cli_processes.run([sys.executable, "-c", textwrap.dedent(f"""
         import resource
         from painterly.errors import ModelFileError
         from painterly.modelfile import load_model

@@ -5,7 +5,8 @@
 * Every ```python block is executed, in the README's order and in one namespace (the
   Reproducibility block reads the file the Python API example wrote), by a fresh interpreter in
   an empty folder holding the two inputs the examples name (photo.jpg and starry.jpg, drawn by
-  `painterly.samples`). The only thing set is the documented `PAINTERLY_VGG_WEIGHTS=random`, the
+  `painterly.samples`; the interpreter is forked from the tests' zygote, tests/cli_processes.py, which
+  has torch imported). The only thing set is the documented `PAINTERLY_VGG_WEIGHTS=random`, the
   offline switch: the examples are written small enough to run as they stand.
 * Every line of every ```sh block is checked against what it calls. A `painterly` command line
   (also after `|`, or under `torchrun ... -m painterly`) must parse with the command's own parser
@@ -190,8 +191,9 @@ def run_python_blocks_here(codes: list[str]) -> dict[int, str]:
 def run_python_blocks(folder: Path, codes: list[str]) -> dict[int, str]:
     (folder / "blocks.json").write_text(json.dumps(codes), encoding="utf-8")
     (folder / "harness.py").write_text(_HARNESS, encoding="utf-8")
-    done = subprocess.run([sys.executable, "harness.py", "blocks.json"], cwd=folder, env=readme_environment(folder),
-                          capture_output=True, text=True, timeout=540)
+    # A fresh interpreter as cli_processes makes one: forked from the zygote, which imported torch already.
+    done = cli_processes.run([sys.executable, "harness.py", "blocks.json"], cwd=folder,
+                             env=readme_environment(folder), capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     values = [json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("README-VALUE")]
     return {number: value for number, value in values}

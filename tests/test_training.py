@@ -708,8 +708,8 @@ def test_under_torchrun_a_signal_to_one_process_stops_them_all_and_the_resumed_r
     rank 1 only, both roll back together, and one model is written."""
     script, output, go = _child(tmp_path), tmp_path / "ddp.safetensors", tmp_path / "go"
     config = _config(photos, steps=6, checkpoint_every=100)
-    # The launcher is forked from the test zygote (torch imported once); its two workers are fresh interpreters.
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    # A real torchrun: its launcher and its two worker processes are forked from the test zygote (torch imported once).
+    torchrun = [*cli_processes.TORCHRUN, "--standalone", "--nproc-per-node", "2"]
     job = cli_processes.Popen([*torchrun, *_child_args(script, photos, output, config)],
                               env=_env(HOLD_AFTER_STEP_1=str(go), PID_DIR=str(tmp_path)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -369,8 +368,8 @@ def test_two_processes_under_torchrun_train_one_adain_decoder(folders, tmp_path)
         "from painterly.training import train\n"
         "torch.set_num_threads(1)\n"
         "train(sys.argv[1], TrainConfig(**json.loads(sys.argv[3])), sys.argv[2])\n")
-    # The launcher is forked from the test zygote (torch imported once); its two workers are fresh interpreters.
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    # A real torchrun: its launcher and its two worker processes are forked from the test zygote (torch imported once).
+    torchrun = [*cli_processes.TORCHRUN, "--standalone", "--nproc-per-node", "2"]
     cli_processes.run([*torchrun, str(script), str(folders / "paintings"), str(output), json.dumps(config.to_dict())],
                       check=True, timeout=240, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     model, metadata = modelfile.load_model(output)

@@ -42,7 +42,6 @@ from painterly.config import ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
-from painterly.web_files import NO_URLS, NOT_SERVED, FileGuard, Workspace, download_name
 
 MODEL, MAX_UPLOAD_MB, MAX_PIXELS = WEB_FAST, WEB_MAX_UPLOAD_MB, WEB_MAX_PIXELS
 SCREENSHOT_ENV = "PAINTERLY_WEB_SCREENSHOT"
@@ -133,6 +132,8 @@ def test_optimize_tab_takes_the_clis_optimizer_tv_weight_style_scale_and_blend(c
 
 
 def test_downloads_are_named_after_the_photo_and_the_model(client, tmp_path):
+    from painterly.web_files import download_name
+
     _, downloads = stylise(client, write_picture(tmp_path / "my photo.png"), write_picture(tmp_path / "b.png"))
     assert [Path(path).name for path in downloads] == ["my-photo_tiny.png", "b_tiny.png"]
     assert download_name("tubingen", "starry_night", suffix=".png") == "tubingen_starry_night.png"
@@ -271,6 +272,8 @@ def uploads_folder(workdir: Path) -> Path:
 
 def test_a_file_hard_linked_into_a_served_folder_is_refused(server, client, tmp_path):
     """Gradio checks paths only; painterly serves a file only if it is the very file it wrote."""
+    from painterly.web_files import NOT_SERVED
+
     url, workdir, _ = server
     secret = workdir.parent / "private.txt"
     stylise(client, write_picture(tmp_path / "linked.png"))
@@ -321,6 +324,8 @@ def test_the_server_fetches_no_urls(server, tmp_path, monkeypatch):
     import gradio.processing_utils
     import safehttpx
 
+    from painterly.web_files import NO_URLS
+
     url, _, _ = server
     target = RecordingServer(write_picture(tmp_path / "remote.png").read_bytes())
     threading.Thread(target=target.serve_forever, daemon=True).start()
@@ -366,6 +371,8 @@ def test_old_job_folders_are_removed_when_a_job_starts(server, client, tmp_path)
 
 
 def test_job_folders_go_by_age_but_never_while_running(tmp_path):
+    from painterly.web_files import FileGuard, Workspace
+
     root = tmp_path / "painterly-web-test"
     root.mkdir()
     workspace = Workspace(root, keep_seconds=60)

@@ -3,7 +3,8 @@ a mask file or an automatic mask shown in the editor, each engine's tab giving e
 keeping the photo, and one real-Chromium run that paints a region in the page.
 
 The handlers are called directly (tiny photos, test_web_adain's tiny random AdaIN and Johnson models,
-random VGG weights); the browser test uses test_web_adain's server.
+random VGG weights); the browser test uses test_web_adain's server. Gradio (with `web_handlers`) is imported
+by the tests that need it, not at collection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import os
 import re
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pytest
 
@@ -24,8 +24,6 @@ from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_image
 from painterly.provenance import describe_file
 from painterly.regions import KEEP, auto_mask, read_mask
-from painterly.web_files import Workspace
-from painterly.web_handlers import Handlers, ModelCatalog
 from painterly.web_regions import (
     BRUSH,
     PAINTED_ALPHA,
@@ -64,6 +62,9 @@ def left_red(height: int, width: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def handlers(server, tmp_path_factory):  # noqa: F811 - the imported fixture
+    from painterly.web_files import Workspace
+    from painterly.web_handlers import Handlers, ModelCatalog
+
     work = tmp_path_factory.mktemp("regions-work")
     return Handlers(catalog=ModelCatalog([server[1]], device="cpu"), workspace=Workspace(work, keep_seconds=600),
                     vgg_weights="random", device="cpu", max_pixels=MAX_PIXELS)
@@ -175,6 +176,8 @@ def kept_and_styled(result: str, photo: Path) -> tuple[float, float]:
 
 
 def test_any_painting_tab_gives_the_drawn_region_its_painting_and_keeps_the_rest(handlers, server, pictures):  # noqa: F811
+    import gradio as gr
+
     photo, paintings = pictures["photo"], [str(pictures["sea"]), str(pictures["sky"])]
     value = drawing(left_red(24, 32))
     gallery, downloads = handlers.any_painting([str(photo)], paintings, ADAIN, "", 1.0, "none", None, "", 8, None, 0,
@@ -200,6 +203,8 @@ def test_any_painting_tab_gives_the_drawn_region_its_painting_and_keeps_the_rest
 
 
 def test_fast_tab_gives_the_drawn_region_its_model_and_keeps_the_rest(handlers, server, pictures):  # noqa: F811
+    import gradio as gr
+
     photo = pictures["photo"]
     _, [result] = handlers.fast([str(photo)], JOHNSON, 1.0, "none", None, drawing(left_red(24, 32)), 0,
                                 *choose(unpainted=KEEP, red=JOHNSON))
@@ -230,6 +235,8 @@ def test_fast_tab_gives_the_drawn_region_its_model_and_keeps_the_rest(handlers, 
 def test_fast_tab_region_model_lists_follow_the_model_list(tmp_path):
     """What Refresh (and a pull) gives each region's model list: the models found now, each choice kept while listed."""
     from helpers import tiny_model
+    from painterly.web_files import Workspace
+    from painterly.web_handlers import Handlers, ModelCatalog
 
     folder = tmp_path / "models"
     folder.mkdir()

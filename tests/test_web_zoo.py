@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gradio as gr
 import numpy as np
 import pytest
 
@@ -27,9 +27,10 @@ from painterly import web, zoo
 from painterly.config import ApplyConfig
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings
-from painterly.web_files import Workspace
-from painterly.web_handlers import ARBITRARY, FAST, Handlers, ModelCatalog, licence_line
 from zoo_helpers import EXAMPLES_MEMBERS, EXAMPLES_ZIP, zoo_mirror
+
+if TYPE_CHECKING:  # Gradio (with `web_handlers`) is imported by the tests that need it, not at collection
+    from painterly.web_handlers import Handlers
 
 JOHNSON = list(EXAMPLES_MEMBERS)  # candy, mosaic, rain-princess, udnie: the Fast tab's
 MINE = "mine.safetensors"  # a model file of the user's own, beside the catalogue's
@@ -69,21 +70,36 @@ def mine(tmp_path) -> Path:
 
 def make_handlers(root: Path, *folders: Path) -> Handlers:
     """What `web.build_app` puts behind the buttons: the folders given, then the zoo's."""
+    from painterly.web_files import Workspace
+    from painterly.web_handlers import Handlers, ModelCatalog
+
     (root / "work").mkdir()
     return Handlers(catalog=ModelCatalog([*folders, zoo.models_dir()], device="cpu"),
                     workspace=Workspace(root / "work", keep_seconds=60), vgg_weights="random", device="cpu",
                     max_pixels=1_000_000)
 
 
-class RecordedProgress(gr.Progress):
-    """Gradio's progress bar as a handler sees it, recording what it is told (outside a page it shows nothing)."""
+@functools.cache
+def _recorded_progress_class() -> type:
+    import gradio as gr
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.updates: list[tuple[object, str | None]] = []
+    class RecordedProgress(gr.Progress):
+        """Gradio's progress bar as a handler sees it, recording what it is told (outside a page it shows
+        nothing)."""
 
-    def __call__(self, progress, desc=None, total=None, unit="steps", _tqdm=None):  # type: ignore[override]
-        self.updates.append((progress, desc))
+        def __init__(self) -> None:
+            super().__init__()
+            self.updates: list[tuple[object, str | None]] = []
+
+        def __call__(self, progress, desc=None, total=None, unit="steps", _tqdm=None):  # type: ignore[override]
+            self.updates.append((progress, desc))
+
+    return RecordedProgress
+
+
+def recorded_progress():  # noqa: ANN201 - a gradio.Progress, defined when first asked for (Gradio imported then)
+    """A new progress bar that records its `updates`: (progress, description) pairs."""
+    return _recorded_progress_class()()
 
 
 def tree(folder: Path) -> dict[str, bytes]:
@@ -100,6 +116,8 @@ def choices(handlers: Handlers, kind: str) -> dict[str, str]:
 
 
 def test_each_tab_lists_the_catalogues_models_of_its_kind_pulled_or_not(home, mine, tmp_path):
+    from painterly.web_handlers import ARBITRARY, FAST
+
     handlers = make_handlers(tmp_path, mine)
     fast, arbitrary = choices(handlers, FAST), choices(handlers, ARBITRARY)
     assert list(fast) == JOHNSON and list(arbitrary) == ["adain"]  # all five, each in its own tab
@@ -107,7 +125,7 @@ def test_each_tab_lists_the_catalogues_models_of_its_kind_pulled_or_not(home, mi
     assert arbitrary["adain"] == "adain — AdaIN (Huang & Belongie 2017), naoto0804/pytorch-AdaIN · not downloaded yet"
     assert handlers.catalog.names(FAST) == [MINE] and handlers.catalog.names(ARBITRARY) == []  # nothing pulled
 
-    dropdown, radio, line = handlers.choose_published("candy", FAST, RecordedProgress())
+    dropdown, radio, line = handlers.choose_published("candy", FAST, recorded_progress())
     assert dropdown.value == "candy" and radio.value == "candy"  # pulled, and now the model list's choice
     assert ("candy — Candy, pytorch/examples", "candy") in dropdown.choices
     assert "BSD-3-Clause" in line and "[pytorch/examples](https://github.com/pytorch/examples" in line
@@ -123,6 +141,8 @@ def test_each_tab_lists_the_catalogues_models_of_its_kind_pulled_or_not(home, mi
 
 
 def test_the_licence_line_names_licence_source_and_painting():
+    from painterly.web_handlers import licence_line
+
     entries = [zoo.entry(name) for name in (*JOHNSON, "adain")]
     udnie = licence_line(entries, "udnie")
     assert udnie.startswith("**udnie**: licence BSD-3-Clause") and "Francis Picabia" in udnie
@@ -136,7 +156,7 @@ def test_the_licence_line_names_licence_source_and_painting():
 def test_choosing_a_missing_model_pulls_it_then_stylises(home, tmp_path):
     handlers = make_handlers(tmp_path)
     photo = write_picture(tmp_path / "photo.png", 24, 40)
-    progress = RecordedProgress()
+    progress = recorded_progress()
     results, downloads = handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress=progress)
     assert zoo.is_pulled("mosaic") and not zoo.is_pulled("candy")  # only the model chosen is converted
     assert any(desc == f"downloading {EXAMPLES_ZIP}" for _, desc in progress.updates)  # the download's bytes
@@ -146,23 +166,27 @@ def test_choosing_a_missing_model_pulls_it_then_stylises(home, tmp_path):
     assert np.abs(result - local.stylize(read_array(photo)[0])).max() <= 1.5 / 255
     assert np.abs(result - read_array(photo)[0]).max() > 0.1  # stylised, not the photo back
     assert read_settings(downloads[0])["model"]["file"].endswith("mosaic.safetensors")
-    progress = RecordedProgress()
+    progress = recorded_progress()
     handlers.fast([str(photo)], "mosaic", 1.0, "none", None, progress=progress)  # the second time: no download
     assert not any(desc and desc.startswith("downloading") for _, desc in progress.updates)
 
 
 def test_the_any_painting_tab_pulls_the_adain_model_when_chosen(home, tmp_path):
+    import gradio as gr
+
+    from painterly.web_handlers import ARBITRARY, FAST
+
     handlers = make_handlers(tmp_path)
     with pytest.raises(gr.Error, match="adain is an arbitrary-style model .*Any painting"):
-        handlers.choose_published("adain", FAST, RecordedProgress())  # refused before any download
+        handlers.choose_published("adain", FAST, recorded_progress())  # refused before any download
     assert not zoo.models_dir().exists()
-    dropdown, radio, line = handlers.choose_published("adain", ARBITRARY, RecordedProgress())
+    dropdown, radio, line = handlers.choose_published("adain", ARBITRARY, recorded_progress())
     assert dropdown.value == "adain" and handlers.catalog.names(ARBITRARY) == ["adain"]
     assert "licence MIT" in line
     photo = write_picture(tmp_path / "photo.png", 24, 32)
     painting = write_picture(tmp_path / "waves.png", 24, 24, seed=3)
     _, [result] = handlers.any_painting([str(photo)], [str(painting)], "adain", "", 1.0, "none", None, "", 8,
-                                        None, 0, RecordedProgress())
+                                        None, 0, recorded_progress())
     assert Path(result).name == "photo_waves.png"
     assert read_array(result)[0].shape == (24, 32, 3)
     assert read_settings(result)["method"] == "adain"
@@ -171,15 +195,19 @@ def test_the_any_painting_tab_pulls_the_adain_model_when_chosen(home, tmp_path):
 def test_offline_a_chosen_model_is_one_line_in_the_page_and_nothing_is_written(home, tmp_path, monkeypatch):
     """The AdaIN model's downloads are its own (pytorch/examples' zip, once downloaded, serves all four of its
     models offline too)."""
+    import gradio as gr
+
+    from painterly.web_handlers import ARBITRARY, FAST
+
     handlers = make_handlers(tmp_path)
-    handlers.choose_published("candy", FAST, RecordedProgress())  # the cache holds something already
+    handlers.choose_published("candy", FAST, recorded_progress())  # the cache holds something already
     before = tree(home)
     offline = dead_url()
     monkeypatch.setenv(zoo.MIRROR_ENV, offline)
     photo, painting = write_picture(tmp_path / "photo.png"), write_picture(tmp_path / "painting.png", seed=2)
-    for choose in (lambda: handlers.choose_published("adain", ARBITRARY, RecordedProgress()),
+    for choose in (lambda: handlers.choose_published("adain", ARBITRARY, recorded_progress()),
                    lambda: handlers.any_painting([str(photo)], [str(painting)], "adain", "", 1.0, "none", None, "",
-                                                 8, None, 0, RecordedProgress())):
+                                                 8, None, 0, recorded_progress())):
         with pytest.raises(gr.Error) as error:
             choose()
         message = str(error.value)
@@ -225,11 +253,13 @@ def held_server(root: Path) -> Iterator[HeldServer]:
 
 
 def test_two_requests_choosing_one_missing_model_pull_it_once(home, tmp_path, monkeypatch, mirror):
+    from painterly.web_handlers import FAST
+
     handlers = make_handlers(tmp_path)
-    first, second = RecordedProgress(), RecordedProgress()
+    first, second = recorded_progress(), recorded_progress()
     answers: dict[str, object] = {}
 
-    def choose(key: str, progress: RecordedProgress) -> None:
+    def choose(key: str, progress) -> None:
         try:
             answers[key] = handlers.choose_published("rain-princess", FAST, progress)[0].value
         except Exception as error:  # noqa: BLE001 - shown by the assertion below

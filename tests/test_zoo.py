@@ -24,6 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import cli_processes
 from adain_helpers import write_published
 from helpers import dead_url, file_server, images, run, run_limited, serving, unwritable_folder
 from painterly import catalogue as catalogue_module
@@ -579,10 +580,11 @@ def test_an_hf_reference_goes_to_the_hub_module_not_the_catalogue(home):
 
 
 def pull_process(home: Path, url: str, name: str = "candy") -> subprocess.Popen:
-    """A real process pulling `name` into `home` (its models_dir()) from the mirror `url`; it prints the path."""
+    """A real process pulling `name` into `home` (its models_dir()) from the mirror `url`; it prints the path.
+    (Forked from the test zygote: torch, which the conversion imports, is imported already.)"""
     env = {**os.environ, zoo.HOME_ENV: str(home.parent), zoo.MIRROR_ENV: url}
-    return subprocess.Popen([sys.executable, "-c", f"from painterly import zoo; print(zoo.pull({name!r}))"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return cli_processes.Popen([sys.executable, "-c", f"from painterly import zoo; print(zoo.pull({name!r}))"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finished(process: subprocess.Popen) -> str:
