@@ -122,6 +122,24 @@ def test_training_with_a_temporal_weight_logs_the_term_and_resumes_exactly(photo
     assert set(_metrics(tmp_path / "plain.safetensors")[0]["losses"]) == {"total", "content", "style", "tv"}
 
 
+def test_a_warm_up_trains_its_steps_as_a_run_without_the_term_then_adds_it(photos, tmp_path):
+    warm, plain = tmp_path / "warm.safetensors", tmp_path / "plain.safetensors"
+    _train(photos, warm, steps=2, checkpoint_every=2, temporal_weight=50.0, temporal_warmup=0.5)
+    _train(photos, plain, steps=1, checkpoint_every=1)
+
+    first, second = (record["losses"] for record in _metrics(warm))
+    assert first["temporal"] == 0.0 and second["temporal"] > 0
+    # The warm-up's step is the plain run's to the bit: the same crops, and no motion drawn from the generator.
+    assert {k: v for k, v in first.items() if k != "temporal"} == _metrics(plain)[0]["losses"]
+    assert modelfile.read_metadata(warm)["training"]["temporal_warmup"] == 0.5
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, math.nan, True, "0.5"])
+def test_a_temporal_warm_up_must_be_a_share_of_the_steps_below_1(share, photos):
+    with pytest.raises(UsageError, match=f"temporal_warmup must be a share of the steps in \\[0, 1\\), got {share!r}"):
+        _config(photos, temporal_weight=1.0, temporal_warmup=share)
+
+
 def _temporal_after_training(weight, steps, batches, style, held, motion):
     config = TrainConfig(data=".", size=32, batch_size=2, steps=steps, lr=1e-3, vgg_weights="random", arch="light",
                          device="cpu", content_layers=("relu2_2",), style_layers=("relu1_2", "relu2_2"),

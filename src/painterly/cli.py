@@ -442,6 +442,9 @@ def train(
              "also moved a little, as by a camera, with noise, and the network's output of it must match its "
              "output moved alike. Costs one more pass of the network per step (not of VGG).",
     )] = _TRAIN.temporal_weight,
+    temporal_warmup: Annotated[float, typer.Option(
+        help="The share of the steps, in [0, 1), trained without the temporal loss before it starts: the "
+             "texture first, then its steadiness.")] = _TRAIN.temporal_warmup,
     content_layers: Annotated[str | None, typer.Option(
         help=f"VGG layers the content is compared at, comma-separated (adain: its bottleneck, "
              f"{ADAIN_BOTTLENECKS['adain']}; adain-light: {ADAIN_BOTTLENECKS['adain-light']}).",
@@ -495,7 +498,7 @@ def train(
     config = TrainConfig(
         data=str(data), size=size, style_size=style_size, steps=steps, content_weight=content_weight,
         style_weight=style_weight, style_layer_weights=layer_weights, vgg_weights=vgg_weights, arch=arch,
-        temporal_weight=temporal_weight,
+        temporal_weight=temporal_weight, temporal_warmup=temporal_warmup,
         seed=seed, device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, preview_every=preview_every,
         channels_last=channels_last, compile=compile_networks, **kind_dependent,

@@ -294,6 +294,8 @@ class TrainConfig:
     # Johnson only: weight of the temporal loss (temporal_loss.py), against flicker on video; 0 = off.
     # Costs one more forward of the network per step (not of VGG).
     temporal_weight: float = 0.0
+    # The share of the steps trained without the temporal term before it starts (its warm-up), in [0, 1).
+    temporal_warmup: float = 0.0
     content_layers: tuple[str, ...] = KIND_DEFAULT  # relu2_2 (Johnson), the bottleneck (AdaIN)
     style_layers: tuple[str, ...] = KIND_DEFAULT  # Johnson's four (Johnson), relu1_1 … relu4_1 (AdaIN)
     style_layer_weights: tuple[float, ...] | None = None  # None: equal summing to 1 (Johnson), 1 each (AdaIN)
@@ -381,6 +383,9 @@ class TrainConfig:
         weight = self.temporal_weight
         if isinstance(weight, bool) or not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
             raise UsageError(f"temporal_weight must be a non-negative number, got {weight!r}")
+        warmup = self.temporal_warmup
+        if isinstance(warmup, bool) or not (isinstance(warmup, (int, float)) and 0 <= warmup < 1):
+            raise UsageError(f"temporal_warmup must be a share of the steps in [0, 1), got {warmup!r}")
         if self.kind == "adain":
             self._validate_adain()
         if self.workers < 0 or self.preview_every < 0:

@@ -232,17 +232,21 @@ class _JohnsonTask:
         return self.model.parameters()
 
     def terms(self, net: Callable[..., torch.Tensor], photos: torch.Tensor,
-              paintings: torch.Tensor | None) -> LossTerms:
+              paintings: torch.Tensor | None, *, temporal: bool = True) -> LossTerms:
         """The perceptual loss; with a temporal weight also the temporal loss (temporal_loss.py) of a
         random camera motion per photo, drawn from torch's global CPU generator (checkpointed), at the
-        cost of the moved photos going through the network too."""
+        cost of the moved photos going through the network too. `temporal` False (the warm-up): the
+        term is logged as 0 and neither computed nor drawn."""
         if not self.temporal_weight:
             return self.loss(net(photos), self.loss.content_features(photos))
+        if not temporal:
+            terms = self.loss(net(photos), self.loss.content_features(photos))
+            return TemporalTerms(terms.total, terms.content, terms.style, terms.tv, torch.zeros_like(terms.total))
         motion = CameraMotion.random(photos)
         styled, moved = styled_pair(net, photos, motion)
         terms = self.loss(styled, self.loss.content_features(photos))
-        temporal = self.temporal_weight * motion.loss(styled, moved)
-        return TemporalTerms(terms.total + temporal, terms.content, terms.style, terms.tv, temporal)
+        steadiness = self.temporal_weight * motion.loss(styled, moved)
+        return TemporalTerms(terms.total + steadiness, terms.content, terms.style, terms.tv, steadiness)
 
     def preview(self, photo: torch.Tensor, painting: torch.Tensor | None) -> torch.Tensor:
         return self.model(photo)
@@ -298,7 +302,7 @@ class _AdaINTask:
         return self.model.decoder.parameters()
 
     def terms(self, net: Callable[..., torch.Tensor], photos: torch.Tensor,
-              paintings: torch.Tensor | None) -> LossTerms:
+              paintings: torch.Tensor | None, *, temporal: bool = False) -> LossTerms:
         if paintings is None:
             raise UsageError("an AdaIN training step needs a batch of paintings beside the photos")
         style = self.loss.style_statistics(paintings)
@@ -367,6 +371,7 @@ class Trainer:
             self.loss.encoder = torch.compile(self.encoder, dynamic=False)  # type: ignore[assignment]
         self.step = 0
         self.lr_scale = 1.0  # halved by each NaN rollback
+        self.temporal_from = 0  # the first step with the temporal term (train() sets its warm-up)
 
     def train_step(self, photos: torch.Tensor, lr: float | None = None,
                    paintings: torch.Tensor | None = None) -> dict[str, float] | None:
@@ -380,7 +385,7 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            terms = self.task.terms(self.net, photos, paintings)
+            terms = self.task.terms(self.net, photos, paintings, temporal=self.step >= self.temporal_from)
         names = LOSS_NAMES + (("temporal",) if isinstance(terms, TemporalTerms) else ())
         losses = self.procs.mean(torch.stack([getattr(terms, name) for name in names]).detach())
         if not torch.isfinite(losses).all():  # decided on the mean, so every process skips together
@@ -790,6 +795,7 @@ class _Run:
 
     def run(self, resume: bool) -> Path:
         self.trainer = Trainer(self.config, self.inputs.style_image, callback=self.report, processes=self.procs)
+        self.trainer.temporal_from = round(self.config.temporal_warmup * self.total)
         if resume:
             self._resume()
         self._announce()
