@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import cannot_write
+from .atomic import cannot_write, removed_on_failure
 from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
@@ -278,12 +278,9 @@ class _Run:
         output records its SHA-256) and removed again if the output cannot be written."""
         assert job.target is not None  # _check_mask_targets refused stdout
         stylizer, mask = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
-        try:
+        with removed_on_failure(lambda: mask):
             [image] = stylizer.stylize_batch([loaded.image])
             save_image(image, job.target, settings=stylizer.describe(input=loaded.input), protect=[job.source])
-        except BaseException:
-            mask.unlink(missing_ok=True)
-            raise
         self.report.written.append(job.target)
         self._finished(job)
 
@@ -292,12 +289,8 @@ class _Run:
         stylizer = self.stylizer
         if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once found
             stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target)))
-        try:
+        with removed_on_failure(lambda: kept_mask_file(stylizer)):  # no clip: nor its mask, as for an image
             stylize_video(stylizer, job.source, job.target, callback=self.callback)
-        except BaseException:  # no clip: nor its mask, as for an image
-            if (mask := kept_mask_file(stylizer)) is not None:
-                mask.unlink(missing_ok=True)
-            raise
         self.report.written.append(job.target)
         self._finished(job)
 

@@ -17,7 +17,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -68,6 +68,19 @@ def atomic_path(
         raise cannot_write(path, error) from error
     except BaseException:
         _discard(temporary, created)
+        raise
+
+
+@contextmanager
+def removed_on_failure(written: Callable[[], Path | None]) -> Iterator[None]:
+    """For a file written beside an output and recorded in it (an auto mask, with its SHA-256): if the output
+    is not written, the file `written()` names then (None: none was written) is removed too, so that a
+    failure leaves neither."""
+    try:
+        yield
+    except BaseException:
+        if (path := written()) is not None:
+            path.unlink(missing_ok=True)
         raise
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__, images, pixels, regions
+from .atomic import removed_on_failure
 from .config import INITS, StylizeConfig
 from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, ignore
@@ -89,14 +90,10 @@ def stylize_files(
         written = Path(region_mask.source["file"])
         callback(MessageEvent(f"wrote the {region_mask.count} regions found to {written}: "
                               f"edit it and pass it back as --mask to change them"))
-    try:
+    with removed_on_failure(lambda: written):  # the output not written: nor its mask, as in apply
         return stylize_and_save(content_image, style_images, output, config, callback=callback,
                                 sources=_sources(config, content, styles, region_mask), protect=inputs,
                                 init_image=init_image, mask=region_mask)
-    except BaseException:  # the output (which records the mask's SHA-256) not written: nor its mask, as apply's
-        if written is not None:
-            written.unlink(missing_ok=True)
-        raise
 
 
 def _is_keep(path: StrPath) -> bool:

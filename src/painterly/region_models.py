@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import strokes
+from .config import MASK_SEED
 from .errors import UsageError
 from .events import Callback, ignore
 from .pixels import to_float32, to_uint8
@@ -55,7 +56,7 @@ class AutoMask:
     them: a clip's settings hold that dict and are serialised only once its first frame is painted."""
 
     regions: int
-    seed: int = 0
+    seed: int = MASK_SEED
     written: str | None = None  # where the mask is written, for the record
     _kept: list[RegionMask] | None = field(default=None, compare=False, repr=False)
     _record: dict | None = field(default=None, compare=False, repr=False)  # once(): the one record, completed
@@ -102,7 +103,7 @@ Mask = RegionMask | AutoMask
 
 
 def mask_request(spec: str | os.PathLike | np.ndarray | Mask, *, max_pixels: int | None = None,
-                 seed: int = 0) -> Mask:
+                 seed: int = MASK_SEED) -> Mask:
     """A front end's or the API's mask: "auto:K" stays a request until a photo comes; a file is read now."""
     if isinstance(spec, (RegionMask, AutoMask)):
         return spec

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .config import MASK_SEED
 from .errors import ImageError, PainterlyError, UsageError
 
 MAX_REGIONS = 16  # more distinct colours than this is a photo or a JPEG, not a mask
@@ -141,7 +142,7 @@ def parse_mask_spec(text: str) -> int | None:
     return int(count)
 
 
-def auto_mask(rgb: np.ndarray, regions: int, *, seed: int = 0) -> RegionMask:
+def auto_mask(rgb: np.ndarray, regions: int, *, seed: int = MASK_SEED) -> RegionMask:
     """K regions of a photo (HxWx3 uint8 or float in [0, 1]) from its colours and positions, weight-free
     (clustering), numbered in order of first appearance like a mask file's, so `write_mask` then
     `read_mask` gives the same labels.
@@ -192,7 +193,7 @@ def write_mask(mask: RegionMask, path: str | os.PathLike, *, protect=()) -> Path
 
 
 def load_mask(spec: str | os.PathLike | np.ndarray | RegionMask, photo: np.ndarray | None = None, *,
-              max_pixels: int | None = None, seed: int = 0) -> RegionMask:
+              max_pixels: int | None = None, seed: int = MASK_SEED) -> RegionMask:
     """The one way a front end's mask becomes a RegionMask: a file path, "auto:K" (needs `photo`), an
     HxW label array or a RegionMask as it is."""
     if isinstance(spec, RegionMask):

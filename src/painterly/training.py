@@ -237,10 +237,10 @@ class _JohnsonTask:
         random camera motion per photo, drawn from torch's global CPU generator (checkpointed), at the
         cost of the moved photos going through the network too. `temporal` False (the warm-up): the
         term is logged as 0 and neither computed nor drawn."""
-        if not self.temporal_weight:
-            return self.loss(net(photos), self.loss.content_features(photos))
-        if not temporal:
+        if not (self.temporal_weight and temporal):
             terms = self.loss(net(photos), self.loss.content_features(photos))
+            if not self.temporal_weight:
+                return terms
             return TemporalTerms(terms.total, terms.content, terms.style, terms.tv, torch.zeros_like(terms.total))
         motion = CameraMotion.random(photos)
         styled, moved = styled_pair(net, photos, motion)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from .config import MASK_SEED
 from .errors import UsageError
 from .images import read_array, save_image
 from .regions import KEEP, PALETTE, RegionMask, auto_mask, read_mask
@@ -166,7 +167,7 @@ def mask_file_in_editor(photo: str | None, mask_file: str | None, *, max_pixels:
 
 
 def automatic_in_editor(photo: str | None, count: float | None, *, max_pixels: int | None = None,
-                        seed: int = 0) -> LoadedMask:
+                        seed: int = MASK_SEED) -> LoadedMask:
     """`count` regions found in the photo (`regions.auto_mask`), in the editor over it."""
     if not photo:
         raise UsageError("upload the photo first: its regions are found from its colours")
