@@ -25,6 +25,7 @@ The zygote is this file run as a script (`python cli_processes.py ADDRESS`); it 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import functools
 import json
@@ -48,6 +49,9 @@ PRELOAD = ("torch", "torch._dynamo", "numpy", "PIL.Image", "painterly.cli", "pai
            "painterly.fast", "painterly.gatys_video", "painterly.images", "painterly.modelfile",
            "painterly.pipeline", "painterly.pixels", "painterly.progress", "painterly.region_models",
            "painterly.samples", "painterly.training", "painterly.weights", "painterly.zoo")
+# Imported by typer at a command's first parse, not with typer itself: pydantic, ~0.3 CPU-s a process, over
+# the suite ~15 CPU-s of the children. A typer without it (another version) just loses the head start.
+OPTIONAL_PRELOAD = ("typer._adapters",)
 
 # Read by the zygote's libraries as they are imported, so a child could not change them: the zygote starts
 # without them and each child applies its own (thread counts through torch, warnings through `warnings`).
@@ -307,6 +311,9 @@ def _serve(address: str) -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    for name in OPTIONAL_PRELOAD:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
     import torch
 
     default_threads = torch.get_num_threads()

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer.testing
 
-from helpers import Chromium, WebServer, launch_chromium, shared_web_server
+from helpers import Chromium, WebServer, click_command, launch_chromium, shared_web_server
 from painterly.weights import RANDOM_OK_ENV, WEIGHTS_ENV
+
+# typer's CliRunner builds the app's click command afresh at each invoke: the tests' invokes share one.
+typer.testing._get_command = click_command
 
 # Under pytest-xdist (scripts/test.sh runs one worker per core) every worker computes with one thread,
 # and so does every process a test starts (they inherit the environment): two OpenMP threads per worker
@@ -21,18 +25,34 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The `slow` tests first (in their own order), so that no worker is left with one at the end while
-    the other has finished."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 # The modules that start the web UI (gradio, ~6 CPU-s to import), a browser or both, run on one worker under
 # `--dist loadfile` (scripts/test.sh), so that one process pays for gradio, Chromium and the shared servers;
 # test_video_stabilize's Video-tab test imports gradio too. (xdist's `loadgroup` marks would do it, but its
 # test-id suffix no longer reaches pytest 9's node ids.)
 WEB_MODULES = ("test_web", "test_web_adain", "test_web_live", "test_web_regions", "test_web_zoo",
                "test_video_stabilize")
+
+
+def _unit(item: pytest.Item) -> str:
+    """What one worker runs whole under `--dist loadfile`: the item's file, or "web" for the web modules."""
+    return "web" if item.path.stem in WEB_MODULES else str(item.path)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The units (files; the web modules together) with a `slow` test first, then the others; within each
+    kind the units with the most tests first; in a unit its slow tests first. xdist hands out the units in
+    this order (its own by-count order is turned off below, since it puts a file of one 14 s test last): the
+    long ones start early and the many short ones fill the end, so no worker is left with a long one while
+    the other has finished."""
+    slow = {item.nodeid for item in items if item.get_closest_marker("slow")}
+    units: dict[str, list[int]] = {}
+    for index, item in enumerate(items):
+        units.setdefault(_unit(item), []).append(index)
+    has_slow = {unit: any(items[i].nodeid in slow for i in members) for unit, members in units.items()}
+    first = {unit: members[0] for unit, members in units.items()}
+    order = {index: (not has_slow[unit], -len(members), first[unit], items[index].nodeid not in slow, index)
+             for unit, members in units.items() for index in members}
+    items[:] = [items[index] for index in sorted(order, key=order.__getitem__)]
 
 
 @pytest.hookimpl(optionalhook=True)  # xdist's hook: unknown (and so ignored) when it is not installed
@@ -47,6 +67,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             module = nodeid.split("::", 1)[0]
             return "web" if Path(module).stem in WEB_MODULES else super()._split_scope(nodeid)
 
+    config.option.loadscopereorder = False  # the collection's order (pytest_collection_modifyitems) instead
     return WebTogether(config, log)
 
 

@@ -9,6 +9,7 @@ import http.server
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -297,6 +298,36 @@ def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) -> Path:
     return save_image(picture(height, width, seed), path)
+
+
+@functools.cache
+def click_command(app):  # noqa: ANN001, ANN201 - a typer.Typer; its click.Command
+    """The click command typer builds from `app`'s functions, built once per process: typer's `CliRunner`
+    rebuilds it at every invoke (~50 CPU-ms for painterly's, ~17 CPU-s over the suite), where click's own
+    model is one command object invoked again and again. conftest hands it to typer's CliRunner."""
+    import typer.main
+
+    return typer.main.get_command(app)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+def local_http() -> dict:
+    """httpx keyword arguments for talking to a test server: one TLS context for the whole process. httpx
+    otherwise loads the CA bundle for every client it makes (~40 CPU-ms), and gradio_client makes one for
+    each upload, request, stream and download: ~30 CPU-s over the suite, for servers on plain http."""
+    return {"verify": _tls_context()}
+
+
+def web_client(url: str, downloads: Path):
+    """A gradio_client `Client` of the web UI at `url`, saving what it downloads in `downloads`."""
+    from gradio_client import Client
+
+    # ssl_verify goes to httpx's `verify` as it is (its docs say a bool; httpx takes a context too)
+    return Client(url, verbose=False, download_files=str(downloads), ssl_verify=_tls_context())
 
 
 def free_port() -> int:

@@ -352,6 +352,7 @@ def test_the_valid_files_cover_every_kind_and_read_correctly(folder):
             assert len(list(animation.frames)) == 3
 
 
+@pytest.mark.slow
 @seed(int(SEED or 0))
 @settings(max_examples=EXAMPLES, derandomize=SEED is None, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -10,9 +10,9 @@ import re
 import sys
 
 import pytest
-import typer
 
 import cli_processes
+from helpers import click_command
 from painterly import config
 from painterly.cli import app
 
@@ -84,8 +84,7 @@ def helps() -> dict[str, str]:
 
 
 def _command(name: str):
-    group = typer.main.get_command(app)
-    return group.commands[name]  # type: ignore[attr-defined]
+    return click_command(app).commands[name]  # type: ignore[attr-defined]
 
 
 def _entries(text: str) -> dict[str, str]:
@@ -115,7 +114,7 @@ def _long_flag(param) -> str:
 
 
 def test_every_command_is_covered():
-    assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)  # type: ignore[attr-defined]
+    assert sorted(click_command(app).commands) == sorted(COMMANDS)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -48,12 +48,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import typer.main
 from typer.testing import CliRunner
 
 import cli_processes
 from adain_helpers import adain_net
-from helpers import file_server, random_model
+from helpers import click_command, file_server, random_model
 from painterly import images, samples
 from painterly.cli import app
 from painterly.config import StylizeConfig
@@ -256,7 +255,7 @@ for name in sys.argv[1:]:
 @functools.cache
 def painterly_helps() -> dict[str, str]:
     """`painterly NAME --help` for every command NAME, from one process (one start of Python for all)."""
-    names = sorted(typer.main.get_command(app).commands)
+    names = sorted(click_command(app).commands)
     done = cli_processes.run([sys.executable, "-c", _PAINTERLY_HELPS, *names], cwd=ROOT, capture_output=True,
                              text=True, timeout=120, env={**os.environ, **HELP_ENVIRONMENT})
     assert done.returncode == 0, done.stderr
@@ -315,7 +314,7 @@ def check_painterly(words: list[str]) -> None:
     """`painterly COMMAND ARGS...`: parsed by the real command, every option shown by its --help."""
     assert words[0] == "painterly" and len(words) > 1, words
     names, args = [words[1]], words[2:]
-    commands = typer.main.get_command(app).commands  # a group: its subcommands by name
+    commands = click_command(app).commands  # a group: its subcommands by name
     assert names[0] in commands, f"no painterly command {names[0]!r}"
     command = commands[names[0]]
     while hasattr(command, "commands") and args and args[0] in command.commands:  # `models pull ...`

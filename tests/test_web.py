@@ -33,8 +33,10 @@ from helpers import (
     WEB_MAX_UPLOAD_MB,
     free_port,
     gallery_picture,
+    local_http,
     picture,
     tiny_model,
+    web_client,
     write_picture,
 )
 from painterly import cli, samples, web, weights
@@ -55,7 +57,7 @@ def server(web_server):
 
 @pytest.fixture(scope="module")
 def client(server, tmp_path_factory):
-    return Client(server[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    return web_client(server[0], tmp_path_factory.mktemp("downloads"))
 
 
 def stylise(client: Client, *paths: Path, size: int | None = None, model: str = MODEL) -> tuple[list, list[str]]:
@@ -142,7 +144,7 @@ def test_downloads_are_named_after_the_photo_and_the_model(client, tmp_path):
 
 
 def test_stop_keeps_the_current_image(server, tmp_path):
-    client = Client(server[0], verbose=False, download_files=str(tmp_path))
+    client = web_client(server[0], tmp_path)
     photo = write_picture(tmp_path / "photo.png", 30, 40)
     # 400 steps: far more than the test lets run; the first image comes at step 20 (a twentieth), then the stop.
     job = client.submit(handle_file(str(photo)), [], True, 32, 400, 100, 1, "none", api_name="/optimize")
@@ -222,7 +224,7 @@ def test_oversized_uploads_are_refused_and_the_server_lives_on(server, client, t
     big.write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1024 * 1024))
     with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client reads the limit...
         stylise(client, big)
-    with httpx.Client(base_url=server[0], timeout=30) as http:  # ...and the server enforces it
+    with httpx.Client(**local_http(), base_url=server[0], timeout=30) as http:  # ...and the server enforces it
         response = http.post("/gradio_api/upload", files={"files": ("big.png", big.read_bytes(), "image/png")})
     assert response.status_code == 413
     assert "maximum allowed size" in response.text
@@ -255,7 +257,7 @@ def test_no_file_outside_the_working_folder_is_served(server, client, tmp_path):
     secret = workdir.parent / "private.txt"
     stylise(client, write_picture(tmp_path / "photo.png"))
     result = next(workdir.rglob("photo_tiny.png"))  # named after the photo and the model
-    with httpx.Client(base_url=url) as http:
+    with httpx.Client(**local_http(), base_url=url) as http:
         assert http.get(f"/gradio_api/file={result}").status_code == 200  # the route works...
         for path in ("/etc/passwd", str(secret), str(models / MODEL), f"{workdir}/../private.txt"):
             for route in (f"/gradio_api/file={path}", f"/gradio_api/file/{path.lstrip('/')}",
@@ -283,7 +285,7 @@ def test_a_file_hard_linked_into_a_served_folder_is_refused(server, client, tmp_
     for path in planted:
         os.link(secret, path)
     (result.parent / "link.png").symlink_to(secret)
-    with httpx.Client(base_url=url) as http:
+    with httpx.Client(**local_http(), base_url=url) as http:
         assert http.get(f"/gradio_api/file={result}").status_code == 200  # painterly's own file...
         assert http.get(f"/gradio_api/file={gradio_copy}").status_code == 200  # ...and Gradio's copy of it
         for path in [*planted, result.parent / "link.png"]:
@@ -342,7 +344,7 @@ def test_the_server_fetches_no_urls(server, tmp_path, monkeypatch):
         assert target.seen == ["/remote.png"]  # Gradio's fetcher would reach the test's server...
         target.seen.clear()
         fake_upload = {"path": remote, "meta": {"_type": "gradio.FileData"}}
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with httpx.Client(**local_http(), base_url=url, timeout=30) as http:
             for route in (f"/gradio_api/file={remote}", f"/gradio_api/proxy={remote}", f"/gradio_api/file/{remote}"):
                 response = http.get(route)
                 assert response.status_code == 403, route
@@ -433,7 +435,7 @@ def test_an_input_naming_a_server_file_is_refused(server):
     """A hand-made request whose 'upload' is a path on the server is refused by Gradio."""
     url, _, _ = server
     fake_upload = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
-    with httpx.Client(base_url=url, timeout=30) as http:
+    with httpx.Client(**local_http(), base_url=url, timeout=30) as http:
         event = http.post("/gradio_api/call/fast", json={"data": [[fake_upload], MODEL, 1, "none", None,
                                                                    *[None] * 8]})  # no drawn mask
         stream = http.get(f"/gradio_api/call/fast/{event.json()['event_id']}").text
@@ -449,7 +451,7 @@ def test_models_outside_the_list_are_refused(server, client, tmp_path):
 
 
 def test_refresh_lists_models_added_since_the_page_opened(server, tmp_path):
-    client = Client(server[0], verbose=False, download_files=str(tmp_path))
+    client = web_client(server[0], tmp_path)
     added = server[2] / "added.safetensors"
     tiny_model(added)
     try:
@@ -473,7 +475,7 @@ def test_the_model_catalog_only_opens_listed_files(server, tmp_path):
 
 
 def test_the_page_warns_about_random_weights(server):
-    with httpx.Client(base_url=server[0]) as http:
+    with httpx.Client(**local_http(), base_url=server[0]) as http:
         config = http.get("/config").text
     assert "random VGG weights" in config
 
@@ -517,7 +519,7 @@ def test_serve_says_where_it_serves_not_gradios_hints_and_leaves_nothing_behind(
         assert f"painterly: serving on {url}" in log.read_text(), log.read_text()
         [workdir] = temp.glob("painterly-web-*")
         picture = write_picture(tmp_path / "photo.png").read_bytes()
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with httpx.Client(**local_http(), base_url=url, timeout=30) as http:
             assert http.get("/").status_code == 200
             [uploaded] = http.post("/gradio_api/upload", files={"files": ("photo.png", picture, "image/png")}).json()
         assert Path(uploaded).is_relative_to(workdir / "gradio")  # Gradio's uploads lie in painterly's folder
@@ -551,9 +553,9 @@ def test_the_page_says_whether_the_optimize_tab_has_its_vgg_weights(tmp_path, mo
     app.launch(server_port=int(url.rsplit(":", 1)[1]), prevent_thread_lock=True, quiet=True)
     page = None
     try:
-        with httpx.Client(base_url=url, timeout=30) as http:
+        with httpx.Client(**local_http(), base_url=url, timeout=30) as http:
             assert "Optimize tab will fail" in http.get("/config").text
-        client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+        client = web_client(url, tmp_path / "downloads")
         with pytest.raises(AppError, match="could not be downloaded") as error:
             client.predict(handle_file(str(write_picture(tmp_path / "photo.png"))), [], True, 32, 1, 100, 1, "none",
                            api_name="/optimize")

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from helpers import WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS, gallery_picture, write_picture
+from helpers import WEB_ADAIN, WEB_FAST, WEB_MAX_PIXELS, gallery_picture, local_http, web_client, write_picture
 from painterly import samples
 from painterly.config import ApplyConfig
 from painterly.errors import UsageError
@@ -42,7 +42,7 @@ def server(adain_server):
 
 @pytest.fixture(scope="module")
 def client(server, tmp_path_factory):
-    return Client(server[0], verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    return web_client(server[0], tmp_path_factory.mktemp("downloads"))
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +185,7 @@ def test_each_tab_offers_and_takes_only_its_kind_of_model(server, client, tmp_pa
     assert [value for _, value in client.predict(JOHNSON, api_name="/video_models")["choices"]] == [JOHNSON]
     import httpx
 
-    with httpx.Client(base_url=server[0], timeout=30) as http:
+    with httpx.Client(**local_http(), base_url=server[0], timeout=30) as http:
         components = http.get("/config").json()["components"]
     choices = {item["props"].get("elem_id"): [value for _, value in item["props"]["choices"]]
                for item in components if item.get("type") == "dropdown"
