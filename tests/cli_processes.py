@@ -49,8 +49,8 @@ PRELOAD = ("torch", "torch._dynamo", "numpy", "PIL.Image", "painterly.cli", "pai
            "painterly.fast", "painterly.gatys_video", "painterly.images", "painterly.modelfile",
            "painterly.pipeline", "painterly.pixels", "painterly.progress", "painterly.region_models",
            "painterly.samples", "painterly.training", "painterly.weights", "painterly.zoo")
-# Imported by typer at a command's first parse, not with typer itself: pydantic, ~0.3 CPU-s a process, over
-# the suite ~15 CPU-s of the children. A typer without it (another version) just loses the head start.
+# Imported by typer at a command's first parse, not with typer itself: it imports pydantic, ~0.15 CPU-s that
+# every CLI child paid. A typer without it (another version) just loses the head start.
 OPTIONAL_PRELOAD = ("typer._adapters",)
 
 # Read by the zygote's libraries as they are imported, so a child could not change them: the zygote starts

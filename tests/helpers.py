@@ -303,7 +303,7 @@ def write_picture(path: Path, height: int = 24, width: int = 40, seed: int = 0) 
 @functools.cache
 def click_command(app):  # noqa: ANN001, ANN201 - a typer.Typer; its click.Command
     """The click command typer builds from `app`'s functions, built once per process: typer's `CliRunner`
-    rebuilds it at every invoke (~50 CPU-ms for painterly's, ~17 CPU-s over the suite), where click's own
+    rebuilds it at every invoke (~50 CPU-ms for painterly's, hundreds of times a suite), where click's own
     model is one command object invoked again and again. conftest hands it to typer's CliRunner."""
     import typer.main
 
@@ -318,7 +318,8 @@ def _tls_context() -> ssl.SSLContext:
 def local_http() -> dict:
     """httpx keyword arguments for talking to a test server: one TLS context for the whole process. httpx
     otherwise loads the CA bundle for every client it makes (~40 CPU-ms), and gradio_client makes one for
-    each upload, request, stream and download: ~30 CPU-s over the suite, for servers on plain http."""
+    each upload, request, stream and download: 378 in test_web and test_web_adain, for servers on plain
+    http (the two modules took 65 s instead of 80 s serially, 2026-12-02)."""
     return {"verify": _tls_context()}
 
 
