@@ -10,7 +10,7 @@ matrices (bf16 is shown too). `--json PATH` writes the same, with every sample, 
 Each job (each implementation of each workload) runs in its own process
 (`python -m benchmarks.worker`), so its peak memory (ru_maxrss) is its own and its allocations
 do not slow the other down (the tests' hidden `--tiny` forks each job from one process that
-imported torch once, `worker.Forked`: a fresh interpreter's imports were most of a tiny job's
+imported torch once, `worker.forked`: a fresh interpreter's imports were most of a tiny job's
 CPU, and its peak memory then counts that torch in every job). Times are medians of 3 timed runs
 (1 with --quick) after one untimed warm-up. Conv FLOPs are counted with a forward hook on every Conv2d:
 2·Cin·Cout·k²·Hout·Wout, and once more for each gradient (input, weight) a backward computes.
@@ -140,12 +140,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def measure(plan: Plan, workloads: tuple[str, ...], log: Callable[[str], None] = print) -> tuple[dict, list[Row]]:
     """The machine's description and the report's rows, every measurement in a worker process."""
     run = Runner(log, forked=plan == TINY)  # the tests' plan: jobs forked from one torch import
-    try:
-        machine = run("machine", matmul_size=plan.matmul_size)
-        with tempfile.TemporaryDirectory(prefix="painterly-bench-") as scratch:
-            rows = Suite(plan, run, Path(scratch)).rows(workloads)
-    finally:
-        run.close()
+    machine = run("machine", matmul_size=plan.matmul_size)
+    with tempfile.TemporaryDirectory(prefix="painterly-bench-") as scratch:
+        rows = Suite(plan, run, Path(scratch)).rows(workloads)
     return machine, rows
 
 

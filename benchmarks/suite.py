@@ -110,19 +110,14 @@ class Row:
 
 class Runner:
     """Runs jobs in worker processes, each distinct job once, and reports progress on `log`; `forked`: each
-    forked from one process that imported torch (worker.Forked, --tiny's way), not a fresh interpreter."""
+    forked from one process that imported torch (worker.forked, --tiny's way), not a fresh interpreter."""
 
     def __init__(self, log: Callable[[str], None], forked: bool = False) -> None:
-        from .worker import Forked
+        from . import worker
 
         self.log = log
         self._results: dict[str, dict] = {}
-        self._forked = Forked() if forked else None
-        self._spawn = self._forked or _spawn
-
-    def close(self) -> None:
-        if self._forked:
-            self._forked.close()
+        self._spawn = worker.forked if forked else _spawn
 
     def __call__(self, job: str, **args: object) -> dict:
         spec = json.dumps({"job": job, "args": args}, sort_keys=True)

@@ -2,7 +2,7 @@
 
 Prints one JSON line: the job's result plus `peak_rss`, this process's peak resident memory in
 bytes. A process per job and implementation keeps each one's peak memory its own, and its
-allocations (and the allocator state they leave) out of the other's timing. `Forked` (the tests' `--tiny`
+allocations (and the allocator state they leave) out of the other's timing. `forked` (the tests' `--tiny`
 runs) forks each job's process from the suite's own, which imports torch once.
 """
 
@@ -81,8 +81,15 @@ def preload() -> None:
         importlib.import_module(name)
 
 
-def run_forked(line: str) -> str:
-    """One job spec (a JSON line) run in a child forked from this process: its result as one JSON line."""
+def forked(line: str) -> dict:
+    """One job spec (a JSON line) run in a child forked from this process, after PRELOAD is imported here
+    (once: later imports find it done): `--tiny`'s way (the test suite's), where imports were most of each
+    job's CPU, and where this process (a fork of the tests' zygote) has torch imported already. Results as
+    a `python -m benchmarks.worker` process gives them; peak memory counts the preloaded modules in every
+    job (the ONNX ones too), so the full and --quick runs keep a fresh interpreter per job. This process
+    runs no torch op itself (the suite only plans jobs and writes notes), so each child starts with torch
+    as an import left it; it is waited for as it finishes (its CPU time counted in ours)."""
+    preload()
     sys.stdout.flush()  # nothing of ours buffered twice
     sys.stderr.flush()
     read_end, write_end = os.pipe()
@@ -104,28 +111,7 @@ def run_forked(line: str) -> str:
     with os.fdopen(read_end) as answer:
         result = answer.read()
     _, status = os.waitpid(pid, 0)
-    return result or json.dumps({"error": f"exit status {os.waitstatus_to_exitcode(status)}"})
-
-
-class Forked:
-    """Runs each job in a process of its own forked from this one, after PRELOAD is imported here once:
-    `--tiny`'s way (the test suite's), where imports were most of each job's CPU, and where this process
-    (a fork of the tests' zygote) has torch imported already. Results as a `python -m benchmarks.worker`
-    process gives them; peak memory counts the preloaded modules in every job (the ONNX ones too), so the
-    full and --quick runs keep a fresh interpreter per job. This process runs no torch op itself (the
-    suite only plans jobs and writes notes), so each child starts with torch as an import left it."""
-
-    def __init__(self) -> None:
-        self._ready = False
-
-    def __call__(self, spec: str) -> dict:
-        if not self._ready:
-            preload()
-            self._ready = True
-        return json.loads(run_forked(spec))
-
-    def close(self) -> None:
-        """Nothing to end: each job's child is waited for as it finishes (its CPU time counted in ours)."""
+    return json.loads(result) if result else {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
 
 
 if __name__ == "__main__":

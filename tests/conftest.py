@@ -33,9 +33,11 @@ WEB_MODULES = ("test_web", "test_web_adain", "test_web_live", "test_web_regions"
                "test_video_stabilize")
 
 
-def _unit(item: pytest.Item) -> str:
-    """What one worker runs whole under `--dist loadfile`: the item's file, or "web" for the web modules."""
-    return "web" if item.path.stem in WEB_MODULES else str(item.path)
+def _unit(nodeid: str) -> str:
+    """What one worker runs whole under `--dist loadfile`: the test's file (xdist's scope), or "web" for the
+    web modules."""
+    module = nodeid.split("::", 1)[0]
+    return "web" if Path(module).stem in WEB_MODULES else module
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,7 +49,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     slow = {item.nodeid for item in items if item.get_closest_marker("slow")}
     units: dict[str, list[int]] = {}
     for index, item in enumerate(items):
-        units.setdefault(_unit(item), []).append(index)
+        units.setdefault(_unit(item.nodeid), []).append(index)
     has_slow = {unit: any(items[i].nodeid in slow for i in members) for unit, members in units.items()}
     first = {unit: members[0] for unit, members in units.items()}
     order = {index: (not has_slow[unit], -len(members), first[unit], items[index].nodeid not in slow, index)
@@ -64,8 +66,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     class WebTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "web" if Path(module).stem in WEB_MODULES else super()._split_scope(nodeid)
+            return _unit(nodeid)
 
     config.option.loadscopereorder = False  # the collection's order (pytest_collection_modifyitems) instead
     return WebTogether(config, log)

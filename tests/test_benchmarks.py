@@ -45,7 +45,7 @@ def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
 
 
 def test_a_failed_job_is_the_last_line_of_its_workers_traceback():
-    """The full runs' fresh worker per job (--tiny forks them: worker.Forked, which ends its lines alike)."""
+    """The full runs' fresh worker per job (--tiny forks them: worker.forked, which ends its lines alike)."""
     assert _spawn('{"job": "no-such-job", "args": {}}') == {"error": "KeyError: 'no-such-job'"}
 
 
