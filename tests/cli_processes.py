@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -421,6 +422,7 @@ def _fresh_interpreter_state(env: dict[str, str], default_threads: int, no_bytec
     for option in filter(None, env.get("PYTHONWARNINGS", "").split(",")):
         warnings._setoption(option)  # type: ignore[attr-defined]  # as -W options are applied at start
     sys.dont_write_bytecode = no_bytecode or bool(env.get("PYTHONDONTWRITEBYTECODE"))
+    tempfile.tempdir = None  # the temporary folder is looked up again, under this environment's TMPDIR
     _std_streams(env, unbuffered)
     # A new interpreter seeds torch's and numpy's global generators from the OS (and `random` reseeds itself
     # at fork): seed them so, or every child would draw the zygote's numbers.

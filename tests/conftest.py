@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 
     config.option.loadscopereorder = False  # the collection's order (pytest_collection_modifyitems) instead
     return WebTogether(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temp_folder_in_pytests(tmp_path_factory) -> Iterator[None]:
+    """The tests' temporary files, and those of every process they start, in a folder of pytest's own (which
+    keeps the last three runs' folders), not in the system's: gradio_client leaves an empty folder there at
+    every download and torchrun a log folder at every run, and after a day of runs /tmp held 9,800 of them."""
+    folder = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(folder))  # for the processes the tests start (tempfile reads it)
+        patch.setattr(tempfile, "tempdir", str(folder))  # for this one, whose tempfile has read it already
+        yield
 
 
 @pytest.fixture(scope="session")
