@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers import run_limited, unwritable_folder
-from painterly.atomic import atomic_path, cannot_write
+from painterly.atomic import STALE_AFTER_S, _host, atomic_path, cannot_write
 from painterly.errors import OutputError
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes, rlimits and devices")
@@ -235,3 +241,122 @@ def test_images_on_a_full_disk_are_one_output_error_line(tmp_path, writer):
     """, limit=2048)
     assert result.stdout == f"{target}: cannot write (File too large)\n", result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what a writer killed outright leaves -------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def _age(path: Path, seconds: float = STALE_AFTER_S + 60) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+def _temporary_name(target: str, host: str, pid: int | str, token: str = "0123abcd") -> str:
+    """What atomic_path names a temporary of `target`: the target's suffix comes last."""
+    return f".{target}.{host}-{pid}-{token}.tmp{Path(target).suffix}"
+
+
+@POSIX
+def test_the_next_write_into_the_folder_removes_what_a_writer_killed_with_sigkill_left(tmp_path):
+    target = tmp_path / "out.bin"
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from painterly.atomic import atomic_path
+        with atomic_path({str(target)!r}) as temporary:
+            temporary.write_bytes(b"half a video")
+            print(temporary, flush=True)
+            time.sleep(120)
+    """)], stdout=subprocess.PIPE, text=True)
+    left = Path(writer.stdout.readline().strip())
+    writer.kill()
+    writer.wait()
+    writer.stdout.close()
+    assert [path.name for path in tmp_path.iterdir()] == [left.name] and left.read_bytes() == b"half a video"
+    with atomic_path(tmp_path / "other.bin") as temporary:  # soon after: the writer might be in a container
+        temporary.write_bytes(b"x")
+    assert left.exists()
+    _age(left)  # ten minutes later, in a process that has not written there yet
+    sweep = subprocess.run([sys.executable, "-c", f"""
+from painterly.atomic import atomic_path
+with atomic_path({str(target)!r}) as temporary:
+    temporary.write_bytes(b"whole")
+"""], capture_output=True, text=True, check=False)
+    assert sweep.returncode == 0, sweep.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["other.bin", "out.bin"]
+    assert target.read_bytes() == b"whole"
+
+
+@POSIX
+def test_a_leftover_whose_writer_may_be_alive_or_that_is_not_one_is_kept(tmp_path):
+    host, dead = _host(), _dead_pid()
+    stale = tmp_path / _temporary_name("a.png", host, dead)
+    kept = {
+        "young": _temporary_name("b.png", host, dead),  # a writer of another PID namespace may be at work
+        "alive": _temporary_name("c.png", host, os.getppid()),
+        "this process": _temporary_name("d.png", host, os.getpid()),
+        "another host": _temporary_name("e.png", "0badf00d" if host != "0badf00d" else "0badf00e", dead),
+        "the old naming": ".f.png.1a2b3c4d.tmp.png",
+        "a user's": ".g.png.backup",
+    }
+    stale.write_bytes(b"left")
+    _age(stale)
+    for why, name in kept.items():
+        (tmp_path / name).write_bytes(b"kept")
+        if why != "young":
+            _age(tmp_path / name)
+    folder = tmp_path / _temporary_name("h.png", host, dead)  # a folder of that name: not a file we wrote
+    folder.mkdir()
+    _age(folder)
+    with atomic_path(tmp_path / "new.png") as temporary:
+        temporary.write_bytes(b"x")
+    assert not stale.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*kept.values(), folder.name, "new.png"])
+
+
+_MUTATIONS = {  # ways a name can differ from a dead writer's temporary, each of which must keep the file
+    "no leading dot": lambda name: name[1:],
+    "a short token": lambda name: name.replace("-0123abcd.", "-0123abc."),
+    "an upper-case host": lambda name: name.replace(_host(), _host().upper(), 1) if _host().upper() != _host()
+    else "X" + name,
+    "'.temp'": lambda name: name.replace("-0123abcd.tmp", "-0123abcd.temp"),
+    "another suffix after .tmp": lambda name: name + ".bak",
+    "a letter in the pid": lambda name: name.replace(f"-{_DEAD}-", f"-{_DEAD}x-"),
+    "a trailing space": lambda name: name + " ",
+}
+_DEAD = 0  # set once per run by the property test (a real dead pid)
+
+
+@POSIX
+@settings(max_examples=40, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(targets=st.lists(st.text(st.characters(codec="utf-8", exclude_characters="/\0"), min_size=1, max_size=12)
+                        .filter(lambda target: not target.startswith(".")),  # else a dotless name is one too
+                        min_size=1, max_size=6, unique=True),
+       mutations=st.lists(st.sampled_from([None, *_MUTATIONS]), min_size=6, max_size=6))
+def test_only_a_dead_writers_temporaries_are_ever_removed(tmp_path_factory, targets, mutations):
+    """Whatever the target names (any characters a file name may hold), a write into the folder removes exactly
+    the temporaries of dead writers on this host, and keeps every name that differs from one's."""
+    global _DEAD
+    _DEAD = _DEAD or _dead_pid()
+    folder = tmp_path_factory.mktemp("sweep")
+    expected_left = {"new.bin"}
+    for target, mutation in zip(targets, mutations):
+        name = _temporary_name(target, _host(), _DEAD)
+        if mutation is not None:
+            name = _MUTATIONS[mutation](name)
+            expected_left.add(name)
+        if name in (".", "..") or len(name.encode()) > 255:
+            expected_left.discard(name)
+            continue
+        (folder / name).write_bytes(b"")
+        _age(folder / name)
+    with atomic_path(folder / "new.bin") as temporary:
+        temporary.write_bytes(b"x")
+    assert {path.name for path in folder.iterdir()} == expected_left

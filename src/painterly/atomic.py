@@ -9,14 +9,24 @@ Every way a write can fail (a full disk, a read-only folder, a folder in the
 way, a file in place of a parent folder) arrives here as an `OSError` and
 leaves as one `OutputError` line, "PATH: cannot write (reason)", with nothing
 left behind: no temporary, no folder this call created.
+
+Only a writer killed outright (kill -9, the OOM killer, a power cut) leaves its
+temporary, a hidden file that can be as large as a video. Each temporary is named
+after its writer (a hash of the host name and the process id), and the first write
+of a process into a folder removes the ones of writers that are plainly gone.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import re
 import secrets
+import socket
 import stat
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -25,6 +35,14 @@ from .errors import OutputError
 
 # fsync on a folder is refused by some file systems (EINVAL, ENOTSUP); the rename is then as durable as they allow.
 _FOLDER_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES})
+# A temporary's name: .TARGET.HOST-PID-RANDOM.tmpSUFFIX (HOST: 8 hex digits of the host name's CRC-32).
+_TEMPORARY = re.compile(
+    r"\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp(?P<suffix>(?:\.[^.]*)?)")
+# A leftover temporary is removed only when its writer ran on this host, no longer exists, and the file has
+# not changed for this long: a process of another PID namespace (a container) that shares the folder and the
+# host name may be writing it, and a live write changes its file far more often than this.
+STALE_AFTER_S = 600.0
+_swept: set[str] = set()  # the folders this process has swept already: once each, not at every write
 
 
 def cannot_write(path: str | os.PathLike, error: BaseException | str) -> OutputError:
@@ -51,7 +69,8 @@ def atomic_path(
     path = Path(path)
     failures: tuple[type[BaseException], ...] = (OSError, *write_errors)
     created = _make_parents(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    _sweep_once(path.parent)
+    temporary = path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
         if path.is_dir():
             raise cannot_write(path, "a folder is in the way")
@@ -93,6 +112,59 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # realpath, not Path.resolve: a symlink loop must not raise here
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+def temporaries_of(target: str | os.PathLike) -> list[Path]:
+    """The temporaries of writes into `target` now in its folder (live writers' too: the caller knows, for
+    example from a lock it holds, that none is writing)."""
+    target = Path(target)
+    with suppress(OSError):
+        return [entry for entry in target.parent.iterdir()
+                if (match := _temporary(entry.name)) and match["target"] == target.name]
+    return []
+
+
+def _temporary(name: str) -> re.Match[str] | None:
+    """`name` parsed as a temporary's (its suffix the target's, as atomic_path names them), else None."""
+    match = _TEMPORARY.fullmatch(name)
+    return match if match and match["suffix"] == Path(match["target"]).suffix else None
+
+
+def _sweep_once(folder: Path) -> None:
+    """Remove the temporaries in `folder` that killed writers left (see STALE_AFTER_S), the first time this
+    process writes there. Never raises: a leftover that cannot be removed is left."""
+    key = os.path.abspath(folder)
+    if key in _swept or os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return
+    _swept.add(key)
+    now = time.time()
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _temporary(entry.name)
+            if match is None or match["host"] != _host() or _alive(int(match["pid"])):
+                continue
+            with suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and now - info.st_mtime >= STALE_AFTER_S:
+                    os.unlink(entry.path)
+
+
+@functools.cache
+def _host() -> str:
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (another user's counts: it may be writing)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it exists; an absurd pid: not ours to judge
+        return True
+    return True
 
 
 def _make_parents(path: Path) -> list[Path]:

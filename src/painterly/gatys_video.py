@@ -27,7 +27,6 @@ pace; frames kept from an earlier run are reported at once, in one event, so the
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import shutil
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from . import flow, images, pixels, video_av
-from .atomic import atomic_path, same_file
+from .atomic import atomic_path, same_file, temporaries_of
 from .config import INITS, StylizeConfig
 from .errors import ImageError, OutputError, UsageError
 from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, StopRequested, VideoProgressEvent, ignore
@@ -361,7 +360,7 @@ class _KeptFrames:
 def _remove_stale_temporaries(target: Path) -> None:
     """The half-written videos of killed runs into `target` (atomic_path's temporaries, which a SIGKILL
     leaves): called holding the lock, so no live run of this output is writing one."""
-    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp{glob.escape(target.suffix)}"):
+    for stale in temporaries_of(target):
         with suppress(OSError):
             stale.unlink()
 
