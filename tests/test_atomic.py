@@ -8,10 +8,13 @@ immutable with `chattr +i`, which stops root too).
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import run_limited, unwritable_folder
-from painterly.atomic import STALE_AFTER_S, _host, atomic_path, cannot_write
+from painterly.atomic import STALE_AFTER_S, atomic_path, cannot_write
 from painterly.errors import OutputError
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes, rlimits and devices")
@@ -244,6 +247,20 @@ def test_images_on_a_full_disk_are_one_output_error_line(tmp_path, writer):
 
 
 # --- what a writer killed outright leaves -------------------------------------------------------------
+
+
+@functools.cache
+def _host() -> str:
+    """The host part of the names this machine's writers give their temporaries, read off a real one."""
+    folder = Path(tempfile.mkdtemp())
+    try:
+        with atomic_path(folder / "probe") as temporary:
+            temporary.write_bytes(b"")
+    finally:
+        shutil.rmtree(folder)
+    host, pid, _ = temporary.name.split(".")[2].split("-")  # .probe.HOST-PID-RANDOM.tmp
+    assert pid == str(os.getpid()) and len(host) == 8
+    return host
 
 
 def _dead_pid() -> int:
