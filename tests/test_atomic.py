@@ -344,10 +344,10 @@ _MUTATIONS = {  # ways a name can differ from a dead writer's temporary, each of
     else "X" + name,
     "'.temp'": lambda name: name.replace("-0123abcd.tmp", "-0123abcd.temp"),
     "another suffix after .tmp": lambda name: name + ".bak",
-    "a letter in the pid": lambda name: name.replace(f"-{_DEAD}-", f"-{_DEAD}x-"),
+    "a letter in the pid": lambda name: name.replace(f"-{_one_dead_pid()}-", f"-{_one_dead_pid()}x-"),
     "a trailing space": lambda name: name + " ",
 }
-_DEAD = 0  # set once per run by the property test (a real dead pid)
+_one_dead_pid = functools.cache(_dead_pid)  # the property test's, made once for all its examples
 
 
 @POSIX
@@ -360,12 +360,10 @@ _DEAD = 0  # set once per run by the property test (a real dead pid)
 def test_only_a_dead_writers_temporaries_are_ever_removed(tmp_path_factory, targets, mutations):
     """Whatever the target names (any characters a file name may hold), a write into the folder removes exactly
     the temporaries of dead writers on this host, and keeps every name that differs from one's."""
-    global _DEAD
-    _DEAD = _DEAD or _dead_pid()
     folder = tmp_path_factory.mktemp("sweep")
     expected_left = {"new.bin"}
     for target, mutation in zip(targets, mutations):
-        name = _temporary_name(target, _host(), _DEAD)
+        name = _temporary_name(target, _host(), _one_dead_pid())
         if mutation is not None:
             name = _MUTATIONS[mutation](name)
             expected_left.add(name)

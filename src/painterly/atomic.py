@@ -37,7 +37,8 @@ from .errors import OutputError
 _FOLDER_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES})
 # A temporary's name: .TARGET.HOST-PID-RANDOM.tmpSUFFIX (HOST: 8 hex digits of the host name's CRC-32).
 _TEMPORARY = re.compile(
-    r"\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp(?P<suffix>(?:\.[^.]*)?)")
+    r"\.(?P<target>.+)\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}\.tmp(?P<suffix>(?:\.[^.]*)?)",
+    re.DOTALL)  # a file name may hold a newline
 # A leftover temporary is removed only when its writer ran on this host, no longer exists, and the file has
 # not changed for this long: a process of another PID namespace (a container) that shares the folder and the
 # host name may be writing it, and a live write changes its file far more often than this.
@@ -70,7 +71,7 @@ def atomic_path(
     failures: tuple[type[BaseException], ...] = (OSError, *write_errors)
     created = _make_parents(path)
     _sweep_once(path.parent)
-    temporary = path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    temporary = _temporary_for(path)
     try:
         if path.is_dir():
             raise cannot_write(path, "a folder is in the way")
@@ -124,6 +125,11 @@ def temporaries_of(target: str | os.PathLike) -> list[Path]:
     return []
 
 
+def _temporary_for(path: Path) -> Path:
+    """A new temporary's path for a write into `path`, named as _TEMPORARY parses it."""
+    return path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
 def _temporary(name: str) -> re.Match[str] | None:
     """`name` parsed as a temporary's (its suffix the target's, as atomic_path names them), else None."""
     match = _TEMPORARY.fullmatch(name)
@@ -156,8 +162,6 @@ def _host() -> str:
 
 def _alive(pid: int) -> bool:
     """Whether process `pid` exists on this host (another user's counts: it may be writing)."""
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
