@@ -250,6 +250,7 @@ class Suite:
                                  matmul_size=self.plan.matmul_size)
             torch_rows: dict[str, dict] = {}  # "standard"/"light" -> the default precision's torch result
             standard: dict[str, dict] = {}  # backend -> the standard network's result
+            fp32_rate = None  # the fp32 matmul rate a torch worker measured at this size: ONNX runs in fp32
             for variant in ("torch", "torch-fp32", "onnx", "light-torch", "light-onnx"):
                 name = "light" if variant.startswith("light-") else "standard"
                 backend = variant.removeprefix("light-").removesuffix("-fp32")
@@ -262,11 +263,12 @@ class Suite:
                 if "error" not in painterly:
                     if backend == "torch" and precision == "auto":
                         torch_rows[name] = painterly
-                    if backend == "onnx":  # the same network as the torch row; its rate measured in fp32 there
-                        same = torch_rows.get(name, {})
-                        painterly = {**painterly, "flops": same.get("flops"),
-                                     "matmul_gflops": same.get("matmul_gflops") if same.get("precision") == "fp32"
-                                     else None}
+                    if backend == "torch" and painterly.get("precision") == "fp32":
+                        fp32_rate = painterly.get("matmul_gflops")
+                    if backend == "onnx":  # the torch row's network and FLOPs; the rate a torch worker measured in
+                        # fp32 ("auto" in bf16 where the CPU has AMX: then the torch-fp32 row's)
+                        painterly = {**painterly, "flops": torch_rows.get(name, {}).get("flops"),
+                                     "matmul_gflops": fp32_rate}
                     if name == "standard":
                         standard.setdefault(backend, painterly)
                 note = _adain_note(size, reference, painterly, machine, standard_network=name == "standard")
