@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 
 from adain_helpers import painting, save_adain
 from helpers import picture
+from painterly.apply import apply_files
 from painterly.cli import app
 from painterly.config import ApplyConfig
 from painterly.errors import ImageError
+from painterly.events import VideoProgressEvent
 from painterly.export import export_onnx
 from painterly.fast import FastStylizer
 from painterly.images import read_array, read_settings, save_animation, save_image
@@ -246,6 +248,18 @@ def test_an_animation_takes_its_first_frames_auto_mask_written_once(files, tmp_p
     recorded = read_video_settings(out)["mask"]  # as an image's: the file, its SHA-256, its regions' colours
     assert recorded == {"file": str(tmp_path / "clip.mask.png"), "sha256": file_sha256(tmp_path / "clip.mask.png"),
                         "auto": 2, "seed": 0, "regions": ["#e6194b", "#3cb44b"], "feather": 8}
+    before = {name: file_sha256(tmp_path / name) for name in ("clip.gif", "clip.mask.png")}
+
+    def interrupt(event):
+        if isinstance(event, VideoProgressEvent):  # after the first frame, its new mask written
+            assert file_sha256(tmp_path / "clip.mask.png") != before["clip.mask.png"]
+            raise KeyboardInterrupt
+
+    again = FastStylizer(files["a"], CONFIG.replace(mask_seed=5)).with_regions("auto:3", [None, None, files["b"]])
+    with pytest.raises(KeyboardInterrupt):  # a second run onto the same clip is interrupted
+        apply_files(again, [files["clip"]], out, callback=interrupt)
+    assert {name: file_sha256(tmp_path / name) for name in before} == before  # the earlier run's mask is back
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mask.png"]
 
 
 def test_adain_paintings_take_an_auto_mask_too(files, tmp_path, one_thread):

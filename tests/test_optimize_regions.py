@@ -17,6 +17,7 @@ from painterly.images import read_settings
 from painterly.losses import gram_matrix
 from painterly.optimize import stylize
 from painterly.pipeline import stylize_files
+from painterly.provenance import file_sha256
 from painterly.regions import mask_from_labels, read_mask
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")  # shallow: cheap, and enough to tell two paintings apart
@@ -171,6 +172,15 @@ def test_a_failed_run_leaves_no_auto_mask_behind(files):
                       StylizeConfig(**{**BASE, "style_layers": ("relu1_1",), "content_layers": ("relu1_1",)},
                                     steps=2), mask="auto:2", callback=fail)  # one layer: cheap
     assert not (files / "failed.png").exists() and not (files / "failed.mask.png").exists()
+    config = StylizeConfig(**{**BASE, "style_layers": ("relu1_1",), "content_layers": ("relu1_1",)}, steps=1)
+    stylize_files(files / "photo.png", [files / "red.png", "keep"], files / "kept.png", config, mask="auto:2")
+    before = {name: file_sha256(files / name) for name in ("kept.png", "kept.mask.png")}
+    listed = sorted(files.iterdir())
+    with pytest.raises(Broken):  # another run onto the same output, with its own mask, fails
+        stylize_files(files / "photo.png", [files / "red.png", "keep", "keep"], files / "kept.png",
+                      config.replace(mask_seed=5), mask="auto:3", callback=fail)
+    assert {name: file_sha256(files / name) for name in before} == before  # the earlier run's mask is back
+    assert sorted(files.iterdir()) == listed
     with pytest.raises(UsageError, match="mask_seed must be a whole number, 0 or more"):
         StylizeConfig(mask_seed=-1)
 

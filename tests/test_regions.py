@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from painterly.config import MAX_MASK_FEATHER, ApplyConfig, StylizeConfig
 from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.regions import (
     MAX_REGIONS,
@@ -159,3 +160,48 @@ def test_any_spec_is_a_mask_or_one_painterly_error(spec):
         assert "\n" not in str(error)
     else:
         assert isinstance(mask, RegionMask) and 2 <= mask.count <= MAX_REGIONS
+
+
+def _padded_blur(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
+    """A box blur with the edges extended, the plain way: pad by the radius, then a running sum."""
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (radius + 1, radius)
+    sums = np.cumsum(np.pad(values, pad, mode="edge"), axis=axis)
+    length = values.shape[axis]
+    return (np.take(sums, np.arange(2 * radius + 1, 2 * radius + 1 + length), axis=axis)
+            - np.take(sums, np.arange(length), axis=axis)) / (2 * radius + 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(height=st.integers(1, 12), width=st.integers(1, 12), feather=st.integers(0, 200), seed=st.integers(0, 9))
+def test_feathered_weights_are_edge_extended_box_blurs(height, width, feather, seed):
+    """Each region's weight: two box blurs per axis with the edges extended, normalised to sum to 1, as
+    padding gives it, also for feathers far wider than the image (which once padded by the feather, and a
+    feather of 10^8 ran out of memory)."""
+    labels = np.random.default_rng(seed).integers(0, 3, (height, width))
+    labels[0, 0], labels[-1, -1] = 0, 1  # at least two regions
+    mask = mask_from_labels(labels)
+    expected = (labels[None] == np.arange(mask.count)[:, None, None]).astype(np.float64)
+    if feather > 0:
+        for axis in (1, 2):
+            expected = _padded_blur(_padded_blur(expected, max(1, feather // 2), axis), max(1, feather // 2), axis)
+        expected /= expected.sum(axis=0, keepdims=True)
+    weights = mask.weights(height, width, feather)
+    assert weights.shape == (mask.count, height, width) and weights.dtype == np.float32
+    np.testing.assert_allclose(weights, expected, atol=1e-5)
+
+
+def test_the_widest_feather_is_cheap_and_still_sums_to_one():
+    labels = np.zeros((40, 60), np.uint8)
+    labels[:, 30:] = 1
+    weights = mask_from_labels(labels).weights(600, 900, MAX_MASK_FEATHER)  # a feather 70 times the image
+    assert np.isfinite(weights).all() and np.allclose(weights.sum(axis=0), 1, atol=1e-5)
+    assert 0.45 < weights[0, :, 0].min() and weights[0, :, -1].max() < 0.55  # nearly even everywhere
+
+
+@pytest.mark.parametrize("feather", [-1, 65_537, 10**8, True, 2.5])
+def test_a_feather_out_of_range_is_one_usage_line(feather):
+    with pytest.raises(UsageError, match=r"^mask_feather must be 0 \(hard edges\) to 65536 pixels, got "):
+        ApplyConfig(mask_feather=feather)
+    with pytest.raises(UsageError, match=r"^mask_feather must be 0 \(hard edges\) to 65536 pixels, got "):
+        StylizeConfig(mask_feather=feather)

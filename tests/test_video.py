@@ -250,10 +250,17 @@ def test_stop_requested_ends_the_clip_where_it_stopped(stylizer, clip, tmp_path)
 
 def damaged(kind: str, folder: Path) -> Path:
     """Random bytes, or the first half of a clip with its index at the end (none of it opens) or
-    at the front (it opens and plays until the data stops: a partial download)."""
-    path = folder / f"{kind}.mp4"
+    at the front (it opens and plays until the data stops: a partial download), or the first 70 % of
+    a Matroska or WebM clip (whose index is at the end: it plays, and only the header's duration says
+    that frames are missing)."""
+    path = folder / f"{kind}.{kind.removeprefix('cut-') if kind in ('cut-mkv', 'cut-webm') else 'mp4'}"
     if kind == "random":
         path.write_bytes(np.random.default_rng(0).bytes(20_000))
+    elif kind in ("cut-mkv", "cut-webm"):
+        codec = "libvpx-vp9" if kind == "cut-webm" else "libx264"
+        whole = write_clip(folder / f"whole{path.suffix}", moving_square(64, 48), codec=codec, audio=kind == "cut-mkv")
+        data = whole.read_bytes()
+        path.write_bytes(data[: len(data) * 7 // 10])
     else:
         whole = write_clip(folder / f"whole-{kind}.mp4", moving_square(64, 48), index_first=kind == "cut-index-first")
         data = whole.read_bytes()
@@ -261,7 +268,7 @@ def damaged(kind: str, folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["random", "cut-index-last", "cut-index-first"])
+@pytest.mark.parametrize("kind", ["random", "cut-index-last", "cut-index-first", "cut-mkv", "cut-webm"])
 def test_damaged_clip_is_refused_in_one_line_and_writes_nothing(stylizer, tmp_path, kind):
     source = damaged(kind, tmp_path)
     before = sorted(tmp_path.iterdir())
@@ -269,6 +276,9 @@ def test_damaged_clip_is_refused_in_one_line_and_writes_nothing(stylizer, tmp_pa
         stylize_video(stylizer, source, tmp_path / "styled.mp4")
     message = str(error.value)
     assert message.startswith(f"{source}: ") and "\n" not in message
+    if kind in ("cut-mkv", "cut-webm"):
+        assert re.search(r": the file is cut off \(its header says 2\.00 s, its frames end at 1\.[0-9]{2} s\)$",
+                         message)
     assert sorted(tmp_path.iterdir()) == before  # no output, no temporary
 
 

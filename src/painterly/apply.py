@@ -18,6 +18,7 @@ float, so a large image costs about twice its 8-bit size plus one row of tiles.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -29,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import cannot_write, removed_on_failure
+from .atomic import cannot_write, restored_on_failure
 from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
 from .images import WRITABLE_EXTENSIONS, check_output, image_files, read_array, save_image
 from .provenance import describe_file
-from .region_models import AutoMask, bind_found_mask, kept_mask_file, mask_target
+from .region_models import AutoMask, bind_found_mask
+from .regions import mask_target
 from .video import VIDEO_EXTENSIONS, check_stylizer, is_video, stylize_video
 
 STDIO = "-"
@@ -277,8 +279,8 @@ class _Run:
         """One photo with the auto mask found from it, which is written beside the output first (the
         output records its SHA-256) and removed again if the output cannot be written."""
         assert job.target is not None  # _check_mask_targets refused stdout
-        stylizer, mask = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
-        with removed_on_failure(lambda: mask):
+        with restored_on_failure(mask_target(job.target)):
+            stylizer, _ = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
             [image] = stylizer.stylize_batch([loaded.image])
             save_image(image, job.target, settings=stylizer.describe(input=loaded.input), protect=[job.source])
         self.report.written.append(job.target)
@@ -287,9 +289,11 @@ class _Run:
     def _video(self, job: _Job) -> None:
         assert job.target is not None  # stdout takes one image, never a video
         stylizer = self.stylizer
+        mask: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once found
             stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target)))
-        with removed_on_failure(lambda: kept_mask_file(stylizer)):  # no clip: nor its mask, as for an image
+            mask = restored_on_failure(mask_target(job.target))  # no clip: nor its new mask, as for an image
+        with mask:
             stylize_video(stylizer, job.source, job.target, callback=self.callback)
         self.report.written.append(job.target)
         self._finished(job)

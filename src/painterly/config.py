@@ -42,6 +42,8 @@ FAST_COLOR_MODES = ("luminance", "histogram")
 JOHNSON_COLOR_MODES = ("luminance",)
 LIVE_SIZES = (160, 320, 640)  # the web UI's Live tab: working sizes (long side) a camera frame is downscaled to
 MASK_FEATHER = 8  # pixels over which a --mask region's edge fades into the next (stylize and apply)
+# A feather wider than the image already fades every region into every other: more is a slip of the keys.
+MAX_MASK_FEATHER = 65_536
 MASK_SEED = 0  # seeds --mask auto:K's clustering (regions.auto_mask): the same photo and seed, the same regions
 
 # Gatys et al.: conv4_2 for content (we take the ReLU after it), the first layer of every block for style.
@@ -171,8 +173,8 @@ class StylizeConfig:
 
 
 def _check_feather(feather: object) -> None:
-    if isinstance(feather, bool) or not (isinstance(feather, int) and feather >= 0):
-        raise UsageError(f"mask_feather must be 0 (hard edges) or a positive number of pixels, got {feather!r}")
+    if isinstance(feather, bool) or not (isinstance(feather, int) and 0 <= feather <= MAX_MASK_FEATHER):
+        raise UsageError(f"mask_feather must be 0 (hard edges) to {MAX_MASK_FEATHER} pixels, got {feather!r}")
 
 
 def _check_mask_seed(seed: object) -> None:

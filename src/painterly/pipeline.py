@@ -12,6 +12,7 @@ diverged writes its last good image and then re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -21,13 +22,13 @@ import numpy as np
 import torch
 
 from . import __version__, images, pixels, regions
-from .atomic import removed_on_failure
+from .atomic import restored_on_failure
 from .config import INITS, StylizeConfig
 from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, ignore
 from .optimize import check_region_styles, stylize
 from .provenance import describe_file
-from .regions import KEEP, RegionMask
+from .regions import KEEP, RegionMask, mask_target
 
 StrPath = str | os.PathLike[str]
 MaskSpec = StrPath | np.ndarray | RegionMask  # regions.load_mask's: a file, "auto:K", labels, a mask
@@ -84,13 +85,13 @@ def stylize_files(
         init = Path(config.init)
         init_image = images.load_image(init, max_pixels=max_pixels)
         inputs.append(init)
-    written = None
-    if region_mask is not None and "auto" in region_mask.source:
-        region_mask = _write_auto_mask(region_mask, Path(output), inputs)
-        written = Path(region_mask.source["file"])
-        callback(MessageEvent(f"wrote the {region_mask.count} regions found to {written}: "
-                              f"edit it and pass it back as --mask to change them"))
-    with removed_on_failure(lambda: written):  # the output not written: nor its mask, as in apply
+    found = region_mask is not None and "auto" in region_mask.source
+    # the output not written: nor its new mask, and an earlier run's is back, as in apply
+    with restored_on_failure(mask_target(output)) if found else contextlib.nullcontext():
+        if region_mask is not None and found:
+            region_mask = _write_auto_mask(region_mask, Path(output), inputs)
+            callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
+                                  f"edit it and pass it back as --mask to change them"))
         return stylize_and_save(content_image, style_images, output, config, callback=callback,
                                 sources=_sources(config, content, styles, region_mask), protect=inputs,
                                 init_image=init_image, mask=region_mask)
@@ -102,7 +103,7 @@ def _is_keep(path: StrPath) -> bool:
 
 def _write_auto_mask(mask: RegionMask, output: Path, protect: Sequence[Path]) -> RegionMask:
     """The found mask written as `<output stem>.mask.png` for the user to edit; the mask, now with its file."""
-    path = output.with_name(f"{output.stem}.mask.png")
+    path = mask_target(output)
     images.check_output(output, protect=protect)  # a bad output is refused before the mask is written
     regions.write_mask(mask, path, protect=[*protect, output])
     return dataclasses.replace(mask, source={**mask.source, **describe_file(path)})

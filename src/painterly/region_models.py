@@ -36,13 +36,12 @@ from .errors import UsageError
 from .events import Callback, ignore
 from .pixels import to_float32, to_uint8
 from .provenance import describe_file
-from .regions import KEEP, RegionMask, load_mask, parse_mask_spec, write_mask
+from .regions import KEEP, RegionMask, load_mask, mask_target, parse_mask_spec, write_mask
 
 if TYPE_CHECKING:
     from .config import ApplyConfig
     from .fast import FastStylizer
 
-MASK_SUFFIX = ".mask.png"  # an auto mask is written beside its output as <output stem>.mask.png
 _REGION_SPEC = re.compile(r"^\s*(\d+)\s*=(.+)$")
 
 
@@ -123,16 +122,10 @@ def check_count(mask: Mask, count: int, what: str) -> None:
         raise UsageError(f"{shown} has {mask.count} regions and {count} {what}")
 
 
-def mask_target(target: str | os.PathLike) -> Path:
-    """Where an output's auto mask is written: beside it, `<output stem>.mask.png`."""
-    path = Path(target)
-    return path.with_name(path.stem + MASK_SUFFIX)
-
-
 def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
                     protect: Sequence[str | os.PathLike] = ()) -> tuple[FastStylizer, Path]:
     """An auto-mask stylizer with this photo's mask found, written beside `target` and bound (its file
-    and SHA-256 recorded); the caller removes the mask if the output then cannot be written."""
+    and SHA-256 recorded); the caller puts back what was there if the output then cannot be written."""
     auto = stylizer.mask
     assert isinstance(auto, AutoMask)
     found = auto.for_image(image)
@@ -140,14 +133,6 @@ def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
     recorded = RegionMask(found.labels, found.colors, {**describe_file(path), "auto": auto.regions,
                                                        "seed": auto.seed})
     return stylizer.with_mask(recorded), path
-
-
-def kept_mask_file(stylizer: FastStylizer) -> Path | None:
-    """The file a clip's first frame's mask (`AutoMask.once`) was written to, once it was."""
-    auto = stylizer.mask
-    if not isinstance(auto, AutoMask) or auto.kept is None or auto.written is None:
-        return None
-    return Path(auto.written)
 
 
 # --- region models ----------------------------------------------------------------------------

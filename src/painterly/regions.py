@@ -22,6 +22,7 @@ from PIL import Image
 from .config import MASK_SEED
 from .errors import ImageError, PainterlyError, UsageError
 
+MASK_SUFFIX = ".mask.png"  # an auto mask is written beside its output as <output stem>.mask.png
 MAX_REGIONS = 16  # more distinct colours than this is a photo or a JPEG, not a mask
 KEEP = "keep"  # in a region's place of a painting or model: this region keeps the photo
 AUTO_PREFIX = "auto:"  # `--mask auto:K`: K regions found from the photo's colours and positions
@@ -65,6 +66,12 @@ class RegionMask:
         return self._cache[key]
 
 
+def mask_target(target: str | os.PathLike) -> Path:
+    """Where an output's auto mask is written: beside it, `<output stem>.mask.png`."""
+    path = Path(target)
+    return path.with_name(path.stem + MASK_SUFFIX)
+
+
 def read_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> RegionMask:
     """A mask image file's regions (see the module's notes); a file that cannot be a mask is one line."""
     from .images import read_array
@@ -106,14 +113,20 @@ def _checked(mask: RegionMask, shown: str) -> RegionMask:
 
 
 def _box_blur(values: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    """Mean over a window of 2·radius+1 along `axis`, edges extended."""
-    pad = [(0, 0)] * values.ndim
-    pad[axis] = (radius + 1, radius)
-    sums = np.cumsum(np.pad(values, pad, mode="edge"), axis=axis, dtype=np.float32)
+    """Mean over a window of 2·radius+1 along `axis`, edges extended: the part of a window past an edge
+    counts that edge's value, so no padding is made and a radius wider than the image costs nothing more."""
     length = values.shape[axis]
-    upper = np.take(sums, np.arange(2 * radius + 1, 2 * radius + 1 + length), axis=axis)
-    lower = np.take(sums, np.arange(0, length), axis=axis)
-    return (upper - lower) / (2 * radius + 1)
+    sums = np.cumsum(values, axis=axis, dtype=np.float32)
+    sums = np.concatenate([np.zeros_like(np.take(sums, [0], axis=axis)), sums], axis=axis)
+    index = np.arange(length)
+    low, high = np.maximum(index - radius, 0), np.minimum(index + radius, length - 1)
+    shape = [1] * values.ndim
+    shape[axis] = length
+    before = np.maximum(radius - index, 0).reshape(shape).astype(np.float32)  # window cells past the first
+    after = np.maximum(index + radius - (length - 1), 0).reshape(shape).astype(np.float32)  # and the last
+    inside = np.take(sums, high + 1, axis=axis) - np.take(sums, low, axis=axis)
+    first, last = np.take(values, [0], axis=axis), np.take(values, [length - 1], axis=axis)
+    return (inside + before * first + after * last) / np.float32(2 * radius + 1)
 
 
 # --- issue 13: automatic masks, and one entry point for every front end ---

@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
@@ -172,16 +173,44 @@ class VideoSource:
         without a full index list fewer entries than packets, never more.
         """
         av = require_av()
-        packets = 0
+        packets, end = 0, 0
+        period = max(1, round(1 / (self.rate * self.time_base)))  # a frame's duration in ticks, when it has none
         try:
             for packet in self._container.demux(self.stream):
                 packets += packet.size > 0  # the last, empty packet only flushes the decoder
-                yield from packet.decode()
+                for decoded in packet.decode():
+                    if decoded.pts is not None:
+                        end = max(end, decoded.pts + (decoded.duration or period))
+                    yield decoded
         except av.FFmpegError as error:
             raise ImageError(f"{self.path}: damaged video data ({_reason(error)})") from None
         indexed = len(self.stream.index_entries)
         if packets < indexed:
             raise ImageError(f"{self.path}: the file is cut off (its index lists {indexed} frames, it holds {packets})")
+        stated = _stated_seconds(self._container, self.stream)
+        played = float(end * self.time_base)
+        if packets and stated is not None and played < stated - 1.5 / float(self.rate):
+            raise ImageError(f"{self.path}: the file is cut off (its header says {stated:.2f} s, "
+                             f"its frames end at {played:.2f} s)")
+
+
+def _stated_seconds(container: Any, stream: Any) -> float | None:
+    """How long the header says the video stream runs, for a container without a full index (Matroska,
+    WebM: their index is at the end and goes with a cut): the stream's duration, else the DURATION tag that
+    FFmpeg and mkvmerge write per track, else the container's when the video is its only stream (the
+    container's runs to the end of its longest stream, the audio's perhaps). None where none says."""
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    tag = next((value for key, value in stream.metadata.items() if key.upper() == "DURATION"), None)
+    if tag is not None and (match := _DURATION_TAG.fullmatch(tag.strip())):
+        hours, minutes, seconds = match.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000
+    return None
+
+
+_DURATION_TAG = re.compile(r"([0-9]{1,9}):([0-5]?[0-9]):([0-9]{1,2}(?:\.[0-9]{1,9})?)")
 
 
 def _estimated_frames(container: Any, rate: Fraction) -> int | None:
