@@ -277,10 +277,10 @@ class _Run:
 
     def _auto_masked(self, job: _Job, loaded: _Loaded) -> None:
         """One photo with the auto mask found from it, which is written beside the output first (the
-        output records its SHA-256) and removed again if the output cannot be written."""
+        output records its SHA-256); if the output is not written, what was there before is put back."""
         assert job.target is not None  # _check_mask_targets refused stdout
         with restored_on_failure(mask_target(job.target)):
-            stylizer, _ = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
+            stylizer = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
             [image] = stylizer.stylize_batch([loaded.image])
             save_image(image, job.target, settings=stylizer.describe(input=loaded.input), protect=[job.source])
         self.report.written.append(job.target)

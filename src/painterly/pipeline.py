@@ -85,11 +85,11 @@ def stylize_files(
         init = Path(config.init)
         init_image = images.load_image(init, max_pixels=max_pixels)
         inputs.append(init)
-    found = region_mask is not None and "auto" in region_mask.source
+    found = region_mask if region_mask is not None and "auto" in region_mask.source else None
     # the output not written: nor its new mask, and an earlier run's is back, as in apply
     with restored_on_failure(mask_target(output)) if found else contextlib.nullcontext():
-        if region_mask is not None and found:
-            region_mask = _write_auto_mask(region_mask, Path(output), inputs)
+        if found is not None:
+            region_mask = _write_auto_mask(found, Path(output), inputs)
             callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
                                   f"edit it and pass it back as --mask to change them"))
         return stylize_and_save(content_image, style_images, output, config, callback=callback,

@@ -123,7 +123,7 @@ def check_count(mask: Mask, count: int, what: str) -> None:
 
 
 def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
-                    protect: Sequence[str | os.PathLike] = ()) -> tuple[FastStylizer, Path]:
+                    protect: Sequence[str | os.PathLike] = ()) -> FastStylizer:
     """An auto-mask stylizer with this photo's mask found, written beside `target` and bound (its file
     and SHA-256 recorded); the caller puts back what was there if the output then cannot be written."""
     auto = stylizer.mask
@@ -132,7 +132,7 @@ def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
     path = write_mask(found, mask_target(target), protect=protect)
     recorded = RegionMask(found.labels, found.colors, {**describe_file(path), "auto": auto.regions,
                                                        "seed": auto.seed})
-    return stylizer.with_mask(recorded), path
+    return stylizer.with_mask(recorded)
 
 
 # --- region models ----------------------------------------------------------------------------

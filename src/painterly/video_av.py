@@ -151,17 +151,17 @@ class VideoSource:
         # From the header, 0 where it does not say; each decoded frame is checked again.
         self.height, self.width = self.stream.codec_context.height, self.stream.codec_context.width
         self._container = container
+        self._period = max(1, round(1 / (self.rate * self.time_base)))  # a frame's ticks, for one that says none
 
     def frames(self, check: Callable[[int, int], None]) -> Iterator[Frame]:
         """Decoded frames; a frame without a timestamp follows its predecessor. `check(height, width)`
         sees each frame's real size before it is converted, and may refuse it."""
-        default_duration = max(1, round(1 / (self.rate * self.time_base)))
         next_pts = 0
         for decoded in self._decoded():
             turned = round(decoded.rotation / 90) % 2  # a quarter turn swaps the sides
             check(*((decoded.width, decoded.height) if turned else (decoded.height, decoded.width)))
             pts = decoded.pts if decoded.pts is not None else next_pts
-            duration = decoded.duration or default_duration
+            duration = decoded.duration or self._period
             next_pts = pts + duration
             yield Frame(_frame_to_array(decoded), pts, duration)
 
@@ -174,13 +174,12 @@ class VideoSource:
         """
         av = require_av()
         packets, end = 0, 0
-        period = max(1, round(1 / (self.rate * self.time_base)))  # a frame's duration in ticks, when it has none
         try:
             for packet in self._container.demux(self.stream):
                 packets += packet.size > 0  # the last, empty packet only flushes the decoder
                 for decoded in packet.decode():
                     if decoded.pts is not None:
-                        end = max(end, decoded.pts + (decoded.duration or period))
+                        end = max(end, decoded.pts + (decoded.duration or self._period))
                     yield decoded
         except av.FFmpegError as error:
             raise ImageError(f"{self.path}: damaged video data ({_reason(error)})") from None
