@@ -291,8 +291,9 @@ class _Run:
         stylizer = self.stylizer
         mask: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
         if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once found
-            stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target)))
-            mask = restored_on_failure(mask_target(job.target))  # no clip: nor its new mask, as for an image
+            written = mask_target(job.target)
+            stylizer = stylizer.with_mask(stylizer.mask.once(written=written))
+            mask = restored_on_failure(written)  # no clip: nor its new mask, as for an image
         with mask:
             stylize_video(stylizer, job.source, job.target, callback=self.callback)
         self.report.written.append(job.target)

@@ -68,11 +68,6 @@ class AutoMask:
     def source(self) -> dict:
         return {} if self.written is None else {"file": self.written}
 
-    @property
-    def kept(self) -> RegionMask | None:
-        """The mask `once()` found from the first photo, once there was one."""
-        return self._kept[0] if self._kept else None
-
     def once(self, written: str | os.PathLike | None = None) -> AutoMask:
         return replace(self, written=None if written is None else os.fspath(written), _kept=[], _record={})
 
