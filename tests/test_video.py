@@ -308,6 +308,32 @@ def test_refused_outputs(stylizer, clip, name, error):
     assert name is None or not target.exists()
 
 
+@pytest.mark.parametrize(
+    "source_name, target_name, listed, unlisted",
+    [
+        ("clip.mp4", "out.png", (".mp4", ".webm"), (".gif", ".webp", ".png")),
+        ("clip.mp4", "out.gif", (".mp4", ".webm"), (".gif", ".webp")),
+        ("clip.mp4", "out.webp", (".mp4", ".mkv"), (".gif", ".webp")),
+        ("anim.gif", "out.mp4", (".gif", ".webp"), (".mp4", ".mkv")),
+        ("anim.webp", "out.png", (".gif", ".webp"), (".mp4", ".png")),
+    ],
+)
+def test_refused_output_type_lists_only_what_that_input_can_be_written_as(
+    stylizer, tmp_path, source_name, target_name, listed, unlisted
+):
+    source = tmp_path / source_name
+    source.write_bytes(b"never read: the request is refused first")
+    target = tmp_path / target_name
+    with pytest.raises(UsageError) as refused:
+        stylize_video(stylizer, source, target)
+    message = str(refused.value)
+    assert message.startswith(f"{target}: {source} is ") and "write it as one of" in message
+    offered = message.split("write it as one of ", 1)[1].split(", ")
+    assert all(suffix in offered for suffix in listed)
+    assert not any(suffix in offered for suffix in unlisted)
+    assert not target.exists()
+
+
 def test_smooth_out_of_range_is_a_usage_error(stylizer, clip, tmp_path):
     with pytest.raises(UsageError, match="smooth"):
         stylize_video(using(stylizer, smooth=1.0), clip, tmp_path / "out.mp4")

@@ -156,13 +156,10 @@ def _check_request(source: Path, target: Path) -> None:
     """Refuse before any work: a missing input, an unwritable or protected output."""
     if not source.is_file():
         raise ImageError(f"{source}: no such file")
-    animated_in, animated_out = _is_animation(source), _is_animation(target)
-    if not animated_out and target.suffix.lower() not in WRITABLE_VIDEO_EXTENSIONS:
-        writable = ", ".join((*WRITABLE_VIDEO_EXTENSIONS, *ANIMATION_EXTENSIONS))
-        raise UsageError(f"{target}: cannot write this file type; use one of {writable}")
-    if animated_in != animated_out:
-        kind, suffixes = (("an animated image", ANIMATION_EXTENSIONS) if animated_in
-                          else ("a video", WRITABLE_VIDEO_EXTENSIONS))
+    animated_in = _is_animation(source)
+    kind, suffixes = (("an animated image", ANIMATION_EXTENSIONS) if animated_in
+                      else ("a video", WRITABLE_VIDEO_EXTENSIONS))
+    if target.suffix.lower() not in suffixes:  # one list per kind of input: the one it can be written as
         raise UsageError(f"{target}: {source} is {kind}; write it as one of {', '.join(suffixes)}")
     if same_file(source, target):
         raise ImageError(f"{target}: refusing to overwrite an input file")
