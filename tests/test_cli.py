@@ -341,6 +341,24 @@ def test_apply_max_pixels_covers_videos(fast_model, tmp_path):
     assert not list(tmp_path.glob(".out.mp4*"))
 
 
+def test_apply_a_video_to_stdout_is_refused_as_such(fast_model, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4")
+    result = invoke("apply", fast_model, clip, "-o", "-", "--device", "cpu")
+    assert_clean_failure(result, tmp_path / "-", str(clip), "stdout", "-o FILE.mp4", code=2)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("flag", ["--smooth", "--stabilize"])
+def test_apply_video_settings_without_a_video_are_refused(fast_model, pictures, tmp_path, flag):
+    content, _, other = pictures
+    out = tmp_path / "out.png"
+    result = invoke("apply", fast_model, content, "-o", out, flag, "0.5", "--device", "cpu")
+    assert_clean_failure(result, out, flag.strip("-"), "video", f"{content} is not a video",
+                         code=2)
+    result = invoke("apply", fast_model, content, other, "-o", tmp_path / "styled", flag, "0.5", "--device", "cpu")
+    assert_clean_failure(result, tmp_path / "styled", "none of the 2 inputs is a video", code=2)
+
+
 def test_export_to_an_unwritable_place_is_one_line(fast_model, tmp_path):
     (tmp_path / "taken").write_text("a file where a folder should be")
     out = tmp_path / "taken" / "light.onnx"

@@ -28,7 +28,7 @@ from painterly import flow, images, pixels
 from painterly.cli import app
 from painterly.config import StylizeConfig
 from painterly.errors import UsageError
-from painterly.events import StepEvent, VideoProgressEvent
+from painterly.events import MessageEvent, StepEvent, VideoProgressEvent
 from painterly.gatys_video import FramePainter, kept_frames_folder, stylize_video_files
 from painterly.provenance import file_sha256
 from painterly.video import read_video_settings
@@ -312,6 +312,45 @@ def test_an_interrupt_writes_nothing_and_other_settings_are_refused_in_one_line(
     assert "config.temporal_weight" not in lines[0]  # only what differs is named
     assert not output.exists()
     assert sorted(path.name for path in kept.glob("frame-*.png")) == ["frame-000001.png"]  # left as it was
+
+
+@pytest.mark.parametrize("damage, frame, resumed", [
+    ("emptied", 2, 1),  # a disk filled, a sync cut short: frame 1 stands, 2 and 3 are painted again
+    ("another size", 3, 2),  # not the frame this clip's settings make
+    ("not an image", 1, 0),  # the first frame, whose settings every resume is checked against
+])
+def test_a_damaged_kept_frame_is_painted_again_with_those_after_it(clip, style, tmp_path, one_thread, damage, frame,
+                                                                     resumed):
+    output = tmp_path / "out.mp4"
+    progress = []
+
+    def interrupt_after_third_frame(event):
+        if isinstance(event, VideoProgressEvent):
+            progress.append(event)
+            if len(progress) == 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video_files(clip, [style], output, CONFIG, callback=interrupt_after_third_frame)
+    damaged = kept_frames_folder(output) / f"frame-{frame:06d}.png"
+    assert damaged.is_file()
+    if damage == "emptied":
+        damaged.write_bytes(b"")
+    elif damage == "another size":
+        images.save_image(texture(10, 12), damaged)
+    else:
+        damaged.write_bytes(b"not a PNG at all")
+
+    messages: list[str] = []
+    report = stylize_video_files(clip, [style], output, CONFIG,
+                                 callback=lambda event: isinstance(event, MessageEvent) and messages.append(event.text))
+    assert report["resumed"] == resumed and report["frames"] == FRAMES
+    said = [text for text in messages if str(damaged) in text]
+    assert len(said) == 1, messages
+    assert f"painting frame {frame} kept from an earlier run again" in said[0]
+    assert (f"and the {3 - frame} kept after it" in said[0]) == (frame < 3)
+    assert len(decoded(output)[0]) == FRAMES
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mp4"]  # the kept frames removed
 
 
 @pytest.mark.parametrize("case", ["not a video", "image output"])

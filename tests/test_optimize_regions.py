@@ -139,8 +139,8 @@ def test_cli_paints_an_auto_mask_and_writes_it_out(files, one_thread):
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["red.png", "--mask", "auto:2"], "the mask has 2 regions and 1 styles were given"),
-    (["red.png", "keep", "--mask", "three.png"], "the mask has 3 regions and 2 styles were given"),
+    (["red.png", "--mask", "auto:2"], "the auto:2 mask has 2 regions and 1 styles were given"),
+    (["red.png", "keep", "--mask", "three.png"], "three.png has 3 regions and 2 styles were given"),
     (["red.png", "keep"], "'keep' style keeps the photo in a --mask region"),
     (["red.png", "keep", "--mask", "auto:2", "--style-blend", "1,1"], "--style-blend"),
     (["keep", "keep", "--mask", "auto:2"], "nothing to paint"),

@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,25 @@ def test_grey_level_masks_are_regions_too(tmp_path):
     mask = read_mask(tmp_path / "grey.png")
     assert mask.colors == ((200, 200, 200), (0, 0, 0), (90, 90, 90))
     assert mask.labels[0, 0] == 0 and mask.labels[0, 11] == 1 and mask.labels[9, 0] == 2
+
+
+def test_sixteen_bit_grey_levels_are_not_merged_to_eight_bits(tmp_path):
+    levels = np.arange(300, dtype=np.uint16) * 200  # 300 levels, 0..59800: many share an 8-bit value
+    Image.fromarray(np.tile(levels, (4, 1)).astype(np.uint16)).save(tmp_path / "many.png")
+    with pytest.raises(ImageError, match=re.escape(f"{tmp_path / 'many.png'}: ") + ".* 300 colours"):
+        read_mask(tmp_path / "many.png")
+
+    close = np.zeros((6, 8), dtype=np.uint16)
+    close[:, 4:] = 1  # 0 and 1 of 65535: one 8-bit grey, two regions
+    close[3:] = 40000
+    with Image.fromarray(close) as image:
+        assert image.mode.startswith("I")  # a 16-bit file, as the test means
+        image.save(tmp_path / "close.png")
+    mask = read_mask(tmp_path / "close.png")
+    assert mask.count == 3 and mask.labels[0, 0] == 0 and mask.labels[0, 7] == 1 and mask.labels[5, 0] == 2
+    assert mask.colors == ((0, 0, 0), (0, 0, 0), (156, 156, 156))
+    written = write_mask(mask, tmp_path / "copy.png")  # colours shared by two regions: the palette instead
+    np.testing.assert_array_equal(read_mask(written).labels, mask.labels)
 
 
 def test_load_mask_takes_every_kind_of_mask(tmp_path, found):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .atomic import cannot_write, restored_on_failure
+from .config import ApplyConfig
 from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
 from .fast import FastStylizer
@@ -97,6 +98,7 @@ def apply_files(
     shown_output = os.fspath(output)
     jobs, strict = _plan([os.fspath(item) for item in inputs], shown_output, _check_suffix(suffix),
                          protect=stylizer.input_files())
+    _check_video_settings(stylizer.config, jobs)
     if isinstance(stylizer.mask, AutoMask):  # each photo's mask is written beside its output
         _check_mask_targets(jobs, stylizer.input_files())
     for job in jobs:
@@ -125,6 +127,9 @@ def _plan(inputs: list[str], output: str, suffix: str | None, *,
     if output == STDIO:
         if not one_file:
             raise UsageError("-o - writes one image to stdout; give exactly one input file (or -)")
+        if inputs[0] != STDIO and is_video(inputs[0]):  # else read as an image: "not an image Pillow can read"
+            raise UsageError(f"{inputs[0]}: -o - writes one image to stdout; a video or animation is written "
+                             f"to a file: give -o FILE{Path(inputs[0]).suffix}")
         return [_Job(inputs[0], None)], True
     if one_file and _names_a_file(output):
         source = inputs[0]
@@ -195,6 +200,15 @@ def _check_targets(jobs: list[_Job], protect: Sequence[str] = ()) -> None:
         if target in made_from:
             raise UsageError(f"{made_from[target]} and {job.source} would both be written to {job.target}")
         made_from[target] = job.source
+
+
+def _check_video_settings(config: ApplyConfig, jobs: list[_Job]) -> None:
+    """`smooth` and `stabilize` act between a video's frames: asked for with no video among the inputs,
+    they would be ignored without a word."""
+    asked = [name for name in ("smooth", "stabilize") if getattr(config, name) > 0]
+    if asked and jobs and not any(job.is_video for job in jobs):
+        what = f"{jobs[0].source} is not" if len(jobs) == 1 else f"none of the {len(jobs)} inputs is"
+        raise UsageError(f"{asked[0]} steadies a video between its frames; {what} a video")
 
 
 def _check_mask_targets(jobs: list[_Job], protect: Sequence[str]) -> None:

@@ -13,7 +13,9 @@ Resumable: each finished frame is kept as a lossless 8-bit PNG, with the setting
 beside the output (`.OUTPUT.frames`), so a run killed half-way continues from its last finished
 frame when run again with the same settings; other settings are refused in one line naming the
 folder. The chain always continues from the 8-bit frame, kept or just made, so a resumed run
-computes exactly what an uninterrupted one would. The folder is removed once the video is written,
+computes exactly what an uninterrupted one would; a kept frame that no longer reads back as it was
+written (emptied, damaged, another size) is painted again with the frames after it, which continued
+from it, and a message says so. The folder is removed once the video is written,
 and when the input turns out to be damaged (a rerun could not finish either); an interrupt, a kill
 or any other failure leaves it for the next run (which also removes a killed run's half-written
 video, atomic_path's temporary). The video itself is written atomically at the end
@@ -109,7 +111,7 @@ def stylize_video_files(
     with video_av.open_video_source(source_path) as source:
         if source.height and source.width:
             images.check_pixels(os.fspath(source_path), source.width, source.height, max_pixels)
-        with _KeptFrames.open(target, settings) as kept:
+        with _KeptFrames.open(target, settings, callback) as kept:
             painter = FramePainter(style_images, config, init_image, callback)
             try:
                 with atomic_path(target) as temporary, video_av.open_video_sink(source, temporary, target, settings,
@@ -244,8 +246,8 @@ class _Run:
             for frame in source.frames(self._frame_check()):
                 current = pixels.resize_long_side(frame.image, size)
                 index = self.done + 1
-                if index <= self.kept.count:
-                    result = self.kept.read(index)
+                result = self.kept.read(index, current.shape) if index <= self.kept.count else None
+                if result is not None:
                     self.resumed = index
                 else:
                     if painting_since is None:
@@ -296,14 +298,15 @@ class _KeptFrames:
     that two runs into one output cannot interleave.
     """
 
-    def __init__(self, folder: Path, settings: dict) -> None:
+    def __init__(self, folder: Path, settings: dict, callback: Callback = ignore) -> None:
         self.folder = folder
         self._settings = json.loads(json.dumps(settings))  # as it reads back from a file: lists, not tuples
+        self._callback = callback
         self.count = self._count()
 
     @classmethod
     @contextmanager
-    def open(cls, target: Path, settings: dict) -> Iterator[_KeptFrames]:
+    def open(cls, target: Path, settings: dict, callback: Callback = ignore) -> Iterator[_KeptFrames]:
         folder = kept_frames_folder(target)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -311,7 +314,7 @@ class _KeptFrames:
             raise OutputError(f"{folder}: cannot write ({error.strerror or error})") from None
         try:
             with exclusive(folder / ".lock", wait=False):
-                kept = cls(folder, settings)
+                kept = cls(folder, settings, callback)
                 kept.check_settings(target)
                 _remove_stale_temporaries(target)
                 try:
@@ -333,7 +336,11 @@ class _KeptFrames:
         """Refuse to continue frames made with other settings (or inputs); none kept: nothing to refuse."""
         if not self.count:
             return
-        recorded = images.read_settings(self.folder / _FRAME_NAME.format(1)) or {}
+        try:
+            recorded = images.read_settings(self.folder / _FRAME_NAME.format(1)) or {}
+        except ImageError as error:
+            self._drop_from(1, error)
+            return
         recorded.pop("frame", None)
         if recorded != self._settings:
             differ = sorted(_differences(recorded, self._settings)) or ["the settings"]
@@ -341,9 +348,29 @@ class _KeptFrames:
                              f"settings ({', '.join(differ[:4])}{', …' if len(differ) > 4 else ''} differ); run "
                              f"it again as before to continue, or remove that folder to start afresh")
 
-    def read(self, index: int) -> np.ndarray:
-        rgb, _ = images.read_array(self.folder / _FRAME_NAME.format(index), dtype=np.uint8)
+    def read(self, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
+        """Kept frame `index` as float, or None when it does not read back as an HxWx3 `shape` frame: it and
+        the frames after it (each continued from the one before) are dropped, to be painted again."""
+        path = self.folder / _FRAME_NAME.format(index)
+        try:
+            rgb, _ = images.read_array(path, dtype=np.uint8)
+        except ImageError as error:
+            self._drop_from(index, error)
+            return None
+        if rgb.shape != tuple(shape):
+            self._drop_from(index, f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, not the clip's "
+                                   f"{shape[1]}x{shape[0]}")
+            return None
         return pixels.to_float32(rgb)
+
+    def _drop_from(self, index: int, why: object) -> None:
+        for later in range(index, self.count + 1):
+            with suppress(OSError):  # one left behind is overwritten when that frame is painted again
+                (self.folder / _FRAME_NAME.format(later)).unlink()
+        after = self.count - index
+        self._callback(MessageEvent(f"{why}; painting frame {index} kept from an earlier run again"
+                                    + (f", and the {after} kept after it" if after else "")))
+        self.count = index - 1
 
     def write(self, index: int, image: np.ndarray) -> np.ndarray:
         """Keep frame `index`; returns it as the chain continues from it: its 8-bit values, as float."""

@@ -543,6 +543,14 @@ def frame_count(path: StrPath) -> int:
         return _frames_in(img)
 
 
+def is_high_depth(path: StrPath) -> bool:
+    """Whether the file holds 16/32-bit or float grey, from its header: `read_array(dtype=np.uint8)` rounds
+    such values to 8 bits, which merges levels a mask keeps apart. A damaged file raises ImageError naming it."""
+    shown = os.fspath(path)
+    with _open(path, shown) as img, _decoding(shown):
+        return _is_high_depth(img)
+
+
 def _frames_in(img: Image.Image) -> int:
     count = getattr(img, "n_frames", 1)
     if not isinstance(count, int) or count < 1:

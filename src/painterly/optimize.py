@@ -21,7 +21,7 @@ from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, StepEvent, StopRequested, ignore
 from .features import VGGFeatures, build_perceptual_loss
 from .losses import LossTerms, normalised_blend
-from .regions import KEEP, RegionMask
+from .regions import KEEP, RegionMask, shown_mask
 
 
 def stylize(
@@ -228,9 +228,9 @@ def check_region_styles(styles: Sequence[object], mask: RegionMask | None, confi
             raise UsageError(f"a {KEEP!r} style keeps the photo in a --mask region; without a mask it needs a painting")
         return
     if len(styles) != mask.count:
-        raise UsageError(f"the mask has {mask.count} regions and {len(styles)} styles were given: give one painting "
-                         f"per region, in the order the regions' colours first appear from the top left "
-                         f"({KEEP!r} keeps the photo there)")
+        raise UsageError(f"{shown_mask(mask.source)} has {mask.count} regions and {len(styles)} styles were given: "
+                         f"give one painting per region, in the order the regions' colours first appear from the "
+                         f"top left ({KEEP!r} keeps the photo there)")
     if config.style_blend is not None:
         raise UsageError("--style-blend mixes paintings over the whole image; with --mask each region takes its own")
     if all(style is None for style in styles):

@@ -36,7 +36,7 @@ from .errors import UsageError
 from .events import Callback, ignore
 from .pixels import to_float32, to_uint8
 from .provenance import describe_file
-from .regions import KEEP, RegionMask, load_mask, mask_target, parse_mask_spec, write_mask
+from .regions import KEEP, RegionMask, load_mask, mask_target, parse_mask_spec, shown_mask, write_mask
 
 if TYPE_CHECKING:
     from .config import ApplyConfig
@@ -113,8 +113,8 @@ def mask_for(mask: Mask, image: np.ndarray) -> RegionMask:
 
 def check_count(mask: Mask, count: int, what: str) -> None:
     if mask.count != count:
-        shown = mask.source.get("file", "the mask")
-        raise UsageError(f"{shown} has {mask.count} regions and {count} {what}")
+        source = {"auto": mask.regions, **mask.source} if isinstance(mask, AutoMask) else mask.source
+        raise UsageError(f"{shown_mask(source)} has {mask.count} regions and {count} {what}")
 
 
 def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,

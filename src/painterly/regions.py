@@ -74,11 +74,16 @@ def mask_target(target: str | os.PathLike) -> Path:
 
 def read_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> RegionMask:
     """A mask image file's regions (see the module's notes); a file that cannot be a mask is one line."""
-    from .images import read_array
+    from .images import is_high_depth, read_array
+    from .pixels import to_uint8
     from .provenance import describe_file
 
-    rgb, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    if is_high_depth(path):  # 16-bit or float grey: each level its own region, not rounded together to 8 bits
+        gray, _ = read_array(path, max_pixels=max_pixels, min_side=1)
+        packed = gray[..., 0]
+    else:
+        rgb, _ = read_array(path, max_pixels=max_pixels, min_side=1, dtype=np.uint8)
+        packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
     values, first, inverse = np.unique(packed.reshape(-1), return_index=True, return_inverse=True)
     if len(values) > MAX_REGIONS:
         raise ImageError(f"{path}: a mask has one flat colour per region, and this image has {len(values)} colours "
@@ -87,12 +92,22 @@ def read_mask(path: str | os.PathLike, *, max_pixels: int | None = None) -> Regi
     rank = np.empty(len(values), dtype=np.uint8)
     rank[order] = np.arange(len(values), dtype=np.uint8)
     labels = rank[inverse].reshape(packed.shape)
-    colors = tuple((int(v >> 16) & 255, int(v >> 8) & 255, int(v) & 255) for v in values[order])
+    if packed.dtype == np.float32:  # recorded as 8-bit greys (two close levels may share one)
+        colors = tuple((int(level),) * 3 for level in to_uint8(values[order]))
+    else:
+        colors = tuple((int(v >> 16) & 255, int(v >> 8) & 255, int(v) & 255) for v in values[order])
     try:
         source = describe_file(path)
     except OSError as error:  # gone or unreadable since it was decoded
         raise ImageError(f"{path}: cannot read ({error.strerror or error})") from None
     return _checked(RegionMask(labels, colors, source), os.fspath(path))
+
+
+def shown_mask(source: dict) -> str:
+    """How a message names a mask from its record: its file, else the auto:K that finds it."""
+    if "file" in source:
+        return str(source["file"])
+    return f"the auto:{source['auto']} mask" if "auto" in source else "the mask"
 
 
 def mask_from_labels(labels: np.ndarray, *, shown: str = "mask") -> RegionMask:
