@@ -59,8 +59,9 @@ def noisy_still(width: int, height: int, count: int = FRAMES) -> Iterator[np.nda
 
 
 def write_clip(path: Path, frames: Iterable[np.ndarray], *, codec: str = "libx264", audio: bool = True,
-               rotation: int = 0, index_first: bool = False, metadata: dict[str, str] | None = None) -> Path:
-    """A clip at FPS with a 440 Hz sine in AAC at 44.1 kHz mono, as long as the video."""
+               rotation: int = 0, index_first: bool = False, metadata: dict[str, str] | None = None,
+               audio_seconds: float | None = None) -> Path:
+    """A clip at FPS with a 440 Hz sine in AAC at 44.1 kHz mono, as long as the video unless told."""
     frames = list(frames)
     height, width = frames[0].shape[:2]
     options = {"movflags": "+faststart"} if index_first else {}
@@ -77,7 +78,7 @@ def write_clip(path: Path, frames: Iterable[np.ndarray], *, codec: str = "libx26
             container.mux(video.encode(picture))
         container.mux(video.encode(None))
         if sound is not None:
-            write_sine(container, sound, seconds=len(frames) / FPS)
+            write_sine(container, sound, seconds=audio_seconds or len(frames) / FPS)
     return path
 
 
@@ -252,8 +253,10 @@ def damaged(kind: str, folder: Path) -> Path:
     """Random bytes, or the first half of a clip with its index at the end (none of it opens) or
     at the front (it opens and plays until the data stops: a partial download), or the first 70 % of
     a Matroska or WebM clip (whose index is at the end: it plays, and only the header's duration says
-    that frames are missing)."""
-    path = folder / f"{kind}.{kind.removeprefix('cut-') if kind in ('cut-mkv', 'cut-webm') else 'mp4'}"
+    that frames are missing), or a Matroska clip cut where its sound runs on after the last frame (the
+    video whole, only the audio's header duration says that sound is missing)."""
+    suffix = {"cut-mkv": "mkv", "cut-webm": "webm", "cut-mkv-audio": "mkv"}.get(kind, "mp4")
+    path = folder / f"{kind}.{suffix}"
     if kind == "random":
         path.write_bytes(np.random.default_rng(0).bytes(20_000))
     elif kind in ("cut-mkv", "cut-webm"):
@@ -261,6 +264,12 @@ def damaged(kind: str, folder: Path) -> Path:
         whole = write_clip(folder / f"whole{path.suffix}", moving_square(64, 48), codec=codec, audio=kind == "cut-mkv")
         data = whole.read_bytes()
         path.write_bytes(data[: len(data) * 7 // 10])
+    elif kind == "cut-mkv-audio":
+        whole = write_clip(folder / "whole.mkv", moving_square(64, 48), audio_seconds=FRAMES / FPS + 1.5)
+        with av.open(str(whole)) as container:  # the first sound packet a second past the video's end
+            cut = next(packet.pos for packet in container.demux(container.streams.audio[0])
+                       if packet.pts is not None and packet.pts * packet.time_base >= FRAMES / FPS + 1)
+        path.write_bytes(whole.read_bytes()[:cut])
     else:
         whole = write_clip(folder / f"whole-{kind}.mp4", moving_square(64, 48), index_first=kind == "cut-index-first")
         data = whole.read_bytes()
@@ -268,7 +277,8 @@ def damaged(kind: str, folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind", ["random", "cut-index-last", "cut-index-first", "cut-mkv", "cut-webm"])
+@pytest.mark.parametrize("kind", ["random", "cut-index-last", "cut-index-first", "cut-mkv", "cut-webm",
+                                  "cut-mkv-audio"])
 def test_damaged_clip_is_refused_in_one_line_and_writes_nothing(stylizer, tmp_path, kind):
     source = damaged(kind, tmp_path)
     before = sorted(tmp_path.iterdir())
@@ -279,6 +289,9 @@ def test_damaged_clip_is_refused_in_one_line_and_writes_nothing(stylizer, tmp_pa
     if kind in ("cut-mkv", "cut-webm"):
         assert re.search(r": the file is cut off \(its header says 2\.00 s, its frames end at 1\.[0-9]{2} s\)$",
                          message)
+    if kind == "cut-mkv-audio":
+        assert re.search(r": the file is cut off \(its header says its audio runs [0-9.]+ s, the audio ends at "
+                         r"[0-9.]+ s\)$", message)
     assert sorted(tmp_path.iterdir()) == before  # no output, no temporary
 
 

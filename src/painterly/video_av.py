@@ -209,6 +209,7 @@ def _stated_seconds(container: Any, stream: Any) -> float | None:
     return None
 
 
+_AUDIO_SLACK = 0.1  # s: an audio track may end this much short of its header's duration (encoder padding)
 _DURATION_TAG = re.compile(r"([0-9]{1,9}):([0-5]?[0-9]):([0-9]{1,2}(?:\.[0-9]{1,9})?)")
 
 
@@ -426,6 +427,7 @@ class _AudioTrack:
         self._output = output
         self._packets = self._input.demux(self._source)
         self._pending: Any = None  # the first packet past the last `write_until`
+        self._read, self._end = 0, 0.0  # packets with data read, and where the last one ends (s)
 
     def write_until(self, seconds: float | None) -> None:
         """Write the packets that start before `seconds`; all that are left when None."""
@@ -436,14 +438,31 @@ class _AudioTrack:
             self._write(packet)
 
     def finish(self, seconds: float | None) -> None:
-        """Write the packets up to `seconds` (all when None) and what the encoder still holds."""
+        """Write the packets up to `seconds` (all when None) and what the encoder still holds; all of them
+        read, the track is checked against its header, as the video is (`VideoSource._decoded`)."""
         self.write_until(seconds)
+        if seconds is None:
+            self._check_whole()
         if not self._copy:
             with self._writing():
                 self._output.mux(self._stream.encode(None))
 
     def close(self) -> None:
         self._input.close()
+
+    def _check_whole(self) -> None:
+        """Refuse a track cut short: fewer packets than an MP4's index lists, or (Matroska, WebM) an end
+        short of the duration its header states by more than an encoder's padding (AAC's ends 23 ms short)."""
+        indexed = len(self._source.index_entries)
+        if self._read < indexed:
+            raise ImageError(f"{self._path}: the file is cut off (its index lists {indexed} audio packets, it "
+                             f"holds {self._read})")
+        stated = _stated_seconds(self._input, self._source)
+        frame_size, rate = self._source.codec_context.frame_size or 0, self._source.codec_context.sample_rate or 0
+        slack = max(_AUDIO_SLACK, 3 * frame_size / rate if rate else 0)
+        if self._read and stated is not None and self._end < stated - slack:
+            raise ImageError(f"{self._path}: the file is cut off (its header says its audio runs {stated:.2f} s, "
+                             f"the audio ends at {self._end:.2f} s)")
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -459,7 +478,12 @@ class _AudioTrack:
         if packet is not None:
             return packet
         with self._reading():
-            return next(self._packets, None)
+            packet = next(self._packets, None)
+        if packet is not None and packet.size > 0:  # the last, empty packet only flushes the decoder
+            self._read += 1
+            if packet.pts is not None:
+                self._end = max(self._end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+        return packet
 
     def _write(self, packet: Any) -> None:
         if not self._copy:
