@@ -219,6 +219,8 @@ def test_weights_command_shows_status(tmp_path):
     result = invoke("weights")
     assert result.exit_code == 0
     assert "vgg19: not downloaded" in result.stdout and "vgg16: not downloaded" in result.stdout
+    assert "raft-small: not downloaded" in result.stdout and "raft-large: not downloaded" in result.stdout
+    assert "raft_small_C_T_V2-01064c6d.pth" in result.stdout
     assert str(tmp_path / "torch") in result.stdout
 
 

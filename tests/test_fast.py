@@ -462,7 +462,7 @@ def test_apply_one_file_records_how_it_was_made(stylizer, model_file, tmp_path):
     assert settings["config"] == {"strength": 0.8, "preserve_color": "luminance", "size": None, "tile": "auto",
                                     "tile_overlap": config.DEFAULT_TILE_OVERLAP, "backend": "torch", "device": "cpu",
                                     "precision": "fp32", "batch_size": ApplyConfig().batch_size, "smooth": 0.0,
-                                    "stabilize": 0.0, "max_pixels": None, "stroke_size": None,
+                                    "stabilize": 0.0, "flow": "dis", "max_pixels": None, "stroke_size": None,
                                     "mask_seed": config.MASK_SEED}
     assert settings["input"]["file"] == str(source) and len(settings["input"]["sha256"]) == 64
 

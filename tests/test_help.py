@@ -23,13 +23,13 @@ CHOICES = {
     "optimizer": config.OPTIMIZERS, "multiscale": config.MULTISCALE, "precision": config.PRECISIONS,
     "pooling": config.POOLINGS, "vgg": config.VGG_ARCHS, "lr_schedule": config.LR_SCHEDULES,
     "backend": config.BACKENDS, "device": config.DEVICES, "loss_normalisation": config.LOSS_NORMALISATIONS,
-    "init": (*config.INITS, "path"), "vgg_weights": ("imagenet", "random", "path"),
+    "init": (*config.INITS, "path"), "vgg_weights": ("imagenet", "random", "path"), "flow": config.FLOWS,
 }
 CHOICES_BY_COMMAND = {
     ("stylize", "preserve_color"): config.COLOR_MODES,
     ("apply", "preserve_color"): config.FAST_COLOR_MODES,
     ("train", "arch"): config.TRAIN_ARCHS,
-    ("weights", "arch"): (*config.VGG_ARCHS, "all"),
+    ("weights", "arch"): (*config.VGG_ARCHS, *config.FLOWS[1:], "all"),
 }
 
 # The options issue 14 found without their default (Rich markup ate "[default: …]"), and what it says.

@@ -103,7 +103,7 @@ def apply_files(
         _check_mask_targets(jobs, stylizer.input_files())
     for job in jobs:
         if job.is_video:  # before any file is written: a refusal midway would leave half a folder
-            check_stylizer(stylizer, job.source)
+            check_stylizer(stylizer, job.source, callback=callback)
     run = _Run(stylizer, callback=callback, strict=strict, total=len(jobs))
     try:
         run.process(jobs)

@@ -33,6 +33,7 @@ from .config import (
     COLOR_MODES,
     DEVICES,
     FAST_COLOR_MODES,
+    FLOWS,
     INITS,
     LOSS_NORMALISATIONS,
     LR_SCHEDULES,
@@ -89,6 +90,8 @@ _VGG_WEIGHTS_HELP = ("The VGG weights: ImageNet's (downloaded once), seeded rand
 _VGG_WEIGHTS_DEFAULT = "$PAINTERLY_VGG_WEIGHTS, else imagenet"
 _MAX_PIXELS_DEFAULT = f"$PAINTERLY_MAX_PIXELS, else {DEFAULT_MAX_PIXELS}"
 _DEVICE_HELP = "Where to compute; auto: a CUDA GPU, then Apple's MPS, then the CPU."
+_FLOW_HELP = ("Video: the optical flow the frames follow. dis: OpenCV's, weight-free; raft-small, raft-large: "
+              "torchvision's RAFT (fetched once into the weights cache, see `painterly weights`; slow on a CPU).")
 _SEED_HELP = "Seed of every random choice: the same seed and settings give the same result."
 _MODEL_NAME_HELP = ("a catalogue name (`painterly models`; pulled on first use) or hf://owner/repo[/file][@revision] "
                     "(a model on the Hugging Face Hub).")
@@ -312,6 +315,7 @@ def stylize(
         "motion (0 = only start from it).")] = _DEFAULTS.temporal_weight,
     frame_steps: Annotated[int | None, typer.Option(
         help="Video: steps on each frame after the first.", show_default="two fifths of --steps")] = None,
+    flow: Annotated[str, typer.Option(metavar=_one_of(FLOWS), help=_FLOW_HELP)] = _DEFAULTS.flow,
     max_pixels: Annotated[int | None, typer.Option(
         help="Largest input image accepted, in pixels.", show_default=_MAX_PIXELS_DEFAULT)] = None,
     json_summary: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
@@ -336,8 +340,8 @@ def stylize(
         style_scale=style_scale, init=init, preserve_color=preserve_color, multiscale=multiscale,
         min_scale=min_scale, pooling=pooling, vgg=vgg, vgg_weights=vgg_weights,
         loss_normalisation=loss_normalisation, seed=seed, device=device, precision=precision,
-        save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps, mask_feather=mask_feather,
-        mask_seed=mask_seed,
+        save_every=save_every, temporal_weight=temporal_weight, frame_steps=frame_steps, flow=flow,
+        mask_feather=mask_feather, mask_seed=mask_seed,
     )
     inputs = [content, *styles] + ([Path(init)] if init not in INITS else []) + ([Path(mask)] if mask else [])
     if not is_video_path(content):  # a video's output is checked by gatys_video
@@ -566,6 +570,7 @@ def apply(
     stabilize: Annotated[float, typer.Option(
         help="Video: against flicker, blend each frame with the previous one moved along the optical flow, "
         "0..1 (not with --smooth); needs `pip install 'painterly[flow]'`.")] = _APPLY.stabilize,
+    flow: Annotated[str, typer.Option(metavar=_one_of(FLOWS), help=_FLOW_HELP)] = _APPLY.flow,
     backend: Annotated[str, typer.Option(
         metavar=_one_of(BACKENDS), help="auto: onnx for a .onnx model, else torch; onnx needs "
         "`pip install 'painterly[onnx]'`.")] = _APPLY.backend,
@@ -590,7 +595,8 @@ def apply(
         raise UsageError(f"--style-size must be 0 (as it is) or a positive number of pixels, got {style_size}")
     config = ApplyConfig(strength=strength, preserve_color=preserve_color, size=size, tile=tile,
                          tile_overlap=tile_overlap, batch_size=batch_size, backend=backend, device=device,
-                         precision=precision, smooth=smooth, stabilize=stabilize, max_pixels=max_pixels, alpha=alpha,
+                         precision=precision, smooth=smooth, stabilize=stabilize, flow=flow, max_pixels=max_pixels,
+                         alpha=alpha,
                          style_size=style_size or None, style_blend=_floats(style_blend, "--style-blend"),
                          mask_feather=mask_feather, mask_seed=mask_seed, stroke_size=stroke_size)
     with ProgressPrinter(quiet=quiet) as progress:
@@ -733,39 +739,47 @@ def serve(
 @app.command("weights", cls=_Command)
 @user_errors
 def weights_command(
-    download: Annotated[bool, typer.Option("--download", help="Download the ImageNet weights into the cache.")] = False,
+    download: Annotated[bool, typer.Option("--download", help="Download the weights into the cache.")] = False,
     import_file: Annotated[Path | None, typer.Option(
         "--import", help="Copy a local torchvision weights file into the cache.")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check the hash of the cached files.")] = False,
-    arch: Annotated[str, typer.Option(metavar=_one_of((*VGG_ARCHS, "all")), help="Which network's weights.")] = "all",
+    arch: Annotated[str, typer.Option(metavar=_one_of((*VGG_ARCHS, *FLOWS[1:], "all")), help=(
+        "Which network's weights: a VGG (the losses) or a RAFT (--flow); all: the VGGs and, listed, the RAFTs."
+    ))] = "all",
 ) -> None:
-    """Show where the VGG weights are; download, verify or import them."""
-    from . import weights  # torch-free until a file is loaded: listing the paths takes no seconds
+    """Show where the pretrained weights are (VGG for the losses, RAFT for --flow); download, verify or
+    import them."""
+    from . import flow_raft, weights  # torch-free until a file is loaded: listing the paths takes no seconds
     from .progress import ProgressPrinter
 
-    archs = weights.ARCHS if arch == "all" else (arch,)
-    for name in archs:
-        if name not in weights.ARCHS:
-            raise UsageError(f"--arch must be vgg16, vgg19 or all; got {name!r}")
+    known = (*weights.ARCHS, *flow_raft.NAMES)
+    if arch != "all" and arch not in known:
+        raise UsageError(f"--arch must be one of {', '.join(known)} or all; got {arch!r}")
+
+    def spec_of(name: str) -> weights.WeightsSpec:
+        return flow_raft.spec_for(name) if name in flow_raft.NAMES else weights.spec_for(name)
+
     if import_file is not None:
         if arch == "all":
-            raise UsageError("--import needs --arch vgg19 or --arch vgg16")
-        print(f"imported {import_file} as {weights.import_file(import_file, arch)}")
-    if download:
-        for name in archs:
+            raise UsageError(f"--import needs --arch, one of {', '.join(known)}")
+        imported = (flow_raft.import_file(import_file, arch) if arch in flow_raft.NAMES
+                    else weights.import_file(import_file, arch))
+        print(f"imported {import_file} as {imported}")
+    if download:  # "all": the VGGs, which every Gatys run and training needs; a RAFT only when named
+        for name in weights.ARCHS if arch == "all" else (arch,):
             with ProgressPrinter() as progress:
-                path = weights.download(weights.spec_for(name), callback=progress, explicit=True)
+                path = weights.download(spec_of(name), callback=progress, explicit=True)
             print(f"{name}: {path}")
-    for row in weights.status():
-        if row["arch"] not in archs:
+    for row in [*weights.status(), *flow_raft.status()]:
+        if arch != "all" and row["arch"] != arch:
             continue
         state = f"cached, {row['size'] / 1e6:.0f} MB" if row["present"] else "not downloaded"
         if verify and row["present"]:
-            ok = weights.verify(Path(row["path"]), weights.spec_for(row["arch"]))
+            ok = weights.verify(Path(row["path"]), spec_of(row["arch"]))
             state += ", hash OK" if ok else ", HASH MISMATCH (delete it and download again)"
         print(f"{row['arch']}: {state}\n  file: {row['path']}\n  from: {row['url']}")
     print("Other sources: --vgg-weights PATH (or $PAINTERLY_VGG_WEIGHTS) for a local .pth/.safetensors file, "
-          "--vgg-weights random for offline use (much lower quality).")
+          "--vgg-weights random for offline use (much lower quality); --flow dis needs no weights.")
 
 
 models_app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=False)

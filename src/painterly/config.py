@@ -36,6 +36,8 @@ TRAIN_ARCHS = (*NET_ARCHS, *ADAIN_TRAIN_ARCHS)  # what `train --arch` takes: the
 LR_SCHEDULES = ("constant", "cosine", "inverse")
 INVERSE_LR_DECAY = 5e-5
 BACKENDS = ("auto", "torch", "onnx")
+# Optical flow for video (`flow.estimator`): OpenCV's DIS, weight-free; torchvision's RAFT where its weights can be had.
+FLOWS = ("dis", "raft-small", "raft-large")
 # `apply`'s choices: "histogram" recolours the painting an arbitrary-style (AdaIN) model is given; a Johnson
 # model has learned its style, so there is no painting to recolour (JOHNSON_COLOR_MODES).
 FAST_COLOR_MODES = ("luminance", "histogram")
@@ -93,6 +95,7 @@ class StylizeConfig:
     # Steps on each frame after the first, which starts from the previous result and needs fewer.
     # None: two fifths of `steps` (`frame_steps_or_default`), Ruder et al.'s 800 after 2000.
     frame_steps: int | None = None
+    flow: str = "dis"  # video: the optical flow each frame's start and temporal term follow (FLOWS)
     mask_feather: int = MASK_FEATHER  # with a mask (regions.py): pixels over which a region's edge fades
     mask_seed: int = MASK_SEED  # with --mask auto:K: the clustering's seed (not `seed`, the optimisation's)
 
@@ -126,6 +129,7 @@ class StylizeConfig:
         if not self.content_layers and self.content_weight > 0:
             raise UsageError("content_layers is empty; set content_weight 0 for pure texture synthesis")
         _positive_int("min_scale", self.min_scale)
+        check_choice("flow", self.flow, FLOWS)
         if self.save_every < 0:
             raise UsageError("save_every must be 0 (off) or a positive number of steps")
         if isinstance(self.temporal_weight, bool) or not (
@@ -469,6 +473,7 @@ class ApplyConfig:
     precision: str = "auto"
     smooth: float = 0.0  # video: temporal smoothing against flicker, in [0, 1)
     stabilize: float = 0.0  # video: motion-compensated blending strength in [0, 1) (needs the flow extra)
+    flow: str = "dis"  # the optical flow `stabilize` follows (FLOWS)
     max_pixels: int | None = None  # largest input (image or frame) accepted; None: $PAINTERLY_MAX_PIXELS or the default
     # Arbitrary-style (AdaIN) models only. alpha: 1 paints with the painting's statistics, 0 decodes the
     # photo's own features (interpolated in feature space, unlike `strength`, which blends pixels).
@@ -525,6 +530,9 @@ class ApplyConfig:
         if self.smooth > 0 and self.stabilize > 0:
             raise UsageError("steady a video with smooth or with stabilize, not both (stabilize follows the motion, "
                              "smooth ghosts on it)")
+        check_choice("flow", self.flow, FLOWS)
+        if self.flow != "dis" and self.stabilize == 0:
+            raise UsageError(f"flow {self.flow} is the motion stabilize follows; without stabilize nothing uses it")
         if self.max_pixels is not None:
             _positive_int("max_pixels", self.max_pixels)
         if self.stroke_size is not None and (isinstance(self.stroke_size, bool) or not isinstance(self.stroke_size, int)

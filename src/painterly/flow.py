@@ -9,7 +9,9 @@ applied at run time as Lai et al. 2018 do).
 
 The flow is OpenCV's DIS (Kroeger et al. 2016), a weight-free CPU estimator, from the optional
 extra `flow` (`opencv-python-headless`); cv2 is imported when flow is first needed, so the rest of
-painterly runs without it. Frames are numpy arrays in and out (HxWx3, float32 in [0, 1] or uint8),
+painterly runs without it. Where torchvision's RAFT weights can be had, `estimator("raft-small")` or
+`"raft-large"` (`flow_raft`) finds the flows instead; the visibility is decided the same way for both
+(its thresholds were tuned on DIS's flows). Frames are numpy arrays in and out (HxWx3, float32 in [0, 1] or uint8),
 flows (H, W, 2) float32 in pixels, (x, y).
 """
 
@@ -17,14 +19,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from .config import FLOWS, check_choice
 from .errors import UsageError
+from .events import Callback, ignore
 
-__all__ = ["SCENE_CUT", "FlowBlender", "Motion", "appeared", "flow_between", "is_scene_cut", "motion",
-           "require_opencv", "scene_thumbnail", "visibility", "warp", "widen_occlusions"]
+__all__ = ["FLOWS", "SCENE_CUT", "FlowBlender", "FlowEstimator", "Motion", "appeared", "estimator", "flow_between",
+           "is_scene_cut", "motion", "require_opencv", "scene_thumbnail", "visibility", "warp", "widen_occlusions"]
+
 
 # A mean absolute difference (in [0, 1]) between consecutive input frames above this is a scene
 # cut: temporal blending (`--smooth`, `--stabilize`) restarts there rather than blending two
@@ -91,6 +96,39 @@ class Motion:
     backward: np.ndarray  # (H, W, 2): previous sampled at p + backward(p) ≈ current at p
     forward: np.ndarray  # (H, W, 2): current sampled at p + forward(p) ≈ previous at p
     visible: np.ndarray  # (H, W) in [0, 1]: the current pixel was visible in the previous frame (widened)
+
+
+class FlowEstimator(Protocol):
+    """Where flows come from: `prepare` turns a frame into what `flows` takes (kept for the next pair), and
+    `flows` gives (backward, forward) between two prepared frames at their working size, in its pixels."""
+
+    def prepare(self, frame: np.ndarray) -> Any: ...
+
+    def flows(self, previous: Any, current: Any) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class _Dis:
+    """OpenCV's DIS on grey frames at most FLOW_LONG_SIDE on the long side."""
+
+    name = "dis"
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        return _grey(frame)
+
+    def flows(self, previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _dis(current, previous), _dis(previous, current)
+
+
+def estimator(name: str = "dis", *, device: str = "cpu", callback: Callback = ignore) -> FlowEstimator:
+    """The flow estimator `name` (one of FLOWS); RAFT's weights are loaded now (fetched if absent, one line
+    when they cannot be), so that nothing fails at the second frame. Each needs OpenCV for the rest."""
+    require_opencv()
+    check_choice("flow", name, FLOWS)
+    if name == "dis":
+        return _Dis()
+    from .flow_raft import RaftFlow
+
+    return RaftFlow(name, device, long_side=FLOW_LONG_SIDE, callback=callback)
 
 
 def flow_between(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -181,10 +219,12 @@ def appeared(backward: np.ndarray) -> np.ndarray:
     return change < float(np.median(change)) - _AREA_DROP
 
 
-def motion(previous: np.ndarray, current: np.ndarray) -> Motion:
-    """Both flows between two frames and the visibility of the current frame's pixels."""
+def motion(previous: np.ndarray, current: np.ndarray, flows: FlowEstimator | None = None) -> Motion:
+    """Both flows between two frames and the visibility of the current frame's pixels (DIS's flows
+    unless `flows` says otherwise)."""
     _check_pair(current, previous)
-    return _motion(_grey(previous), _grey(current), current.shape[:2])
+    flows = flows or _Dis()
+    return _motion(flows.prepare(previous), flows.prepare(current), current.shape[:2], flows)
 
 
 class FlowBlender:
@@ -200,35 +240,36 @@ class FlowBlender:
     output and a grey, downscaled copy of the previous input.
     """
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, flows: FlowEstimator | None = None) -> None:
         if not 0.0 <= strength < 1.0:  # users' settings are checked by ApplyConfig, with their names
             raise ValueError(f"strength must be at least 0 and below 1 (1 would freeze the clip), got {strength}")
         self.strength = strength
         if strength > 0.0:
             require_opencv()  # one line before the first frame, not after it
+        self._flows = flows or _Dis()
         self._output: np.ndarray | None = None
-        self._grey: np.ndarray | None = None  # the previous input frame, as the flow sees it
+        self._grey: Any = None  # the previous input frame, as the flow estimator takes it
         self._thumbnail: np.ndarray | None = None  # the previous input frame, for cut detection
 
     def __call__(self, original: np.ndarray, styled: np.ndarray) -> np.ndarray:
         if self.strength == 0.0:
             return styled
-        grey, thumbnail = _grey(original), scene_thumbnail(original)
+        grey, thumbnail = self._flows.prepare(original), scene_thumbnail(original)
         new = styled.astype(np.float32) / 255 if styled.dtype == np.uint8 else styled.astype(np.float32, copy=False)
         output = new
         if self._continues(grey, thumbnail, new):
             assert self._grey is not None and self._output is not None  # _continues checked
-            found = _motion(self._grey, grey, new.shape[:2])
+            found = _motion(self._grey, grey, new.shape[:2], self._flows)
             weight = (self.strength * found.visible)[..., None]
             output = new + weight * (warp(self._output, found.backward) - new)
         self._output, self._grey, self._thumbnail = output, grey, thumbnail
         return np.clip(output * 255 + 0.5, 0, 255).astype(np.uint8) if styled.dtype == np.uint8 else output
 
-    def _continues(self, grey: np.ndarray, thumbnail: np.ndarray, styled: np.ndarray) -> bool:
+    def _continues(self, grey: Any, thumbnail: np.ndarray, styled: np.ndarray) -> bool:
         """Whether this frame continues the previous shot (same sizes, no cut)."""
         if self._output is None or self._grey is None or self._thumbnail is None:
             return False
-        if self._output.shape != styled.shape or self._grey.shape != grey.shape:
+        if self._output.shape != styled.shape or tuple(self._grey.shape) != tuple(grey.shape):
             return False
         return not is_scene_cut(self._thumbnail, thumbnail)
 
@@ -288,14 +329,14 @@ def _dis(current: np.ndarray, previous: np.ndarray) -> np.ndarray:
     return estimator.calc(current, previous, None).astype(np.float32, copy=False)
 
 
-def _motion(previous: np.ndarray, current: np.ndarray, size: tuple[int, int]) -> Motion:
+def _motion(previous: Any, current: Any, size: tuple[int, int], flows: FlowEstimator) -> Motion:
     """Both flows and the visibility (`visibility`'s less what `appeared`, widened by `widen_occlusions`) from
-    two grey working-size frames, at `size`.
+    two frames as `flows` prepared them, at `size`.
 
     The visibility is decided at the working size, where the flows were found (its thresholds are
     in those pixels), then resized: a soft edge where a full-size test would have a jagged one.
     """
-    backward, forward = _dis(current, previous), _dis(previous, current)
+    backward, forward = flows.flows(previous, current)
     visible = widen_occlusions(np.where(appeared(backward), np.float32(0), visibility(backward, forward)), backward)
     if visible.shape != size:
         visible = np.clip(_cv2().resize(visible, (size[1], size[0]), interpolation=_cv2().INTER_LINEAR), 0, 1)

@@ -44,6 +44,7 @@ import torch
 from . import flow, images, pixels, video_av
 from .atomic import atomic_path, same_file, temporaries_of
 from .config import INITS, StylizeConfig
+from .devices import resolve_device
 from .errors import ImageError, OutputError, UsageError
 from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, StopRequested, VideoProgressEvent, ignore
 from .locks import LockBusy, exclusive
@@ -108,11 +109,12 @@ def stylize_video_files(
     init_image = None if init_path is None else images.load_image(init_path, max_pixels=max_pixels)
     settings = settings_for(config, content=source_path, styles=style_paths)
     _require_flow()
+    flows = flow.estimator(config.flow, device=str(resolve_device(config.device)), callback=callback)
     with video_av.open_video_source(source_path) as source:
         if source.height and source.width:
             images.check_pixels(os.fspath(source_path), source.width, source.height, max_pixels)
         with _KeptFrames.open(target, settings, callback) as kept:
-            painter = FramePainter(style_images, config, init_image, callback)
+            painter = FramePainter(style_images, config, init_image, callback, flows=flows)
             try:
                 with atomic_path(target) as temporary, video_av.open_video_sink(source, temporary, target, settings,
                                                                                 callback) as sink:
@@ -165,11 +167,13 @@ class FramePainter:
     """Paints frame after frame: the first (and the first after a cut) by a plain Gatys run, each later
     one from the previous result warped along the motion, with the temporal term. The video pipeline's
     per-frame step, public for callers with frames in memory (the benchmark): `styles` are
-    `pixels.to_tensor` images, and `paint` is called for each frame in order."""
+    `pixels.to_tensor` images, and `paint` is called for each frame in order. `flows` finds the motion
+    (`flow.estimator(config.flow)`; None: DIS)."""
 
     def __init__(self, styles: list[torch.Tensor], config: StylizeConfig, init_image: torch.Tensor | None,
-                 callback: Callback) -> None:
+                 callback: Callback, *, flows: flow.FlowEstimator | None = None) -> None:
         self.styles, self.config, self.init_image = styles, config, init_image
+        self.flows = flows
         self.later = config.replace(steps=config.frame_steps_or_default(), multiscale="off")
         self.callback = callback
         self._messages: set[str] = set()  # each notice once, not once a frame
@@ -182,7 +186,7 @@ class FramePainter:
         if previous is None or not self._continues(previous[0], current):
             return self._run(content, self.config, self.init_image, None, show_steps=True)
         last_input, last_result = previous
-        found = flow.motion(last_input, current)
+        found = flow.motion(last_input, current, self.flows)
         warped = flow.warp(last_result, found.backward)
         visible = found.visible[..., None]
         start = visible * warped + (1.0 - visible) * current  # the just-uncovered pixels from the photo

@@ -71,6 +71,9 @@ def stylize_files(
                              f"move under a fixed mask (painterly apply --mask does that, with an AdaIN model's "
                              f"--style or a model's --region per region)")
         return stylize_video_files(content, styles, output, config, callback=callback, max_pixels=max_pixels)
+    if config.flow != "dis":
+        raise UsageError(f"{os.fspath(content)}: flow {config.flow} is the motion a video's frames follow; an image "
+                         f"has none")
     paintings = [None if _is_keep(path) else Path(path) for path in styles]
     inputs = [Path(content), *(path for path in paintings if path is not None)]
     if isinstance(mask, (str, os.PathLike)) and regions.parse_mask_spec(os.fspath(mask)) is None:

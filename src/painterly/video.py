@@ -117,13 +117,13 @@ def stylize_video(
     """
     started = time.perf_counter()
     source_path, target_path = Path(source), Path(target)
-    check_stylizer(stylizer, source_path)
+    check_stylizer(stylizer, source_path, callback=callback)
     _check_request(source_path, target_path)
     with _open_source(source_path, stylizer) as frames:
         settings = stylizer.describe(input=describe_file(source_path))
         with atomic_path(target_path) as temporary, _open_sink(frames, temporary, target_path, settings,
                                                                callback) as sink:
-            smoother = _smoother(stylizer.config.smooth, stylizer.config.stabilize)
+            smoother = _smoother(stylizer, callback)
             run = _Run(stylizer, smoother, callback, started, os.fspath(source_path))
             stopped = run.stream(frames, sink)
             written = sink.finish(complete=not stopped)
@@ -132,13 +132,17 @@ def stylize_video(
                        seconds, written.frames / seconds, stopped_early=stopped)
 
 
-def check_stylizer(stylizer: FastStylizer, source: str | os.PathLike) -> None:
+def check_stylizer(stylizer: FastStylizer, source: str | os.PathLike, *, callback: Callback = ignore) -> None:
     """Refuse, before any work, a stylizer that cannot paint a clip: an arbitrary-style model without
     a painting, or with `preserve_color="histogram"` (see the module's notes), or `stabilize`
-    without OpenCV."""
+    without OpenCV or without the RAFT weights its `flow` names (fetched now if they can be)."""
     stylizer.check_style()
     if stylizer.config.stabilize > 0:
         flow.require_opencv()
+        if stylizer.config.flow != "dis":
+            from .flow_raft import ensure_weights
+
+            ensure_weights(stylizer.config.flow, callback=callback)
     if stylizer.is_arbitrary and stylizer.config.preserve_color == "histogram":
         raise UsageError(f"{os.fspath(source)}: preserve_color 'histogram' measures the paintings again for each "
                          "photo, so every frame of a video would be painted differently; use 'luminance'")
@@ -228,9 +232,14 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def _smoother(smooth: float, stabilize: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """The one temporal filter a clip's frames go through (ApplyConfig refuses both at once)."""
-    return flow.FlowBlender(stabilize) if stabilize > 0 else Smoother(smooth)
+def _smoother(stylizer: FastStylizer, callback: Callback) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The one temporal filter a clip's frames go through (ApplyConfig refuses both at once); RAFT runs
+    where the network does."""
+    config = stylizer.config
+    if config.stabilize > 0:
+        return flow.FlowBlender(config.stabilize, flow.estimator(config.flow, device=stylizer.device,
+                                                                 callback=callback))
+    return Smoother(config.smooth)
 
 
 class Smoother:

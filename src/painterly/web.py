@@ -33,7 +33,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import COLOR_MODES, FAST_COLOR_MODES, JOHNSON_COLOR_MODES, OPTIMIZERS, ApplyConfig, StylizeConfig
+from .config import (
+    COLOR_MODES,
+    FAST_COLOR_MODES,
+    FLOWS,
+    JOHNSON_COLOR_MODES,
+    OPTIMIZERS,
+    ApplyConfig,
+    StylizeConfig,
+)
 from .errors import PainterlyError, UsageError
 from .zoo import models_dir
 
@@ -556,9 +564,12 @@ def _video_tab(handlers: Handlers, heavy: dict, *, max_side: int) -> None:
                 stabilize = gr.Slider(0, 0.9, value=_FAST_DEFAULTS.stabilize, step=0.05, label="Stabilise",
                                       info="blends each frame with the one before it moved along the motion "
                                       "(optical flow); not with Smoothing")
+            flow = gr.Radio(list(FLOWS), value=_FAST_DEFAULTS.flow, label="Optical flow",
+                            info="what Stabilise follows: dis needs no weights; RAFT is fetched once, and slow "
+                            "without a GPU")
             size = _long_side(max_side)
             run = gr.Button("Stylise the clip", variant="primary")
         with gr.Column():
             result = gr.Video(label="Result", interactive=False)
-    run.click(handlers.video, inputs=[clip, model, strength, colour, size, smooth, stabilize], outputs=result,
+    run.click(handlers.video, inputs=[clip, model, strength, colour, size, smooth, stabilize, flow], outputs=result,
               api_name="video", **heavy)

@@ -530,18 +530,21 @@ class Handlers:
         self.stops.stop(request.session_hash or "")
 
     def video(self, clip: str | None, model: str | None, strength: float, colour: str, size: float | None,
-              smooth: float, stabilize: float,
+              smooth: float, stabilize: float, flow: str = "dis",
               progress: gr.Progress = gr.Progress()) -> str:  # noqa: B008 - how Gradio injects a progress bar
         """Stylise every frame of a clip, as `painterly apply` does for videos; the sound is kept.
 
-        The pixel limit is the library's: `max_pixels` in the config is checked on every frame.
+        The pixel limit is the library's: `max_pixels` in the config is checked on every frame. The flow
+        choice sits under the Stabilise slider and is what it follows: with Stabilise at 0 it is unused
+        (the page keeps its choice; the config, which would refuse it, is not given it).
         """
         if not clip:
             raise _page_error("upload a clip first")
         with shown_in_page(clip):
             from .video import stylize_video  # PyAV is an optional extra of its own
 
-            config = self._apply_config(strength, colour, size).replace(smooth=smooth, stabilize=stabilize)
+            config = self._apply_config(strength, colour, size).replace(
+                smooth=smooth, stabilize=stabilize, flow=flow if stabilize > 0 else "dis")
             stylizer = self.catalog.stylizer(model, config, kind=FAST,
                                              callback=functools.partial(_show_download, progress))
             with self.workspace.job("video") as folder:

@@ -1,5 +1,8 @@
 """Where the VGG weights come from: torchvision's ImageNet files, a local file, or seeded random.
 
+The fetching half (`WeightsSpec`, `download`, `cached_path`, `mirrored`, `install`, `verify`) is also
+the one way other pretrained files are fetched: `flow_raft`'s RAFT weights.
+
 Every source yields the same thing: a plain state dict of `features.N.weight` /
 `features.N.bias` tensors with torchvision's VGG indices (classifier dropped), so
 `features.py` can load it into its own `nn.Sequential`. ImageNet files are
@@ -100,6 +103,11 @@ class WeightsSpec:
     arch: str
     url: str
     sha256_prefix: str  # torchvision names files by the start of their sha256: vgg19-dcbb9e9d.pth
+    # How messages name the weights, and what they say when they cannot be fetched (str.format'ed with
+    # label, path, url, reason, filename, arch): the VGG's unless told.
+    label: str = ""
+    offline_message: str = OFFLINE_MESSAGE
+    failed_message: str = DOWNLOAD_FAILED_MESSAGE
 
     @property
     def filename(self) -> str:
@@ -107,15 +115,15 @@ class WeightsSpec:
         return Path(urlparse(self.url).path).name
 
 
-def _spec_from_url(arch: str, url: str) -> WeightsSpec:
+def spec_from_url(arch: str, url: str, **messages: str) -> WeightsSpec:
     """Build a spec from torchvision's URL, reading the hash prefix from the file name."""
     match = _HASH_IN_NAME.fullmatch(Path(urlparse(url).path).name)
     if match is None:
         raise RuntimeError(f"torchvision's {arch} URL {url} has no hash in its file name")
-    return WeightsSpec(arch, url, match.group(1))
+    return WeightsSpec(arch, url, match.group(1), **messages)
 
 
-IMAGENET: dict[str, WeightsSpec] = {arch: _spec_from_url(arch, url) for arch, url in IMAGENET_URLS.items()}
+IMAGENET: dict[str, WeightsSpec] = {arch: spec_from_url(arch, url) for arch, url in IMAGENET_URLS.items()}
 
 
 # --- architecture -------------------------------------------------------------
@@ -197,7 +205,11 @@ def cached_path(spec: WeightsSpec) -> Path:
 
 def spec_for(arch: str) -> WeightsSpec:
     """The ImageNet spec for `arch`, fetched from $PAINTERLY_WEIGHTS_MIRROR instead when set (mirrors, proxies)."""
-    spec = IMAGENET[_checked(arch)]
+    return mirrored(IMAGENET[_checked(arch)])
+
+
+def mirrored(spec: WeightsSpec) -> WeightsSpec:
+    """`spec` fetched from $PAINTERLY_WEIGHTS_MIRROR (the same file name under it) when that is set."""
     mirror = os.environ.get(MIRROR_ENV)
     return replace(spec, url=f"{mirror.rstrip('/')}/{spec.filename}") if mirror else spec
 
@@ -221,9 +233,14 @@ def verify(path: Path, spec: WeightsSpec) -> bool:
 
 def _offline(spec: WeightsSpec, reason: str, *, explicit: bool = False) -> WeightsUnavailable:
     reason = " ".join(reason.split())  # one line, whatever the network layer said
-    template = DOWNLOAD_FAILED_MESSAGE if explicit else OFFLINE_MESSAGE
-    return WeightsUnavailable(template.format(label=_label(spec.arch), path=cached_path(spec), url=spec.url,
-                                              reason=reason, filename=spec.filename, arch=spec.arch))
+    template = spec.failed_message if explicit else spec.offline_message
+    return WeightsUnavailable(template.format(label=spec.label or _label(spec.arch), path=cached_path(spec),
+                                              url=spec.url, reason=reason, filename=spec.filename, arch=spec.arch))
+
+
+def unavailable(spec: WeightsSpec, reason: str) -> WeightsUnavailable:
+    """The error for `spec`'s file missing from the cache when it may not be downloaded."""
+    return _offline(spec, reason)
 
 
 def _unwritable(error: OutputError) -> WeightsError:
@@ -399,7 +416,7 @@ def _imagenet(arch: str, keys: list[str], *, download_missing: bool, progress: b
     path = cached_path(spec)
     if not path.is_file():
         if not download_missing:
-            raise _offline(spec, "downloads disabled")
+            raise unavailable(spec, "downloads disabled")
         download(spec, progress=progress, callback=callback)
     return load_state_dict_file(path, arch, required=keys)
 
@@ -467,13 +484,17 @@ def import_file(path: Path, arch: str) -> Path:
     """Copy a local copy of torchvision's official file into the cache, so 'imagenet' works offline."""
     path = Path(path)
     load_state_dict_file(path, arch)
-    spec = spec_for(arch)
+    return install(path, spec_for(arch), otherwise=f"use it directly with --vgg-weights {path}")
+
+
+def install(path: Path, spec: WeightsSpec, *, otherwise: str) -> Path:
+    """Copy a checked file into the cache as `spec`'s, if it is the official one (its hash); `otherwise`
+    says what to do with another."""
     digest = _sha256(path)
     if not digest.startswith(spec.sha256_prefix):
         raise WeightsError(
-            f"{path}: valid {_label(arch)} weights, but not torchvision's official file "
-            f"(sha256 {digest[:len(spec.sha256_prefix)]}, expected {spec.sha256_prefix}); "
-            f"use it directly with --vgg-weights {path}"
+            f"{path}: valid {spec.label or _label(spec.arch)} weights, but not torchvision's official file "
+            f"(sha256 {digest[:len(spec.sha256_prefix)]}, expected {spec.sha256_prefix}); {otherwise}"
         )
     dst = cached_path(spec)
     try:
