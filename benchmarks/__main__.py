@@ -94,6 +94,12 @@ video-temporal (480p clips of 48 frames; --quick 24 frames; --tiny 64×48, 4 fra
     photos); Gatys per frame against Gatys video on a very short clip. Notes: issue 12's targets, met
     or not.
 
+video-flow (a 640×480 pair; --tiny 64×48, RAFT-small alone)
+    What `--flow raft-small|raft-large` costs: `flow.motion` (both flows and the visibility) on one
+    pair of the noisy pan, each RAFT against DIS (the reference: the default, weight-free flow),
+    medians of 3 pairs after a warm-up, on the CPU. RAFT with seeded random weights (the real ones
+    cannot be downloaded here): the cost is the real one's, the flow is not.
+
 stroke-scale (fast engines 1024 → 4096 px, Gatys 512 → 2048 px; --quick 512 → 2048 and 256 → 1024;
 --tiny the light network alone at 32 → 128 px, no Gatys)
     Issue 13: how alike a large output and its preview look. SSIM (benchmarks/ssim.py: Gaussian

@@ -91,7 +91,7 @@ def _name(row: dict) -> str:
 def _cells(row: dict) -> tuple[str, ...]:
     shares = row["share_of_fp32_peak"]
     return (_name(row), row["size"], _time(row["reference"], row), _time(row["painterly"], row),
-            f"{row['speedup']:.1f}×" if row["speedup"] else "—",
+            _times(row["speedup"]) if row["speedup"] else "—",
             _memory(row["reference"]), _memory(row["painterly"]),
             _percent(shares["reference"]), _percent(shares["painterly"]))
 
@@ -160,3 +160,8 @@ def _aligned(table: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(cells[i]) for cells in table) for i in range(len(table[0]))]
     return ["  ".join(cell.ljust(width) if i < 2 else cell.rjust(width) for i, (cell, width) in
                       enumerate(zip(cells, widths, strict=True))).rstrip() for cells in table]
+
+
+def _times(speedup: float) -> str:
+    """1.5×, 12.0×; a slowdown keeps two significant figures (0.051×), where one decimal would say 0.0×."""
+    return f"{speedup:.1f}×" if speedup >= 0.95 else f"{speedup:.2g}×"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository, where `python -m benchmarks.worker` resolves
 WORKLOADS = ("gatys-step", "gatys-precision", "gatys-time-to-quality", "fast-inference", "train-step",
-             "peak-memory", "adain-inference", "video-temporal", "stroke-scale")
+             "peak-memory", "adain-inference", "video-temporal", "video-flow", "stroke-scale")
 TILED_TARGET_BYTES = 2 * 2**30  # the fast stylisation of a huge image should stay under 2 GiB
 # Issue 10's AdaIN targets, at ADAIN_TARGET_SIZE²: the reference's time over painterly's, painterly's
 # counted conv FLOP/s over the matmul rate of the precision it ran in, standard's time over light's.
@@ -59,6 +59,8 @@ class Plan:
     gatys_video_size: tuple[int, int] = (96, 128)  # Gatys video's very short clip
     gatys_video_frames: int = 6  # 0: skipped
     gatys_video_steps: int = 100  # L-BFGS steps of each per-frame run and of Gatys video's first frame
+    flow_size: tuple[int, int] = (480, 640)  # video-flow: (height, width) of the pair each estimator is timed on
+    flow_estimators: tuple[str, ...] = ("raft-small", "raft-large")  # timed against DIS (flow.FLOWS)
     stroke_sizes: tuple[int, int] = (1024, 4096)  # stroke-scale: the fast engines' preview and large long sides
     # stroke_jobs.ENGINES
     stroke_engines: tuple[str, ...] = ("johnson standard", "johnson light", "adain", "adain light")
@@ -79,7 +81,8 @@ TINY = Plan(runs=1, gatys_sizes=(64,), drift_size=64, drift_steps=3, quality_siz
             quality_cap_s=30.0, fast_sizes=(64,), train_size=32, train_batch=2, memory_gatys_size=64,
             tiled_size=384, tile=128, matmul_size=256, adain_sizes=(64,), adain_pairs=2, emulated_bf16=False,
             temporal_size=(48, 64), temporal_frames=4, temporal_train_steps=0, gatys_video_frames=0,
-            stroke_sizes=(32, 128), stroke_engines=("johnson light",), stroke_gatys_steps=0)
+            stroke_sizes=(32, 128), stroke_engines=("johnson light",), stroke_gatys_steps=0, flow_size=(48, 64),
+            flow_estimators=("raft-small",))
 
 
 def plan_for(quick: bool, tiny: bool, only: tuple[str, ...]) -> Plan:
@@ -150,7 +153,7 @@ class Suite:
                 "gatys-time-to-quality": self.gatys_time_to_quality,
                 "fast-inference": self.fast_inference, "train-step": self.train_step, "peak-memory": self.peak_memory,
                 "adain-inference": self.adain_inference, "video-temporal": self.video_temporal,
-                "stroke-scale": self.stroke_scale}
+                "video-flow": self.video_flow, "stroke-scale": self.stroke_scale}
         return [row for name in workloads for row in make[name]()]
 
     def gatys_step(self) -> list[Row]:
@@ -286,6 +289,18 @@ class Suite:
         from .temporal_report import temporal_rows
 
         return temporal_rows(self.plan, self.run)
+
+    def video_flow(self) -> list[Row]:
+        """What `--flow raft-small|raft-large` costs: `flow.motion` on one noisy pair, each RAFT against DIS
+        (the reference: the default, weight-free flow) timed in the same run. Random RAFT weights."""
+        height, width = self.plan.flow_size
+        runs = max(3, self.plan.runs)
+        dis = self.run("flow-cost", flow_name="dis", height=height, width=width, runs=runs)
+        return [Row("video-flow", f"{width}×{height} pair", dis,
+                    self.run("flow-cost", flow_name=name, height=height, width=width, runs=runs), variant=name,
+                    note=(f"{name} against DIS (the reference), both flows and the visibility of one pair, on "
+                          "the CPU; seeded random RAFT weights: the cost is the real one's, the flow is not"))
+                for name in self.plan.flow_estimators]
 
     def stroke_scale(self) -> list[Row]:
         """Issue 13: SSIM of each engine's large output, downscaled, against its preview, without and with

@@ -137,6 +137,30 @@ def gatys_rows(clip: str, height: int, width: int, frames: int, steps: int) -> d
                          "gatys video": _scored(chained, alone, shown, video_seconds, 0.0)}}
 
 
+def flow_cost(flow_name: str, height: int, width: int, runs: int) -> dict:
+    """`flow.motion` (both flows and the visibility) between two frames of the noisy pan with `flow_name`:
+    DIS, or RAFT with seeded random weights (the real ones cannot be downloaded here; a RAFT's cost does
+    not depend on its weights). The median seconds of `runs` pairs after one warm-up pair."""
+    from painterly import flow
+
+    clip = with_noise(make_clip("pan", height, width, 2))
+    if flow_name == "dis":
+        estimator = flow.estimator("dis")
+    else:
+        from painterly.flow_raft import RaftFlow, random_network
+
+        estimator = RaftFlow(flow_name, "cpu", long_side=flow.FLOW_LONG_SIDE,
+                             model=random_network(flow_name, seed=SEED))
+    previous, current = clip.frames
+    flow.motion(previous, current, estimator)  # warm-up: first-call allocations are not a pair's cost
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        flow.motion(previous, current, estimator)
+        times.append(time.perf_counter() - started)
+    return {"seconds": statistics.median(times), "runs": runs, "flow": flow_name}
+
+
 def _stylize(stylizer: FastStylizer, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:
     """Every frame through the network in `batch_size` groups, as the video pipeline does; the time taken."""
     size = stylizer.config.batch_size

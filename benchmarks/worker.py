@@ -37,6 +37,7 @@ JOBS = {
     "temporal-clip": "benchmarks.temporal_jobs:clip_rows",
     "temporal-trained": "benchmarks.temporal_jobs:trained_rows",
     "temporal-gatys": "benchmarks.temporal_jobs:gatys_rows",
+    "flow-cost": "benchmarks.temporal_jobs:flow_cost",
     "stroke-photos": "benchmarks.stroke_jobs:write_photos",
     "stroke-models": "benchmarks.stroke_jobs:write_models",
     "stroke-fast": "benchmarks.stroke_jobs:fast_run",

@@ -31,16 +31,17 @@ from painterly.weights import random_state_dict  # noqa: E402
 
 @pytest.fixture(scope="module")
 def command(tmp_path_factory) -> tuple[dict, subprocess.CompletedProcess]:
-    """`python -m benchmarks --tiny --only gatys-step adain-inference --json PATH`, run once: the JSON and the
-    finished process."""
+    """`python -m benchmarks --tiny --only gatys-step adain-inference video-flow --json PATH`, run once: the JSON
+    and the finished process."""
     out = tmp_path_factory.mktemp("bench") / "results.json"
     done = cli_processes.run(  # forked from the test zygote, where torch is imported already
-        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "adain-inference", "--json", str(out)],
+        [sys.executable, "-m", "benchmarks", "--tiny", "--only", "gatys-step", "adain-inference", "video-flow",
+         "--json", str(out)],
         cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(out.read_text())
-    assert {row["workload"] for row in summary["rows"]} == {"gatys-step", "adain-inference"}
+    assert {row["workload"] for row in summary["rows"]} == {"gatys-step", "adain-inference", "video-flow"}
     return summary, done
 
 
@@ -121,6 +122,22 @@ def test_command_adain_rows_have_their_shape(command):
         backend = row["variant"].removeprefix("light-")
         assert f"light vs standard AdaIN, {backend}, 64², 2 pairs interleaved" in row["note"]
         assert "the rows' separate workers" in row["note"]
+
+
+@pytest.mark.slow
+def test_command_times_each_raft_against_dis(command):
+    summary, done = command
+    rows = rows_of(summary, "video-flow")
+    assert [row["variant"] for row in rows] == list(TINY.flow_estimators) == ["raft-small"]
+    [row] = rows
+    height, width = TINY.flow_size
+    assert row["size"] == f"{width}×{height} pair" and row["reference"]["flow"] == "dis"
+    assert row["painterly"]["flow"] == "raft-small" and row["painterly"]["runs"] == 3
+    assert row["reference"]["seconds"] > 0 and row["painterly"]["seconds"] > 0
+    assert row["speedup"] == pytest.approx(row["reference"]["seconds"] / row["painterly"]["seconds"])
+    assert "random RAFT weights" in row["note"]
+    line = next(line for line in done.stdout.splitlines() if line.startswith("video-flow (raft-small)"))
+    assert f"{row['speedup']:.2g}×" in line or f"{row['speedup']:.1f}×" in line  # a slowdown is not 0.0×
 
 
 @pytest.mark.parametrize("arch", ["vgg16", "vgg19"])

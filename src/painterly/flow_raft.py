@@ -1,8 +1,8 @@
 """RAFT optical flow (Teed & Deng 2020) from torchvision, for `--flow raft-small` / `--flow raft-large`.
 
 A learned flow is more accurate than DIS on large motions, thin structures and low texture, and it
-runs on the GPU; on a CPU it is slow (a 640×480 pair, both directions, on two cores: 2.9 s small,
-9.0 s large, against DIS's 0.15 s). Its weights are torchvision's files (Raft_Small_Weights.C_T_V2,
+runs on the GPU; on a CPU it is slow (`flow.motion` on a 640×480 pair, on two cores: 2.61 s small,
+9.23 s large, against DIS's 0.072 s; `python -m benchmarks --only video-flow`). Its weights are torchvision's files (Raft_Small_Weights.C_T_V2,
 Raft_Large_Weights.C_T_SKHT_V2), fetched once into torch.hub's cache through `weights` (the mirror,
 the hash check, the offline message), never required: DIS is the default and needs none.
 
@@ -103,13 +103,18 @@ def import_file(path: Path, name: str) -> Path:
     return weights.install(path, spec_for(name), otherwise="painterly takes only torchvision's official RAFT files")
 
 
-def random_state_dict(name: str, *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A seeded random RAFT `name` (torchvision's initialisation): files for the tests, which cannot
-    download the real ones. Its flow is meaningless."""
+def random_network(name: str, *, seed: int = 0) -> Any:
+    """A seeded random RAFT `name` (torchvision's initialisation), for the tests and the benchmark, which
+    cannot download the real weights: it costs what the real one costs, and its flow is meaningless."""
     import torch
 
     torch.manual_seed(seed)
-    return _network(name).state_dict()
+    return _network(name).eval()
+
+
+def random_state_dict(name: str, *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """`random_network`'s weights, for a file."""
+    return random_network(name, seed=seed).state_dict()
 
 
 def _network(name: str) -> Any:
@@ -155,11 +160,13 @@ def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
 
 class RaftFlow:
     """Both flows between two frames with RAFT `name` on `device` ("cpu", "cuda", …); the weights are
-    loaded (and fetched if absent) when it is made, so a missing file is one line before any frame."""
+    loaded (and fetched if absent) when it is made, so a missing file is one line before any frame.
+    `model` given (the benchmark's random network): that one instead."""
 
-    def __init__(self, name: str, device: str = "cpu", *, long_side: int, callback: Callback = ignore) -> None:
+    def __init__(self, name: str, device: str = "cpu", *, long_side: int, callback: Callback = ignore,
+                 model: Any = None) -> None:
         self.name, self.device, self.long_side = name, device, long_side
-        self._model = load_model(name, callback=callback).to(device)
+        self._model = (load_model(name, callback=callback) if model is None else model.eval()).to(device)
 
     def prepare(self, frame: np.ndarray) -> torch.Tensor:
         """An HxWx3 frame (float32 in [0, 1] or uint8) as RAFT takes it: (1, 3, h, w) in [-1, 1] at the
