@@ -22,6 +22,10 @@ Gatys: wall time of `stylize()` for 500 steps at 512 px, StylizeConfig's default
 size, steps, one scale, random VGG weights and the device; L-BFGS and Adam, fp32 and bf16
 (target: under 5 s), after one short untimed warm-up run.
 
+Optical flow (`--flow`): `flow.motion` on one 640×480 pair, both flows and the visibility, the median of
+3 pairs after a warm-up: DIS on the CPU (OpenCV has no GPU path here), RAFT-small and RAFT-large on the GPU
+with seeded random weights (their cost is the real ones'; the files cannot be downloaded here).
+
 Each row has a time cap (a row past it stops early and says so) and the script a budget:
 rows that would start after it are reported as skipped, torch.compile rows last, since
 compiling is the slowest and least certain. A failing row is an error row; the rest still run.
@@ -80,6 +84,8 @@ class Plan:
     budget_s: float  # no row starts after this, counted from the script's start; inf: no budget
     compile_reserve_s: float  # a compile row starts only with this much budget left
     compile: bool
+    flow_size: tuple[int, int] = (480, 640)  # (height, width) of the pair the flows are timed on
+    flow_runs: int = 3
 
     def unlimited(self) -> Plan:
         """No budget and no row caps: every row runs all its steps, however slow the machine."""
@@ -88,10 +94,11 @@ class Plan:
 
 GPU = Plan("cuda", 256, (4, 16, 32), warmup_steps=3, timed_steps=50, row_s=5.0, gatys_size=512, gatys_steps=500,
            gatys_s=30.0, budget_s=400.0, compile_reserve_s=90.0, compile=True)
+FLOWS = ("dis", "raft-small", "raft-large")  # config.FLOWS, in the order of the table
 # The smallest sizes every row runs at (the bf16 rows are emulated on most CPUs, and cost seconds a step even here);
 # Gatys at 26 px: the eval painting's short side is then 16, the least VGG to relu5_1 takes.
 TINY = Plan("cpu", 16, (2,), warmup_steps=1, timed_steps=MIN_TIMED_STEPS, row_s=30.0, gatys_size=26, gatys_steps=3,
-            gatys_s=30.0, budget_s=50.0, compile_reserve_s=0.0, compile=False)
+            gatys_s=30.0, budget_s=50.0, compile_reserve_s=0.0, compile=False, flow_size=(48, 64), flow_runs=1)
 
 
 def sync(device: torch.device) -> None:
@@ -181,6 +188,17 @@ def gatys_row(plan: Plan, optimizer: str, precision: str, content: torch.Tensor,
             "step_s": last[0].elapsed / done if done else None, "peak_memory_bytes": peak_memory(device)}
 
 
+def flow_row(plan: Plan, name: str) -> dict[str, Any]:
+    """One flow estimator's seconds a pair (`benchmarks.temporal_jobs.flow_cost`) on the plan's device."""
+    from .temporal_jobs import flow_cost
+
+    height, width = plan.flow_size
+    device = resolve_device(plan.device)
+    fresh_memory(device)
+    result = flow_cost(name, height, width, plan.flow_runs, device=str(device))
+    return {**result, "peak_memory_bytes": peak_memory(device) if result["device"] != "cpu" else None}
+
+
 def machine(device: torch.device) -> dict[str, Any]:
     with warnings.catch_warnings():  # newer torch deprecates the allow_tf32 flags in favour of fp32_precision
         warnings.simplefilter("ignore")
@@ -204,7 +222,7 @@ class Run:
             "mode": mode, "machine": machine(self.device), "images": image_source(),
             "budget_s": plan.budget_s if math.isfinite(plan.budget_s) else 0,  # 0: none
             "targets": {"johnson_images": JOHNSON_IMAGES, "johnson_s": JOHNSON_TARGET_S, "gatys_s": GATYS_TARGET_S},
-            "training": [], "gatys": [], "complete": False}
+            "training": [], "gatys": [], "flow": [], "complete": False}
 
     def left(self) -> float:
         return self.plan.budget_s - (time.perf_counter() - self.start)
@@ -255,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     for optimizer, precision in GATYS_RUNS:
         run.add("gatys", {"optimizer": optimizer, "precision": precision, "size": plan.gatys_size}, gatys_row,
                 plan, optimizer, precision, content, style, reserve=min(plan.gatys_s, 10.0))
+    height, width = plan.flow_size
+    for name in FLOWS:
+        run.add("flow", {"flow": name, "size": f"{width}×{height}"}, flow_row, plan, name, reserve=10.0)
     for variant in (variant for variant in VARIANTS if variant not in eager):
         for batch in plan.batches:
             row = {"variant": variant, "batch": batch, "size": plan.size}
@@ -289,13 +310,18 @@ def table(summary: dict[str, Any]) -> str:
     header = ("workload", "variant", "shape", "result", "per step", "warm-up", "peak memory", "against target")
     rows = [header] + [_cells(row, "train") for row in summary["training"]]
     rows += [_cells(row, "gatys") for row in summary["gatys"]]
+    dis = next((row["seconds"] for row in summary.get("flow", []) if row["flow"] == "dis" and "seconds" in row), None)
+    rows += [_flow_cells(row, dis) for row in summary.get("flow", [])]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    errors = [f"  {_label(row)}: {row['error']}" for row in summary["training"] + summary["gatys"] if "error" in row]
+    errors = [f"  {_label(row)}: {row['error']}" for row in summary["training"] + summary["gatys"]
+              + summary.get("flow", []) if "error" in row]
     return "\n".join(lines + (["", "errors and skipped rows:"] + errors if errors else []))
 
 
 def _label(row: dict[str, Any]) -> str:
+    if "flow" in row:
+        return f"{row['flow']} {row['size']}"
     if "variant" in row:
         return f"{row['variant']} batch {row['batch']}"
     return f"{row['optimizer']} {row['precision']}"
@@ -306,6 +332,8 @@ def _result(row: dict[str, Any]) -> str:
         return "error" if not row["error"].startswith("skipped") else "skipped"
     if "images_per_s" in row:
         return f"{row['images_per_s']:.0f} img/s"
+    if "flow" in row:
+        return f"{row['seconds'] * 1e3:.1f} ms a pair on the {row['device'].upper()}"
     return f"{row['wall_s']:.2f} s" + ("" if row["complete"] else f" for {row['steps']} steps (stopped)")
 
 
@@ -325,6 +353,15 @@ def _cells(row: dict[str, Any], workload: str) -> tuple[str, ...]:
         return (workload, variant, shape, _result(row), step, f"{row['warmup_s']:.1f} s", memory, verdict)
     verdict = ("ok" if row["wall_s"] < GATYS_TARGET_S else "MISSED") if row["complete"] else "incomplete"
     return (workload, variant, shape, _result(row), step, "", memory, f"< {GATYS_TARGET_S:.0f} s {verdict}")
+
+
+def _flow_cells(row: dict[str, Any], dis: float | None) -> tuple[str, ...]:
+    shape = f"{row['size']} pair"
+    if "error" in row:
+        return ("flow", row["flow"], shape, _result(row), "", "", "", "")
+    memory = f"{row['peak_memory_bytes'] / 2**30:.2f} GiB" if row.get("peak_memory_bytes") else "n/a (CPU)"
+    against = f"{row['seconds'] / dis:.3g}× DIS's time" if dis else ""
+    return ("flow", row["flow"], shape, _result(row), "", "", memory, against)
 
 
 if __name__ == "__main__":

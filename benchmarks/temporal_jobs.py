@@ -137,10 +137,11 @@ def gatys_rows(clip: str, height: int, width: int, frames: int, steps: int) -> d
                          "gatys video": _scored(chained, alone, shown, video_seconds, 0.0)}}
 
 
-def flow_cost(flow_name: str, height: int, width: int, runs: int) -> dict:
+def flow_cost(flow_name: str, height: int, width: int, runs: int, device: str = "cpu") -> dict:
     """`flow.motion` (both flows and the visibility) between two frames of the noisy pan with `flow_name`:
-    DIS, or RAFT with seeded random weights (the real ones cannot be downloaded here; a RAFT's cost does
-    not depend on its weights). The median seconds of `runs` pairs after one warm-up pair."""
+    DIS (OpenCV, on the CPU whatever `device` says), or RAFT on `device` with seeded random weights (the
+    real ones cannot be downloaded here; a RAFT's cost does not depend on its weights). The median seconds
+    of `runs` pairs after one warm-up pair; a pair's flows come back to the CPU, so the device is done."""
     from painterly import flow
 
     clip = with_noise(make_clip("pan", height, width, 2))
@@ -149,7 +150,7 @@ def flow_cost(flow_name: str, height: int, width: int, runs: int) -> dict:
     else:
         from painterly.flow_raft import RaftFlow, random_network
 
-        estimator = RaftFlow(flow_name, "cpu", long_side=flow.FLOW_LONG_SIDE,
+        estimator = RaftFlow(flow_name, device, long_side=flow.FLOW_LONG_SIDE,
                              model=random_network(flow_name, seed=SEED))
     previous, current = clip.frames
     flow.motion(previous, current, estimator)  # warm-up: first-call allocations are not a pair's cost
@@ -158,7 +159,8 @@ def flow_cost(flow_name: str, height: int, width: int, runs: int) -> dict:
         started = time.perf_counter()
         flow.motion(previous, current, estimator)
         times.append(time.perf_counter() - started)
-    return {"seconds": statistics.median(times), "runs": runs, "flow": flow_name}
+    return {"seconds": statistics.median(times), "runs": runs, "flow": flow_name,
+            "device": "cpu" if flow_name == "dis" else device}
 
 
 def _stylize(stylizer: FastStylizer, frames: Sequence[np.ndarray]) -> tuple[list[np.ndarray], float]:

@@ -1,5 +1,5 @@
 """`python -m benchmarks.gpu --tiny` on the CPU: the GPU script must run end to end before it is given
-scarce GPU time, with every training variant and Gatys run in its JSON and its table.
+scarce GPU time, with every training variant, Gatys run and flow estimator in its JSON and its table.
 
 It runs with `--budget-s 0` (no budget, no row caps), so what runs does not depend on the machine's
 speed, and the test asserts nothing about the times but that they are consistent."""
@@ -53,11 +53,20 @@ def test_tiny_run_times_every_variant_and_gatys_run(tmp_path):
         assert row["complete"] and row["steps"] == row["steps_asked"] == 3 and row["size"] == 26
         assert row["wall_s"] > row["step_s"] * 3 > 0
 
+    flows = summary["flow"]
+    assert [row["flow"] for row in flows] == ["dis", "raft-small", "raft-large"]
+    for row in flows:
+        assert "error" not in row, row
+        assert row["size"] == "64×48" and row["runs"] == 1 and row["seconds"] > 0 and row["device"] == "cpu"
+
     lines = done.stdout.splitlines()
     assert "torch" in lines[0] and any(line.startswith("workload") for line in lines)
     for variant in VARIANTS:
         assert any(line.split()[:2] == ["train", variant] for line in lines), variant
     assert sum(line.startswith("gatys 3") for line in lines) == len(GATYS)
+    flow_lines = [line for line in lines if line.startswith("flow ")]
+    assert [line.split()[1] for line in flow_lines] == ["dis", "raft-small", "raft-large"]
+    assert "1× DIS's time" in flow_lines[0] and "DIS's time" in flow_lines[2]
 
 
 def test_a_budget_that_is_not_a_number_of_seconds_is_refused(capsys):
