@@ -131,6 +131,7 @@ def test_a_cached_file_that_is_not_raft_small_is_named(isolated_cache, monkeypat
     with pytest.raises(WeightsError) as refused:
         flow_raft.load_model("raft-small")
     assert str(refused.value).startswith(f"{path}: ") and words in str(refused.value)
+    assert str(refused.value).endswith("it is the cached copy: delete it to download it again, or use --flow dis")
 
 
 # --- the flows ----------------------------------------------------------------------------------

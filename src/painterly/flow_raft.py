@@ -2,9 +2,10 @@
 
 A learned flow is more accurate than DIS on large motions, thin structures and low texture, and it
 runs on the GPU; on a CPU it is slow (`flow.motion` on a 640×480 pair, on two cores: 2.61 s small,
-9.23 s large, against DIS's 0.072 s; `python -m benchmarks --only video-flow`). Its weights are torchvision's files (Raft_Small_Weights.C_T_V2,
-Raft_Large_Weights.C_T_SKHT_V2), fetched once into torch.hub's cache through `weights` (the mirror,
-the hash check, the offline message), never required: DIS is the default and needs none.
+9.23 s large, against DIS's 0.072 s; `python -m benchmarks --only video-flow`). Its weights are
+torchvision's files (Raft_Small_Weights.C_T_V2, Raft_Large_Weights.C_T_SKHT_V2), fetched once into
+torch.hub's cache through `weights` (the mirror, the hash check, the offline message), never
+required: DIS is the default and needs none.
 
 The estimator slots into `flow`'s motion: it gives the backward and forward flows at a working
 size, and `flow` decides visibility there as for DIS. RAFT needs both sides at least 128 pixels and
@@ -92,8 +93,13 @@ def ensure_weights(name: str, *, download_missing: bool = True, callback: Callba
 
 def load_model(name: str, *, download_missing: bool = True, callback: Callback = ignore) -> Any:
     """torchvision's RAFT `name` with the cached official weights (`ensure_weights`), in eval mode on the
-    CPU. A file that is not that network's weights is one WeightsError naming it."""
-    return _model_from_file(ensure_weights(name, download_missing=download_missing, callback=callback), name)
+    CPU. A file that is not that network's weights is one WeightsError naming it, and the way out."""
+    path = ensure_weights(name, download_missing=download_missing, callback=callback)
+    try:
+        return _model_from_file(path, name)
+    except WeightsError as error:  # a download is hash-checked: this file was put or changed there since
+        raise WeightsError(f"{error}; it is the cached copy: delete it to download it again, or use --flow dis") \
+            from None
 
 
 def import_file(path: Path, name: str) -> Path:
@@ -155,7 +161,8 @@ def working_size(height: int, width: int, long_side: int) -> tuple[int, int]:
     multiples of 8 (rounded up)."""
     scale = min(1.0, long_side / max(height, width))
     scale = max(scale, _MIN_SIDE / min(height, width))
-    return tuple(_MULTIPLE * math.ceil(side * scale / _MULTIPLE) for side in (height, width))  # type: ignore[return-value]
+    # less a hair: 640 / width · width is 640.0000000001 at some widths, and must not round up to 648
+    return tuple(_MULTIPLE * math.ceil(side * scale / _MULTIPLE - 1e-9) for side in (height, width))  # type: ignore[return-value]
 
 
 class RaftFlow:
