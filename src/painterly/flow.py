@@ -11,8 +11,8 @@ The flow is OpenCV's DIS (Kroeger et al. 2016), a weight-free CPU estimator, fro
 extra `flow` (`opencv-python-headless`); cv2 is imported when flow is first needed, so the rest of
 painterly runs without it. Where torchvision's RAFT weights can be had, `estimator("raft-small")` or
 `"raft-large"` (`flow_raft`) finds the flows instead; the visibility is decided the same way for both
-(its thresholds were tuned on DIS's flows). Frames are numpy arrays in and out (HxWx3, float32 in [0, 1] or uint8),
-flows (H, W, 2) float32 in pixels, (x, y).
+(its thresholds were tuned on DIS's flows). Frames are numpy arrays in and out (HxWx3, float32 in
+[0, 1] or uint8), flows (H, W, 2) float32 in pixels, (x, y).
 """
 
 from __future__ import annotations
@@ -237,7 +237,7 @@ class FlowBlender:
     (`--smooth`'s ghosts). A change of frame size restarts the chain as a cut does. The flow comes
     from the *input* frames (the styled ones' texture would mislead it), at FLOW_LONG_SIDE, and is
     scaled to the styled frame's size, which `size` may have made different. It keeps the previous
-    output and a grey, downscaled copy of the previous input.
+    output and the previous input as the flow estimator prepared it (DIS: grey, downscaled).
     """
 
     def __init__(self, strength: float, flows: FlowEstimator | None = None) -> None:
