@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -117,6 +117,7 @@ def test_offline_without_the_file_is_one_line_with_the_ways_out(isolated_cache, 
 
 @pytest.mark.parametrize("content, words", [
     ("vgg", "not RAFT-small weights (unexpected keys: features.0.weight"),
+    ("nan", "holds NaN or infinity"),
     ("garbage", "not a PyTorch RAFT-small weights file"),
     ("empty", "empty file"),
 ])
@@ -125,6 +126,10 @@ def test_a_cached_file_that_is_not_raft_small_is_named(isolated_cache, monkeypat
     path.parent.mkdir(parents=True)
     if content == "vgg":
         torch.save(weights.random_state_dict("vgg19", upto=1), path)
+    elif content == "nan":
+        state = flow_raft.random_state_dict("raft-small")
+        next(value for value in state.values() if value.is_floating_point())[0] = float("nan")
+        torch.save(state, path)
     else:
         path.write_bytes(b"" if content == "empty" else b"not a torch file at all")
     offline(monkeypatch)
@@ -132,6 +137,38 @@ def test_a_cached_file_that_is_not_raft_small_is_named(isolated_cache, monkeypat
         flow_raft.load_model("raft-small")
     assert str(refused.value).startswith(f"{path}: ") and words in str(refused.value)
     assert str(refused.value).endswith("it is the cached copy: delete it to download it again, or use --flow dis")
+
+
+@pytest.fixture(scope="module")
+def raft_bytes(random_raft) -> bytes:
+    return random_raft.read_bytes()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_cached_file_is_raft_small_or_one_weights_error(isolated_cache, monkeypatch, raft_bytes, data):
+    """Whatever lies under RAFT-small's cached name (the file cut anywhere, a byte changed, random bytes):
+    the network, or one WeightsError line naming the file; never a traceback."""
+    kind = data.draw(st.sampled_from(["cut", "flipped", "random"]))
+    if kind == "cut":
+        content = raft_bytes[:data.draw(st.integers(0, len(raft_bytes) - 1))]
+    elif kind == "flipped":
+        at = data.draw(st.integers(0, len(raft_bytes) - 1))
+        content = raft_bytes[:at] + bytes([raft_bytes[at] ^ 0xFF]) + raft_bytes[at + 1:]
+    else:
+        content = data.draw(st.binary(max_size=2048))
+    path = weights.cached_path(flow_raft.spec_for("raft-small"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    offline(monkeypatch)
+    try:
+        model = flow_raft.load_model("raft-small")
+    except WeightsError as error:
+        assert "\n" not in str(error) and str(error).startswith(f"{path}: ")
+    else:
+        assert kind == "flipped"  # a changed byte inside a tensor's data still loads: the hash is what checks that
+        assert all(torch.isfinite(value).all() for value in model.state_dict().values()
+                   if value.is_floating_point())
 
 
 # --- the flows ----------------------------------------------------------------------------------

@@ -148,6 +148,8 @@ def _model_from_file(path: Path, name: str) -> Any:
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise WeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, expected "
                                f"{tuple(expected[key].shape)} for {label}")
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):  # every flow would be NaN
+            raise WeightsError(f"{path}: {key} holds NaN or infinity; not usable {label} weights")
     model.load_state_dict(state)
     return model.eval()
 
