@@ -251,15 +251,17 @@ def test_an_animation_takes_its_first_frames_auto_mask_written_once(files, tmp_p
     before = {name: file_sha256(tmp_path / name) for name in ("clip.gif", "clip.mask.png")}
 
     def interrupt(event):
-        if isinstance(event, VideoProgressEvent):  # after the first frame, its new mask written
-            assert file_sha256(tmp_path / "clip.mask.png") != before["clip.mask.png"]
+        if isinstance(event, VideoProgressEvent):  # after the first frame: its new mask is found and staged
+            assert file_sha256(tmp_path / "clip.mask.png") == before["clip.mask.png"]  # not yet in place
+            [staged] = [path for path in tmp_path.iterdir() if path.name.startswith(".clip.mask.png.")]
+            assert staged.suffix == ".png" and file_sha256(staged) != before["clip.mask.png"]
             raise KeyboardInterrupt
 
     again = FastStylizer(files["a"], CONFIG.replace(mask_seed=5)).with_regions("auto:3", [None, None, files["b"]])
     with pytest.raises(KeyboardInterrupt):  # a second run onto the same clip is interrupted
         apply_files(again, [files["clip"]], out, callback=interrupt)
-    assert {name: file_sha256(tmp_path / name) for name in before} == before  # the earlier run's mask is back
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mask.png"]
+    assert {name: file_sha256(tmp_path / name) for name in before} == before  # the earlier run's mask stands
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.gif", "clip.mask.png"]  # nor a temporary
 
 
 def test_adain_paintings_take_an_auto_mask_too(files, tmp_path, one_thread):

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import run_limited, unwritable_folder
-from painterly.atomic import STALE_AFTER_S, atomic_path, cannot_write, restored_on_failure
+from painterly.atomic import STALE_AFTER_S, atomic_path, cannot_write, restored_on_failure, staged
 from painterly.errors import OutputError
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes, rlimits and devices")
@@ -414,3 +414,33 @@ def test_a_file_beside_a_written_output_is_the_new_one(tmp_path):
     with pytest.raises(_Failed), restored_on_failure(target):  # failed before it wrote anything
         raise _Failed
     assert target.read_bytes() == b"this run's mask" and os.listdir(tmp_path) == ["out.mask.png"]
+
+
+# --- staged: a file that goes with an output takes its place only once the output is written ----------
+
+
+def test_staged_replaces_the_file_only_when_the_block_succeeds(tmp_path):
+    path = tmp_path / "out.mask.png"
+    path.write_bytes(b"the earlier run's")
+    with pytest.raises(RuntimeError):
+        with staged(path) as temporary:
+            temporary.write_bytes(b"the new one")
+            assert path.read_bytes() == b"the earlier run's"  # not in place while the block runs
+            raise RuntimeError("the output could not be written")
+    assert path.read_bytes() == b"the earlier run's" and sorted(tmp_path.iterdir()) == [path]
+    with staged(path) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(".out.mask.png.")
+        assert temporary.suffix == ".png"  # writers pick the format from it
+        temporary.write_bytes(b"the new one")
+    assert path.read_bytes() == b"the new one" and sorted(tmp_path.iterdir()) == [path]
+    with staged(path):
+        pass  # nothing written there (a clip stopped before its first frame): left alone
+    assert path.read_bytes() == b"the new one"
+
+
+def test_staged_onto_a_folder_is_one_output_error_and_leaves_nothing(tmp_path):
+    (tmp_path / "out.mask.png").mkdir()
+    with pytest.raises(OutputError, match="out.mask.png: cannot write"):
+        with staged(tmp_path / "out.mask.png") as temporary:
+            temporary.write_bytes(b"new")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.mask.png"]

@@ -428,6 +428,26 @@ def test_a_signal_during_a_folder_says_what_was_written(fast_model, tmp_path, si
     assert sorted(path.name for path in out.iterdir()) == ["a.png", "b.png"]  # and no temporary
 
 
+def test_kill_9_during_an_auto_masked_clip_leaves_the_earlier_mask_and_clip(fast_model, tmp_path):
+    """The new auto mask waits in a temporary until its clip is written: a run killed outright midway
+    (kill -9, the OOM killer) leaves the earlier run's mask and clip as they were, not a new mask
+    that no clip was made with."""
+    from painterly.provenance import file_sha256
+
+    clip, out = write_clip(tmp_path / "clip.mp4"), tmp_path / "out.mp4"
+    mask = tmp_path / "out.mask.png"
+    first = invoke("apply", fast_model, clip, "-o", out, "--mask", "auto:2", "--region", "2=keep", "--device", "cpu",
+                   "--quiet")
+    assert first.exit_code == 0, first.output
+    before = {path: file_sha256(path) for path in (out, mask)}
+    returncode, _ = apply_until_signal(tmp_path, signal.SIGKILL, "frames", 4, fast_model, clip, "-o", out, "--mask",
+                                       "auto:3", "--mask-seed", "5", "--region", "3=keep")
+    assert returncode == -signal.SIGKILL
+    assert {path: file_sha256(path) for path in before} == before
+    left = sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("."))
+    assert left and all(name.startswith((".out.mask.png.", ".out.mp4.")) for name in left)  # temporaries only
+
+
 def test_sigterm_during_a_video_removes_its_temporary(fast_model, tmp_path):
     """`docker stop` during a clip: the partial .out.mp4.*.tmp.mp4 used to stay behind, with no message."""
     clip = write_clip(tmp_path / "clip.mp4")

@@ -18,7 +18,6 @@ float, so a large image costs about twice its 8-bit size plus one row of tiles.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sys
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import cannot_write, restored_on_failure
+from .atomic import cannot_write, staged
 from .config import ApplyConfig
 from .errors import ImageError, OutputError, UsageError
 from .events import ApplyEvent, Callback, MessageEvent, StopRequested, ignore
@@ -290,11 +289,12 @@ class _Run:
             self._guarded(loaded.job, self._write, image, loaded.input)
 
     def _auto_masked(self, job: _Job, loaded: _Loaded) -> None:
-        """One photo with the auto mask found from it, which is written beside the output first (the
-        output records its SHA-256); if the output is not written, what was there before is put back."""
+        """One photo with the auto mask found from it, written beside the output once the output is (which
+        records its SHA-256): until then it is a temporary, so a failure, an interrupt or a kill leaves an
+        earlier run's mask as it was."""
         assert job.target is not None  # _check_mask_targets refused stdout
-        with restored_on_failure(mask_target(job.target)):
-            stylizer = bind_found_mask(self.stylizer, loaded.image, job.target, protect=[job.source])
+        with staged(mask_target(job.target)) as mask:
+            stylizer = bind_found_mask(self.stylizer, loaded.image, job.target, staged=mask, protect=[job.source])
             [image] = stylizer.stylize_batch([loaded.image])
             save_image(image, job.target, settings=stylizer.describe(input=loaded.input), protect=[job.source])
         self.report.written.append(job.target)
@@ -303,13 +303,12 @@ class _Run:
     def _video(self, job: _Job) -> None:
         assert job.target is not None  # stdout takes one image, never a video
         stylizer = self.stylizer
-        mask: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
-        if isinstance(stylizer.mask, AutoMask):  # the first frame's mask for every frame, written once found
-            written = mask_target(job.target)
-            stylizer = stylizer.with_mask(stylizer.mask.once(written=written))
-            mask = restored_on_failure(written)  # no clip: nor its new mask, as for an image
-        with mask:
+        if not isinstance(stylizer.mask, AutoMask):
             stylize_video(stylizer, job.source, job.target, callback=self.callback)
+        else:  # the first frame's mask for every frame, found then and put in place with the clip, as for an image
+            with staged(mask_target(job.target)) as mask:
+                stylizer = stylizer.with_mask(stylizer.mask.once(written=mask_target(job.target), staged=mask))
+                stylize_video(stylizer, job.source, job.target, callback=self.callback)
         self.report.written.append(job.target)
         self._finished(job)
 

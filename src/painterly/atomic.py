@@ -93,6 +93,33 @@ def atomic_path(
 
 
 @contextmanager
+def staged(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary beside `path` for a file that goes with an output and is recorded in it (an auto mask,
+    with its SHA-256): whatever is written there replaces `path` only once the block has succeeded (the
+    output written), so a failure, an interrupt or a kill -9 meanwhile leaves the earlier file as it was
+    (a killed writer's temporary is swept later, as atomic_path's are). Nothing written there: `path` is
+    left alone."""
+    path = Path(path)
+    _sweep_once(path.parent)
+    temporary = _temporary_for(path)
+    try:
+        yield temporary
+    except BaseException:
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+    if not temporary.exists():
+        return
+    try:
+        os.replace(temporary, path)
+        _fsync_folder(path.parent)
+    except OSError as error:
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise cannot_write(path, error) from error
+
+
+@contextmanager
 def restored_on_failure(path: str | os.PathLike) -> Iterator[None]:
     """For a file written beside an output and recorded in it (an auto mask, with its SHA-256): if the
     output is not written, `path` is put back as it was before the block (an earlier run's file), or

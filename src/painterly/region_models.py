@@ -50,13 +50,15 @@ class AutoMask:
     """`--mask auto:K`: a mask not yet found; each photo's is `regions.auto_mask(photo, K, seed=seed)`.
 
     `once()` gives one that keeps the first photo's mask for every later one (a clip's frames) and, given
-    where, writes it there as soon as it is found. Its record (`describe`) is then one dict that the
+    where, writes it there as soon as it is found (into `staged`, when given, an `atomic.staged`
+    temporary that becomes `written` once the clip is). Its record (`describe`) is then one dict that the
     writing completes with the file's SHA-256 and the regions' colours, as an image's auto mask records
     them: a clip's settings hold that dict and are serialised only once its first frame is painted."""
 
     regions: int
     seed: int = MASK_SEED
     written: str | None = None  # where the mask is written, for the record
+    staged: str | None = None  # where it is written meanwhile, if not there
     _kept: list[RegionMask] | None = field(default=None, compare=False, repr=False)
     _record: dict | None = field(default=None, compare=False, repr=False)  # once(): the one record, completed
 
@@ -68,8 +70,9 @@ class AutoMask:
     def source(self) -> dict:
         return {} if self.written is None else {"file": self.written}
 
-    def once(self, written: str | os.PathLike | None = None) -> AutoMask:
-        return replace(self, written=None if written is None else os.fspath(written), _kept=[], _record={})
+    def once(self, written: str | os.PathLike | None = None, staged: str | os.PathLike | None = None) -> AutoMask:
+        return replace(self, written=None if written is None else os.fspath(written),
+                       staged=None if staged is None else os.fspath(staged), _kept=[], _record={})
 
     def describe(self, feather: int) -> dict:
         record = {**self.source, "auto": self.regions, "seed": self.seed, "feather": feather}
@@ -86,9 +89,10 @@ class AutoMask:
         mask = auto_mask(image, self.regions, seed=self.seed)
         if self._kept is not None:
             if self.written is not None:  # written now, so the clip's record can name its SHA-256
-                path = write_mask(mask, self.written)
+                path = write_mask(mask, self.staged or self.written)
                 assert self._record is not None
-                self._record.update({**describe_file(path), "regions": mask.describe(0)["regions"]})
+                self._record.update({**describe_file(path), "file": self.written,
+                                     "regions": mask.describe(0)["regions"]})
             self._kept.append(mask)
         return mask
 
@@ -117,16 +121,17 @@ def check_count(mask: Mask, count: int, what: str) -> None:
         raise UsageError(f"{shown_mask(source)} has {mask.count} regions and {count} {what}")
 
 
-def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *,
+def bind_found_mask(stylizer: FastStylizer, image: np.ndarray, target: Path, *, staged: Path | None = None,
                     protect: Sequence[str | os.PathLike] = ()) -> FastStylizer:
-    """An auto-mask stylizer with this photo's mask found, written beside `target` and bound (its file
-    and SHA-256 recorded); the caller puts back what was there if the output then cannot be written."""
+    """An auto-mask stylizer with this photo's mask found, written beside `target` (into `staged`, when
+    given: an `atomic.staged` temporary that becomes the mask once the output is written) and bound (its
+    file and SHA-256 recorded)."""
     auto = stylizer.mask
     assert isinstance(auto, AutoMask)
     found = auto.for_image(image)
-    path = write_mask(found, mask_target(target), protect=protect)
-    recorded = RegionMask(found.labels, found.colors, {**describe_file(path), "auto": auto.regions,
-                                                       "seed": auto.seed})
+    path = write_mask(found, staged or mask_target(target), protect=protect)
+    recorded = RegionMask(found.labels, found.colors, {**describe_file(path), "file": os.fspath(mask_target(target)),
+                                                       "auto": auto.regions, "seed": auto.seed})
     return stylizer.with_mask(recorded)
 
 
