@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import run_limited, unwritable_folder
-from painterly.atomic import STALE_AFTER_S, atomic_path, cannot_write, restored_on_failure, staged
+from painterly.atomic import STALE_AFTER_S, atomic_path, cannot_write, staged
 from painterly.errors import OutputError
 
 POSIX = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes, rlimits and devices")
@@ -377,45 +377,6 @@ def test_only_a_dead_writers_temporaries_are_ever_removed(tmp_path_factory, targ
     assert {path.name for path in folder.iterdir()} == expected_left
 
 
-class _Failed(Exception):
-    pass
-
-
-@pytest.mark.parametrize("earlier", ["file", "symlink", "none"])
-def test_a_file_beside_a_failed_output_is_put_back_as_it_was(tmp_path, earlier):
-    """An auto mask is written beside its output before the run; a run that fails must leave an earlier
-    run's mask (a file, or the user's link) exactly as it was, and no mask where there was none."""
-    target = tmp_path / "out.mask.png"
-    if earlier == "file":
-        target.write_bytes(b"the earlier run's mask")
-    elif earlier == "symlink":
-        (tmp_path / "mine.png").write_bytes(b"the user's own mask")
-        target.symlink_to("mine.png")
-    before = sorted(os.listdir(tmp_path))
-    with pytest.raises(_Failed), restored_on_failure(target):
-        with atomic_path(target) as temporary:
-            temporary.write_bytes(b"this run's mask")
-        assert target.read_bytes() == b"this run's mask" and not target.is_symlink()
-        raise _Failed
-    assert sorted(os.listdir(tmp_path)) == before  # nothing new, no temporary
-    if earlier == "file":
-        assert target.read_bytes() == b"the earlier run's mask"
-    elif earlier == "symlink":
-        assert os.readlink(target) == "mine.png" and target.read_bytes() == b"the user's own mask"
-
-
-def test_a_file_beside_a_written_output_is_the_new_one(tmp_path):
-    target = tmp_path / "out.mask.png"
-    target.write_bytes(b"the earlier run's mask")
-    with restored_on_failure(target):
-        with atomic_path(target) as temporary:
-            temporary.write_bytes(b"this run's mask")
-    assert target.read_bytes() == b"this run's mask" and os.listdir(tmp_path) == ["out.mask.png"]
-    with pytest.raises(_Failed), restored_on_failure(target):  # failed before it wrote anything
-        raise _Failed
-    assert target.read_bytes() == b"this run's mask" and os.listdir(tmp_path) == ["out.mask.png"]
-
-
 # --- staged: a file that goes with an output takes its place only once the output is written ----------
 
 
@@ -436,6 +397,17 @@ def test_staged_replaces_the_file_only_when_the_block_succeeds(tmp_path):
     with staged(path):
         pass  # nothing written there (a clip stopped before its first frame): left alone
     assert path.read_bytes() == b"the new one"
+
+
+def test_staged_leaves_the_users_link_as_it_was_when_the_block_fails(tmp_path):
+    (tmp_path / "mine.png").write_bytes(b"the user's own mask")
+    path = tmp_path / "out.mask.png"
+    path.symlink_to("mine.png")
+    with pytest.raises(RuntimeError), staged(path) as temporary:
+        temporary.write_bytes(b"the new one")
+        raise RuntimeError
+    assert os.readlink(path) == "mine.png" and path.read_bytes() == b"the user's own mask"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.png", "out.mask.png"]
 
 
 def test_staged_onto_a_folder_is_one_output_error_and_leaves_nothing(tmp_path):

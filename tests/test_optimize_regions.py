@@ -158,7 +158,8 @@ def test_mask_mistakes_are_one_line_and_write_nothing(files, args, words):
 
 
 def test_a_failed_run_leaves_no_auto_mask_behind(files):
-    """The mask is written before the run (to edit while it goes); a run that fails takes it away again."""
+    """The mask takes its place with the output: a run that fails leaves none, or an earlier run's as it was,
+    and no temporary."""
 
     class Broken(Exception):
         pass
@@ -179,7 +180,7 @@ def test_a_failed_run_leaves_no_auto_mask_behind(files):
     with pytest.raises(Broken):  # another run onto the same output, with its own mask, fails
         stylize_files(files / "photo.png", [files / "red.png", "keep", "keep"], files / "kept.png",
                       config.replace(mask_seed=5), mask="auto:3", callback=fail)
-    assert {name: file_sha256(files / name) for name in before} == before  # the earlier run's mask is back
+    assert {name: file_sha256(files / name) for name in before} == before  # the earlier run's mask stands
     assert sorted(files.iterdir()) == listed
     with pytest.raises(UsageError, match="mask_seed must be a whole number, 0 or more"):
         StylizeConfig(mask_seed=-1)

@@ -23,7 +23,6 @@ import functools
 import os
 import re
 import secrets
-import shutil
 import socket
 import stat
 import time
@@ -117,50 +116,6 @@ def staged(path: str | os.PathLike) -> Iterator[Path]:
         with suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise cannot_write(path, error) from error
-
-
-@contextmanager
-def restored_on_failure(path: str | os.PathLike) -> Iterator[None]:
-    """For a file written beside an output and recorded in it (an auto mask, with its SHA-256): if the
-    output is not written, `path` is put back as it was before the block (an earlier run's file), or
-    removed if there was none, so that a failure leaves neither a new file nor a lost old one.
-
-    The old file is kept meanwhile as a hard link (a copy where links are refused) named as a
-    temporary: a writer killed outright leaves the new file, and the sweep later removes the old.
-    """
-    path = Path(path)
-    kept = _kept_copy(path)
-    try:
-        yield
-    except BaseException:
-        with suppress(OSError):
-            if kept is None:
-                path.unlink(missing_ok=True)
-            else:
-                os.replace(kept, path)
-                kept.unlink(missing_ok=True)  # left where the two were one file (rename then does nothing)
-        raise
-    if kept is not None:
-        with suppress(OSError):
-            kept.unlink()
-
-
-def _kept_copy(path: Path) -> Path | None:
-    """A temporary holding `path`'s file as it is now (None when there is none); an `OutputError` when it
-    cannot be made, before anything is written."""
-    if not (path.is_file() or path.is_symlink()):
-        return None
-    _sweep_once(path.parent)
-    kept = _temporary_for(path)
-    try:
-        try:
-            os.link(path, kept, follow_symlinks=False)
-        except OSError:  # a file system without hard links
-            shutil.copy2(path, kept, follow_symlinks=False)
-    except OSError as error:
-        _discard(kept, [])
-        raise cannot_write(path, error) from error
-    return kept
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -12,7 +12,6 @@ diverged writes its last good image and then re-raises.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from . import __version__, images, pixels, regions
-from .atomic import restored_on_failure
+from .atomic import staged
 from .config import INITS, StylizeConfig
 from .errors import NumericalError, UsageError
 from .events import Callback, DoneEvent, Event, MessageEvent, StepEvent, ignore
@@ -57,9 +56,9 @@ def stylize_files(
 
     With `mask` (a mask file, "auto:K", a label array or a RegionMask: `regions.load_mask`), styles[k]
     paints region k and a style "keep" keeps the photo there. An "auto:K" mask is found from the photo
-    (seeded by `config.mask_seed`) and written, before the run so it can be edited while it goes, beside the
-    output as `<output stem>.mask.png`, never over an input; the file is named in the settings, and removed
-    again when the run fails or is interrupted before its output is written.
+    (seeded by `config.mask_seed`) and written beside the output as `<output stem>.mask.png` with the
+    output (`atomic.staged`: a run that fails, is interrupted or is killed leaves an earlier one as it
+    was), never over an input; the file is named in the settings.
 
     A video `content` (`gatys_video.is_video_path`) is stylised frame by frame into the video `output`
     (`gatys_video.stylize_video_files`, whose summary this returns); not with a mask."""
@@ -88,28 +87,33 @@ def stylize_files(
         init = Path(config.init)
         init_image = images.load_image(init, max_pixels=max_pixels)
         inputs.append(init)
-    found = region_mask if region_mask is not None and "auto" in region_mask.source else None
-    # the output not written: nor its new mask, and an earlier run's is back, as in apply
-    with restored_on_failure(mask_target(output)) if found else contextlib.nullcontext():
-        if found is not None:
-            region_mask = _write_auto_mask(found, Path(output), inputs)
-            callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
-                                  f"edit it and pass it back as --mask to change them"))
+    if region_mask is None or "auto" not in region_mask.source:
         return stylize_and_save(content_image, style_images, output, config, callback=callback,
                                 sources=_sources(config, content, styles, region_mask), protect=inputs,
                                 init_image=init_image, mask=region_mask)
+    # the new mask in place only with its output, as in apply: a failed or killed run leaves an earlier one
+    with staged(mask_target(output)) as mask_file:
+        region_mask = _write_auto_mask(region_mask, Path(output), inputs, mask_file)
+        summary = stylize_and_save(content_image, style_images, output, config, callback=callback,
+                                   sources=_sources(config, content, styles, region_mask), protect=inputs,
+                                   init_image=init_image, mask=region_mask)
+    callback(MessageEvent(f"wrote the {region_mask.count} regions found to {region_mask.source['file']}: "
+                          f"edit it and pass it back as --mask to change them"))
+    return summary
 
 
 def _is_keep(path: StrPath) -> bool:
     return os.fspath(path) == KEEP
 
 
-def _write_auto_mask(mask: RegionMask, output: Path, protect: Sequence[Path]) -> RegionMask:
-    """The found mask written as `<output stem>.mask.png` for the user to edit; the mask, now with its file."""
+def _write_auto_mask(mask: RegionMask, output: Path, protect: Sequence[Path], staged_file: Path) -> RegionMask:
+    """The found mask written into `staged_file`, which becomes `<output stem>.mask.png` (for the user to
+    edit) with the output; the mask, now with that file and its SHA-256."""
     path = mask_target(output)
     images.check_output(output, protect=protect)  # a bad output is refused before the mask is written
-    regions.write_mask(mask, path, protect=[*protect, output])
-    return dataclasses.replace(mask, source={**mask.source, **describe_file(path)})
+    images.check_output(path, protect=[*protect, output])
+    regions.write_mask(mask, staged_file)
+    return dataclasses.replace(mask, source={**mask.source, **describe_file(staged_file), "file": os.fspath(path)})
 
 
 def stylize_and_save(
