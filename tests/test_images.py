@@ -316,6 +316,11 @@ def test_text_file(tmp_path):
     assert _refusal(tmp_path / "notes.txt").endswith("notes.txt: not an image Pillow can read")
 
 
+def test_a_video_where_an_image_goes_is_named_as_such(tmp_path):
+    (tmp_path / "clip.MP4").write_bytes(b"\x00\x00\x00\x18ftypisom not a picture")
+    assert _refusal(tmp_path / "clip.MP4") == f"{tmp_path / 'clip.MP4'}: a video, where an image is needed"
+
+
 def test_permission_denied(tmp_path, monkeypatch):
     path = _save(Image.new("RGB", (16, 16)), tmp_path / "secret.png")
 

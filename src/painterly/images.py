@@ -32,6 +32,7 @@ from PIL import Image, ImageCms, ImageOps, PngImagePlugin, TiffImagePlugin, Unid
 from painterly.atomic import atomic_path, same_file
 from painterly.errors import ImageError, PainterlyError, UsageError
 from painterly.pixels import over_white, over_white_uint8, to_array, to_float32, to_numpy, to_tensor, to_uint8
+from painterly.video_av import VIDEO_EXTENSIONS
 
 if TYPE_CHECKING:
     import torch
@@ -163,6 +164,8 @@ def _decoding(shown: str, limit: int | None = None, *, quiet_c: bool = False) ->
         message = f"{shown}: image data is over the limit of {limit or 0:,} pixels; {_RAISE_THE_LIMIT}"
         raise ImageError(message) from None
     except UnidentifiedImageError:
+        if Path(shown).suffix.lower() in VIDEO_EXTENSIONS:  # a clip given where a photo or painting goes
+            raise ImageError(f"{shown}: a video, where an image is needed") from None
         raise ImageError(f"{shown}: not an image Pillow can read") from None
     except OSError as exc:
         raise _read_error(shown, exc) from exc
