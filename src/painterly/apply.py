@@ -126,7 +126,7 @@ def _plan(inputs: list[str], output: str, suffix: str | None, *,
     if output == STDIO:
         if not one_file:
             raise UsageError("-o - writes one image to stdout; give exactly one input file (or -)")
-        if inputs[0] != STDIO and is_video(inputs[0]):  # else read as an image: "not an image Pillow can read"
+        if inputs[0] != STDIO and is_video(inputs[0]):  # stdout takes one PNG: a clip is refused before any work
             raise UsageError(f"{inputs[0]}: -o - writes one image to stdout; a video or animation is written "
                              f"to a file: give -o FILE{Path(inputs[0]).suffix}")
         return [_Job(inputs[0], None)], True
