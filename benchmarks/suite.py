@@ -56,6 +56,8 @@ class Plan:
     # TrainConfig.temporal_weight of the networks trained with the loss; the report holds the strongest whose
     # training losses match the one trained without it (temporal_report.MATCHED_LOSS) to the target
     temporal_train_weights: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
+    # One set of those networks for each: plain TransformerNets, and anti-aliased ones (`train --antialias`)
+    temporal_train_antialias: tuple[bool, ...] = (False, True)
     gatys_video_size: tuple[int, int] = (96, 128)  # Gatys video's very short clip
     gatys_video_frames: int = 6  # 0: skipped
     gatys_video_steps: int = 100  # L-BFGS steps of each per-frame run and of Gatys video's first frame

@@ -64,23 +64,28 @@ def clip_rows(clips: Sequence[str], height: int, width: int, frames: int, smooth
 
 
 def trained_rows(temporal_weights: Sequence[float], steps: int, size: int, batch: int, arch: str,
-                 clips: Sequence[str], height: int, width: int, frames: int) -> dict:
-    """For each of `temporal_weights` (0: without the loss), train a network (`arch`, random VGG-16, seed 0,
-    `steps` steps of `batch` size² crops of the eval photos, starry_night: the same crops for each), then
-    score it frame by frame on the noisy `clips`. {"skipped": why} while TrainConfig has no temporal_weight.
+                 clips: Sequence[str], height: int, width: int, frames: int, antialias: bool = False) -> dict:
+    """For each of `temporal_weights` (0: without the loss), train a network (`arch`, anti-aliased or not,
+    random VGG-16, seed 0, `steps` steps of `batch` size² crops of the eval photos, starry_night: the same
+    crops for each), then score it frame by frame on the noisy `clips`. {"skipped": why} while TrainConfig
+    lacks the field a run needs.
     """
-    if "temporal_weight" not in {field.name for field in dataclasses.fields(TrainConfig)}:
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    if "temporal_weight" not in fields:
         return {"skipped": "TrainConfig.temporal_weight (the temporal training loss) does not exist yet"}
+    if antialias and "antialias" not in fields:
+        return {"skipped": "TrainConfig.antialias (anti-aliased networks) does not exist yet"}
+    changes = {"antialias": True} if antialias else {}  # a version without the field still trains plain ones
     networks = []
     with tempfile.TemporaryDirectory(prefix="painterly-temporal-") as folder:
         photos, style = _training_data(Path(folder), size)
         for weight in temporal_weights:
             settings = TrainConfig(data=str(photos), size=size, batch_size=batch, steps=steps, arch=arch,
                                    vgg_weights="random", seed=SEED, device="cpu", temporal_weight=weight,
-                                   log_every=max(1, steps // 10), checkpoint_minutes=0.0)
+                                   log_every=max(1, steps // 10), checkpoint_minutes=0.0, **changes)
             losses: list[dict[str, float]] = []
             started = time.perf_counter()
-            model = _train(style, settings, Path(folder) / f"temporal-{weight:g}.safetensors", losses)
+            model = _train(style, settings, Path(folder) / f"temporal-{antialias:d}-{weight:g}.safetensors", losses)
             train_seconds = time.perf_counter() - started
             stylizer = FastStylizer(model, ApplyConfig(device="cpu"))
             results = []
@@ -91,8 +96,8 @@ def trained_rows(temporal_weights: Sequence[float], steps: int, size: int, batch
                 results.append({"clip": clip.label, **_scored(styled, references, clip, seconds, 0.0)})
             last = losses[-TRAIN_LAST_STEPS:]
             final = {key: statistics.mean(step[key] for step in last) for key in last[0]} if last else {}
-            networks.append({"temporal_weight": weight, "clips": results, "train_seconds": train_seconds,
-                             "steps": steps, "final_losses": final})
+            networks.append({"temporal_weight": weight, "antialias": antialias, "clips": results,
+                             "train_seconds": train_seconds, "steps": steps, "final_losses": final})
     return {"networks": networks}
 
 

@@ -8,6 +8,8 @@ All are mean absolute differences in 8-bit levels (0–255, averaged over the co
   were not there leaves trails; the new frame alone leaves none.
 - fidelity: |O_t − S_t| over every pixel of every frame, so that a frozen or washed-out clip, stable
   as it is, does not win.
+- unmoved error: |O_t − O_{t−1}| over the pixels of the warping error, the motion not taken out; the
+  warping error's share of it is how much of the change is not the picture moving.
 """
 
 from __future__ import annotations
@@ -23,12 +25,26 @@ LEVELS = 255.0
 
 def warping_error(outputs: Sequence[np.ndarray], clip: Clip) -> float:
     """Mean |O_t − W(O_{t−1})| over the pixels visible in both frames, all frames pooled."""
+    return _change(outputs, clip, moved=True)
+
+
+def unmoved_error(outputs: Sequence[np.ndarray], clip: Clip) -> float:
+    """Mean |O_t − O_{t−1}| over the same pixels: the change from frame to frame with the motion not taken
+    out. Warping error over this says how much of the change is *not* the picture moving: about 1 for a
+    texture that stays put as the picture moves, 0 for one that moves with it, whatever its smoothness
+    (a smoother texture has a lower warping error for the same share)."""
+    return _change(outputs, clip, moved=False)
+
+
+def _change(outputs: Sequence[np.ndarray], clip: Clip, *, moved: bool) -> float:
     total, count = 0.0, 0
     for t in range(1, len(outputs)):
         visible = clip.visible[t - 1]
-        moved = warp_back(np.asarray(outputs[t - 1], np.float32), clip.backward[t - 1])
-        total += float(np.abs(np.asarray(outputs[t], np.float32) - moved)[visible].sum())
-        count += int(visible.sum()) * moved.shape[-1]
+        before = np.asarray(outputs[t - 1], np.float32)
+        if moved:
+            before = warp_back(before, clip.backward[t - 1])
+        total += float(np.abs(np.asarray(outputs[t], np.float32) - before)[visible].sum())
+        count += int(visible.sum()) * before.shape[-1]
     return LEVELS * total / count if count else 0.0
 
 
@@ -58,4 +74,5 @@ def disoccluded_share(clip: Clip) -> float:
 def scores(outputs: Sequence[np.ndarray], references: Sequence[np.ndarray], clip: Clip) -> dict:
     """All three measures of one stylised clip, with the input's own warping error (the floor)."""
     return {"warping_error": warping_error(outputs, clip), "input_warping_error": warping_error(clip.frames, clip),
+            "unmoved_error": unmoved_error(outputs, clip),
             "ghosting": ghosting(outputs, references, clip), "fidelity": fidelity(outputs, references)}

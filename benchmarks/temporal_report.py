@@ -113,33 +113,69 @@ def _smooth_ghosting_at(warping: float, per_frame: dict, variants: dict) -> tupl
 
 
 def _trained_rows(plan: Plan, run: Callable[..., dict]) -> list[Row]:
-    """A network trained without the temporal loss and one with each of the plan's weights (same steps, seed,
-    crops), on the noisy clips; the strongest at matched fidelity (`matched_weight`) is held to the target."""
+    """For each of the plan's architectures (plain, anti-aliased), a network trained without the temporal
+    loss and one with each of the plan's weights (same steps, seed, crops), on the noisy clips; in each set
+    the strongest at matched fidelity (`matched_weight`) is held to the target against that set's network
+    without the loss. An anti-aliased set's network without the loss is also compared with the plain one."""
     height, width = plan.temporal_size
     common = {"steps": plan.temporal_train_steps, "size": plan.temporal_train_size, "batch": plan.temporal_train_batch,
               "arch": TRAIN_ARCH, "clips": list(CLIP_NAMES), "height": height, "width": width,
               "frames": plan.temporal_frames}
     weights = list(plan.temporal_train_weights)
-    result: dict = (run("temporal-trained", temporal_weights=[0.0, *weights], **common) if plan.temporal_train_steps
-                    else {"skipped": UNPLANNED})
-    if "networks" not in result:
-        variant = "trained, temporal " + "/".join(f"{weight:g}" for weight in weights)
-        return [Row(WORKLOAD, f"{TRAIN_ARCH}, {plan.temporal_train_steps} steps", None, result, variant=variant,
-                    timed=False)]
-    plain, *temporal = result["networks"]
+    rows: list[Row] = []
+    baseline: dict | None = None  # the plain set's network without the loss
+    for antialias in plan.temporal_train_antialias:
+        name = "trained, antialias" if antialias else "trained"
+        result: dict = (run("temporal-trained", temporal_weights=[0.0, *weights], antialias=antialias, **common)
+                        if plan.temporal_train_steps else {"skipped": UNPLANNED})
+        if "networks" not in result:
+            variant = f"{name}, temporal " + "/".join(f"{weight:g}" for weight in weights)
+            rows.append(Row(WORKLOAD, f"{TRAIN_ARCH}, {plan.temporal_train_steps} steps", None, result,
+                            variant=variant, timed=False))
+            continue
+        plain, *temporal = result["networks"]
+        rows += _trained_set(plan, name, result["peak_rss"], plain, temporal,
+                             baseline if antialias else None)
+        if not antialias:
+            baseline = plain
+    return rows
+
+
+def _trained_set(plan: Plan, name: str, peak_rss: int, plain: dict, temporal: list[dict],
+                 baseline: dict | None) -> list[Row]:
     held = matched_weight(plain, temporal)
     rows = []
     for index, before in enumerate(plain["clips"]):
-        rows.append(Row(WORKLOAD, before["clip"], None, {**before, "peak_rss": result["peak_rss"]}, variant="trained",
-                        timed=False, note=_training_note(plain, plan)))
+        note = f"{_training_note(plain, plan)}; {_moving_share(before)}"
+        if baseline is not None:
+            note += f"; {_against_plain(before, plain, baseline, index)}"
+        rows.append(Row(WORKLOAD, before["clip"], None, {**before, "peak_rss": peak_rss}, variant=name,
+                        timed=False, note=note))
         for network in temporal:
             after, weight = network["clips"][index], network["temporal_weight"]
             verdict = (_trained_verdict(after, before, held) if weight == held
                        else _match_note(network, plain, held))
-            rows.append(Row(WORKLOAD, after["clip"], None, {**after, "peak_rss": result["peak_rss"]},
-                            variant=f"trained, temporal {weight:g}", timed=False,
-                            note=f"{_training_note(network, plan)}; {verdict}"))
+            rows.append(Row(WORKLOAD, after["clip"], None, {**after, "peak_rss": peak_rss},
+                            variant=f"{name}, temporal {weight:g}", timed=False,
+                            note=f"{_training_note(network, plan)}; {_moving_share(after)}; {verdict}"))
     return rows
+
+
+def _moving_share(clip: dict) -> str:
+    """How much of the network's change from frame to frame is its texture moving with the picture."""
+    unmoved = clip["unmoved_error"]
+    if not unmoved:
+        return "no change from frame to frame"
+    return (f"warping error {100 * clip['warping_error'] / unmoved:.0f} % of the change with the motion left in "
+            f"({unmoved:.2f}): the rest moved with the picture")
+
+
+def _against_plain(clip: dict, network: dict, baseline: dict, index: int) -> str:
+    """An anti-aliased network without the loss beside the plain one: its steadiness and its losses."""
+    share = clip["warping_error"] / baseline["clips"][index]["warping_error"]
+    ratios = ", ".join(f"{term} loss {network['final_losses'][term] / baseline['final_losses'][term]:.2f}×"
+                       for term in ("style", "content"))
+    return f"against the plain network trained without the loss: warping error {100 * share:.0f} % of its, {ratios}"
 
 
 def matched_weight(plain: dict, temporal: list[dict]) -> float | None:
@@ -166,7 +202,8 @@ def _match_note(network: dict, plain: dict, held: float | None) -> str:
 
 def _training_note(result: dict, plan: Plan) -> str:
     losses = ", ".join(f"{name} {value:.3g}" for name, value in result["final_losses"].items())
-    return (f"{TRAIN_ARCH} TransformerNet, {result['steps']} steps of {plan.temporal_train_batch} × "
+    kind = "anti-aliased " if result.get("antialias") else ""
+    return (f"{kind}{TRAIN_ARCH} TransformerNet, {result['steps']} steps of {plan.temporal_train_batch} × "
             f"{plan.temporal_train_size}² crops, random VGG-16 (seed 0), {result['train_seconds']:.0f} s; "
             f"mean loss over its last steps: {losses}")
 

@@ -3,6 +3,7 @@ known, and `python -m benchmarks --tiny --only video-temporal` end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ import numpy as np
 import pytest
 
 import cli_processes
-from benchmarks import clips
-from benchmarks.temporal_metrics import fidelity, ghosting, warping_error
+from benchmarks import clips, suite, temporal_report
+from benchmarks.temporal_metrics import fidelity, ghosting, unmoved_error, warping_error
 from benchmarks.temporal_report import _smooth_ghosting_at, matched_weight
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,8 @@ def test_tiny_run_scores_every_clip_and_variant(tiny_run):
     assert [row["variant"] for row in verdicts] == ["stabilize 0.8"] * 3
     assert all("noise" in row["size"] for row in verdicts)
     skipped = [row for row in rows if "skipped" in row["painterly"]]  # training and Gatys: not in the tiny plan
-    assert [row["variant"] for row in skipped] == ["trained, temporal 3/10/30/100", "gatys video"]
+    assert [row["variant"] for row in skipped] == ["trained, temporal 3/10/30/100",
+                                                   "trained, antialias, temporal 3/10/30/100", "gatys video"]
     assert "stability: mean absolute differences in 8-bit levels" in stdout
     assert "warping error" in stdout and "painterly skipped: not in this plan" in stdout
 
@@ -71,6 +73,25 @@ def test_whole_pixel_motion_is_exact():
         assert warping_error(clip.frames, _still(clip)) > 5.0  # the frames do move
     zoom = clips.make_clip("zoom-rotate", 48, 64, 4)  # the eval photo or, in a fresh clone, the drawn sample
     assert 0 < warping_error(zoom.frames, zoom) < 0.25 * warping_error(zoom.frames, _still(zoom))
+
+
+def test_the_unmoved_error_tells_a_texture_that_moves_from_one_that_stays_put():
+    """A texture fixed to the screen (a pattern added to every frame of a pan) is hardly steadier once the
+    motion is taken out; one painted on the picture is perfectly steady. The unmoved error is the change
+    with the motion left in: the warping error's share of it tells the two apart."""
+    clip = clips.make_clip("pan", 32, 48, 4)
+    grain = np.random.default_rng(0).uniform(-0.2, 0.2, clip.frames[0].shape).astype(np.float32)
+    on_screen = [frame + grain for frame in clip.frames]
+    on_picture = [painted(frame) for frame in clip.frames]
+    assert warping_error(on_picture, clip) == 0.0 < unmoved_error(on_picture, clip)
+    assert warping_error(on_screen, clip) > 0.8 * unmoved_error(on_screen, clip) > 0
+    assert unmoved_error(clip.frames, clip) == warping_error(clip.frames, _still_motion(clip))
+
+
+def _still_motion(clip: clips.Clip) -> clips.Clip:
+    """The clip's visibility with its motion taken away."""
+    return clips.Clip(clip.name, clip.frames, tuple(np.zeros_like(flow) for flow in clip.backward), clip.visible,
+                      clip.clean)
 
 
 def test_static_clip_per_frame_and_frozen_output():
@@ -128,6 +149,36 @@ def test_the_trained_network_held_to_the_target_is_the_strongest_at_matched_fide
                   network(100.0, 4.0, 0.9)]
     assert matched_weight(plain, candidates) == 10.0
     assert matched_weight(plain, [network(10.0, 1.0, 1.2)]) is None  # the content loss counts too
+
+
+def test_each_architecture_is_held_to_the_target_against_its_own_network_without_the_loss():
+    """Two sets (plain, anti-aliased), as `_trained_rows` gets them from its workers: each set's verdict is
+    against that set's network without the loss; the anti-aliased one is also set beside the plain one."""
+    def network(weight, antialias, style, warping):
+        return {"temporal_weight": weight, "antialias": antialias, "steps": 200, "train_seconds": 100.0,
+                "final_losses": {"style": style, "content": 1.0},
+                "clips": [{"clip": "pan", "warping_error": warping, "unmoved_error": 40.0, "frames": 4}]}
+
+    sets = {False: [network(0.0, False, 0.5, 30.0), network(10.0, False, 0.9, 15.0)],
+            True: [network(0.0, True, 0.6, 12.0), network(10.0, True, 0.62, 6.0)]}
+    calls = []
+
+    def run(job, **args):
+        calls.append((job, args["antialias"], args["temporal_weights"]))
+        return {"networks": sets[args["antialias"]], "peak_rss": 1}
+
+    plan = dataclasses.replace(suite.TINY, temporal_train_steps=200, temporal_train_weights=(10.0,))
+    rows = temporal_report._trained_rows(plan, run)
+    assert calls == [("temporal-trained", False, [0.0, 10.0]), ("temporal-trained", True, [0.0, 10.0])]
+    notes = {row.variant: row.note for row in rows}
+    assert list(notes) == ["trained", "trained, temporal 10", "trained, antialias", "trained, antialias, temporal 10"]
+    assert "no weight matched: the target is not shown" in notes["trained, temporal 10"]  # style 1.8×
+    assert "warping error 50 % of the network trained without the loss (≤ 60 %: met)" in \
+        notes["trained, antialias, temporal 10"]
+    assert notes["trained, antialias"].startswith("anti-aliased light TransformerNet")
+    assert "warping error 75 % of the change with the motion left in (40.00)" in notes["trained"]
+    assert "against the plain network trained without the loss: warping error 40 % of its, style loss 1.20×" in \
+        notes["trained, antialias"]
 
 
 def _still(clip: clips.Clip) -> clips.Clip:

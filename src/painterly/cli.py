@@ -469,6 +469,10 @@ def train(
              "Huang & Belongie's AdaIN decoder, for any painting, learnt from a folder of them; adain-light is "
              "a faster AdaIN decoder (bottleneck relu3_1, a quarter of the widths).",
     )] = _TRAIN.arch,
+    antialias: Annotated[bool, typer.Option(
+        "--antialias", help="Johnson networks: blur before each stride-2 conv and upsample bilinearly, so the "
+                            "texture moves with the picture on video (steadier, with --temporal-weight or "
+                            "without); the same parameters, recorded in the model.")] = _TRAIN.antialias,
     seed: Annotated[int, typer.Option(help=_SEED_HELP)] = _TRAIN.seed,
     device: Annotated[str, typer.Option(metavar=_one_of(DEVICES), help=_DEVICE_HELP)] = _TRAIN.device,
     workers: Annotated[int, typer.Option(help="Data-loading processes.")] = _TRAIN.workers,
@@ -502,7 +506,7 @@ def train(
     config = TrainConfig(
         data=str(data), size=size, style_size=style_size, steps=steps, content_weight=content_weight,
         style_weight=style_weight, style_layer_weights=layer_weights, vgg_weights=vgg_weights, arch=arch,
-        temporal_weight=temporal_weight, temporal_warmup=temporal_warmup,
+        antialias=antialias, temporal_weight=temporal_weight, temporal_warmup=temporal_warmup,
         seed=seed, device=device, workers=workers, precision=precision, checkpoint_every=checkpoint_every,
         checkpoint_minutes=checkpoint_minutes, log_every=log_every, preview_every=preview_every,
         channels_last=channels_last, compile=compile_networks, **kind_dependent,

@@ -311,6 +311,9 @@ class TrainConfig:
     loss_normalisation: str = KIND_DEFAULT  # target (Johnson), paper (AdaIN: plain mean squared errors)
     # "standard"/"light": a TransformerNet of that size; "adain"/"adain-light": an AdaIN decoder
     arch: str = "standard"
+    # Johnson only: an anti-aliased TransformerNet (transformer.Architecture.antialias), whose texture moves
+    # with the picture on video; the same parameters, recorded in the model.
+    antialias: bool = False
     # Short side photos (and AdaIN's paintings) are scaled to before the crop; None (Johnson): `size`,
     # so a crop covers the photo's height or width; 512 (AdaIN, as the paper).
     resize: int | None = KIND_DEFAULT
@@ -400,7 +403,7 @@ class TrainConfig:
         if isinstance(minutes, bool) or not (isinstance(minutes, (int, float)) and math.isfinite(minutes)
                                              and minutes >= 0):
             raise UsageError(f"checkpoint_minutes must be 0 (off) or a positive number of minutes, got {minutes!r}")
-        for name in ("channels_last", "compile"):
+        for name in ("channels_last", "compile", "antialias"):
             if not isinstance(getattr(self, name), bool):
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -418,6 +421,9 @@ class TrainConfig:
         if self.style_size is not None:
             raise UsageError(f"style_size is for a Johnson network's one painting; --arch {self.arch} resizes "
                              "its paintings like the photos, with resize")
+        if self.antialias is True:
+            raise UsageError(f"antialias must be off for --arch {self.arch}: it is for a Johnson network (--arch "
+                             f"{' or '.join(NET_ARCHS)}); the AdaIN decoder upsamples as the paper's does")
         if self.temporal_weight:
             raise UsageError(f"temporal_weight is for a Johnson network (--arch {' or '.join(NET_ARCHS)}); --arch "
                              f"{self.arch} trains a decoder for any painting without it: leave it at 0")

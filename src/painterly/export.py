@@ -242,7 +242,8 @@ def _johnson_graph(metadata: dict[str, Any]) -> _Graph:
         feeds=feeds,
         doc=(
             f"painterly TransformerNet (channels {list(architecture['channels'])}, "
-            f"{architecture['residual_blocks']} residual blocks, {architecture.get('edge_kernel', 9)}² edge kernels). "
+            f"{architecture['residual_blocks']} residual blocks, {architecture.get('edge_kernel', 9)}² edge kernels"
+            f"{', anti-aliased' if architecture.get('antialias') else ''}). "
             f"Input '{INPUT_NAME}': float32 RGB in [0, 1], shape (N, 3, H, W), H and W multiples of "
             f"{SIZE_MULTIPLE} (pad first). Output '{OUTPUT_NAME}': same shape, [0, 1] but not clamped. "
         ),

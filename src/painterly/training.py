@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any
@@ -99,7 +99,7 @@ from .losses import AdaINLoss, LossTerms
 from .modelfile import save_model
 from .provenance import describe_file
 from .temporal_loss import CameraMotion, TemporalTerms, styled_pair
-from .transformer import SIZE_MULTIPLE, TransformerNet
+from .transformer import ARCHITECTURES, SIZE_MULTIPLE, TransformerNet
 
 # Settings a resumed run may change. Steps and epochs reshape a cosine schedule, but nothing else.
 MAX_ROLLBACKS = 5  # non-finite losses in a row before giving up
@@ -216,7 +216,10 @@ class _JohnsonTask:
                  autocast: torch.dtype | None, channels_last: bool, callback: Callback) -> None:
         if style_image is None:
             raise UsageError(f"--arch {config.arch} learns one painting: give its image")
-        self.model = TransformerNet(config.arch).to(device)
+        architecture = ARCHITECTURES[config.arch]
+        if config.antialias:
+            architecture = replace(architecture, antialias=True)
+        self.model = TransformerNet(architecture).to(device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.trained: nn.Module = self.model  # the module the step differentiates through (DDP wraps it)

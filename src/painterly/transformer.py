@@ -26,8 +26,8 @@ MAX_CHANNELS = 1024  # each of the three widths
 MAX_RESIDUAL_BLOCKS = 64  # 0 is allowed: a plain encoder–decoder
 MAX_EDGE_KERNEL = 15  # odd, 1 to 15: reflection padding of kernel // 2 keeps the size
 MAX_PIXEL_SCALE = 65535.0  # pixel_scale: 1 for [0, 1] pixels, 255 for pytorch/examples' 0–255; 16-bit at most
-_FIELDS = ("channels", "residual_blocks", "edge_kernel")
-_REQUIRED = ("channels", "residual_blocks")  # files from before edge kernels were recorded have 9×9 edges
+_FIELDS = ("channels", "residual_blocks", "edge_kernel", "antialias")
+_REQUIRED = ("channels", "residual_blocks")  # older files: 9×9 edges, no anti-aliasing
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class Architecture:
     channels: tuple[int, int, int] = (32, 64, 128)  # after the first conv and the two stride-2 convs
     residual_blocks: int = 5
     edge_kernel: int = 9  # kernel of the first and the last conv, at full resolution (Johnson: 9)
+    # Blur before each stride-2 conv and bilinear (not nearest) upsampling (Zhang 2019, "Making
+    # Convolutional Networks Shift-Invariant Again"): the texture moves with the picture under shifts
+    # that are not a multiple of 4, which is most of a video's flicker. Adds no parameters.
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         channels = self.channels
@@ -50,6 +54,8 @@ class Architecture:
         if not (_is_int(self.edge_kernel) and 1 <= self.edge_kernel <= MAX_EDGE_KERNEL and self.edge_kernel % 2):
             raise ValueError(f"architecture edge_kernel must be an odd whole number from 1 to {MAX_EDGE_KERNEL}, "
                              f"not {_shown(self.edge_kernel)}")
+        if not isinstance(self.antialias, bool):
+            raise ValueError(f"architecture antialias must be true or false, not {_shown(self.antialias)}")
         object.__setattr__(self, "channels", tuple(channels))
 
     @classmethod
@@ -70,7 +76,12 @@ class Architecture:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As a model file records it; `antialias` only when set, so a plain network's file reads as it
+        did before the field existed (older painterly versions refuse unknown keys)."""
+        fields = asdict(self)
+        if not self.antialias:
+            del fields["antialias"]
+        return fields
 
 
 def _is_int(value: object) -> bool:
@@ -104,15 +115,42 @@ class ConvLayer(nn.Module):
         return self.conv2d(self.pad(x))
 
 
+class BlurConvLayer(ConvLayer):
+    """A binomial 3×3 blur, then the (strided) convolution: the stride samples a band-limited signal.
+
+    The blur is fixed, a non-persistent buffer: model files hold the same tensors as without it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride)
+        taps = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (taps[:, None] * taps[None, :]) / 16
+        self.blur: torch.Tensor
+        self.register_buffer("blur", kernel.expand(in_channels, 1, 3, 3).contiguous(), persistent=False)
+        self.blur_pad = nn.ReflectionPad2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blurred = nn.functional.conv2d(self.blur_pad(x), self.blur.to(x.dtype), groups=x.shape[1])
+        return super().forward(blurred)
+
+
 class UpsampleConvLayer(ConvLayer):
-    """Nearest-neighbour ×2 upsampling then a convolution.
+    """×2 upsampling then a convolution: nearest-neighbour (Johnson's), or bilinear when anti-aliased.
 
     Used instead of ConvTranspose2d, whose uneven kernel overlap paints
     checkerboard artifacts (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts").
     """
 
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bilinear: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size)
+        self.bilinear = bilinear
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+        if self.bilinear:
+            x = nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        else:
+            x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return super().forward(x)
 
 
 class ResidualBlock(nn.Module):
@@ -144,18 +182,19 @@ class TransformerNet(nn.Module):
         # Downsampling: (N,3,H,W) -> (N,c3,H/4,W/4)
         self.conv1 = ConvLayer(3, c1, architecture.edge_kernel)
         self.in1 = nn.InstanceNorm2d(c1, affine=True)
-        self.conv2 = ConvLayer(c1, c2, 3, stride=2)
+        strided = BlurConvLayer if architecture.antialias else ConvLayer
+        self.conv2 = strided(c1, c2, 3, stride=2)
         self.in2 = nn.InstanceNorm2d(c2, affine=True)
-        self.conv3 = ConvLayer(c2, c3, 3, stride=2)
+        self.conv3 = strided(c2, c3, 3, stride=2)
         self.in3 = nn.InstanceNorm2d(c3, affine=True)
         # Residual blocks at 1/4 resolution, where most of the style is painted.
         self.residual_names = [f"res{i}" for i in range(1, architecture.residual_blocks + 1)]
         for name in self.residual_names:
             self.add_module(name, ResidualBlock(c3))
         # Upsampling: (N,c3,H/4,W/4) -> (N,3,H,W)
-        self.deconv1 = UpsampleConvLayer(c3, c2, 3)
+        self.deconv1 = UpsampleConvLayer(c3, c2, 3, bilinear=architecture.antialias)
         self.in4 = nn.InstanceNorm2d(c2, affine=True)
-        self.deconv2 = UpsampleConvLayer(c2, c1, 3)
+        self.deconv2 = UpsampleConvLayer(c2, c1, 3, bilinear=architecture.antialias)
         self.in5 = nn.InstanceNorm2d(c1, affine=True)
         self.deconv3 = ConvLayer(c1, 3, architecture.edge_kernel)  # no norm, no ReLU: the output is the image
         self.relu = nn.ReLU()

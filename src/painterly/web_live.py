@@ -22,6 +22,7 @@ import io
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from .config import LIVE_SIZES, ApplyConfig
 from .errors import PainterlyError, UsageError
 from .images import check_pixels
 from .modelfile import read_metadata
-from .transformer import ARCHITECTURES
+from .transformer import ARCHITECTURES, Architecture
 from .web_handlers import FAST, Handlers, shown_in_page
 
 DEFAULT_SIZE = 320  # long side of the working size: 320×240 from a 4:3 camera
@@ -47,7 +48,7 @@ RATE_WINDOW = 20  # frames the rate is measured over
 RESTART_GAP_S = 2.0  # a frame this long after the one before was sent back starts the measurement afresh
 JPEG_QUALITY = 85
 _TRACKED = 64  # sessions whose rate is remembered; the oldest is forgotten first
-_ARCH_NAMES = {tuple(sorted(arch.to_dict().items())): name for name, arch in ARCHITECTURES.items()}
+_ARCH_NAMES = {arch: name for name, arch in ARCHITECTURES.items()}
 
 
 def in_memory_image(**options: Any) -> gr.Image:
@@ -151,8 +152,8 @@ class LiveStreams:
 
 
 def architecture_name(catalog: Any, name: str | None) -> str | None:
-    """"light" or "standard" for a model file whose metadata records that architecture; None for another
-    one, a file without one (.pth, .onnx) or a catalogue model."""
+    """"light" or "standard" for a model file whose metadata records that architecture (anti-aliased or not:
+    the speed is the size's); None for another one, a file without one (.pth, .onnx) or a catalogue model."""
     for folder in catalog.folders:
         path = Path(folder) / (name or "")
         if name and path.suffix.lower() == ".safetensors" and path.is_file():
@@ -160,7 +161,11 @@ def architecture_name(catalog: Any, name: str | None) -> str | None:
                 recorded = read_metadata(path).get("architecture")
             except PainterlyError:
                 return None
-            return _ARCH_NAMES.get(tuple(sorted(recorded.items()))) if isinstance(recorded, dict) else None
+            try:
+                architecture = Architecture.from_dict(recorded)
+            except ValueError:
+                return None
+            return _ARCH_NAMES.get(replace(architecture, antialias=False))
     return None
 
 
