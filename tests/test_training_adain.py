@@ -108,7 +108,7 @@ def _inverse(step, lr=1e-3):
 def test_johnson_defaults_are_unchanged_and_adain_takes_the_papers_recipe():
     # the fields added since: off for Johnson
     assert TrainConfig().to_dict() == {**JOHNSON_DEFAULTS, "resize": None, "temporal_weight": 0.0,
-                                     "temporal_warmup": 0.0}
+                                     "temporal_warmup": 0.0, "antialias": False}
     adain = TrainConfig(arch="adain")
     assert (adain.lr, adain.lr_schedule, adain.batch_size, adain.tv_weight, adain.vgg) == (
         1e-4, "inverse", 8, 0.0, "vgg19")
