@@ -33,7 +33,8 @@ STYLE = {"image": "starry.jpg", "size": 256}
 TRAINING = {"lr": 0.001, "style_weight": 1e10, "batch_size": 4}
 
 
-def random_model(architecture: str = "light", *, pixel_scale: float = 1.0, seed: int = 0) -> TransformerNet:
+def random_model(architecture: Architecture | str = "light", *, pixel_scale: float = 1.0,
+                 seed: int = 0) -> TransformerNet:
     """A TransformerNet with every parameter random, so a misplaced tensor changes the output."""
     torch.manual_seed(seed)
     model = TransformerNet(architecture, pixel_scale=pixel_scale).eval()

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from helpers import images, run
+from helpers import images, random_model, run
 from painterly import modelfile
 from painterly.cli import app
 from painterly.config import TrainConfig
@@ -19,16 +19,6 @@ from test_training import _cli_train_here, _config, _metrics, _write_photos
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread for every test here
 
 LIGHT_AA = dataclasses.replace(ARCHITECTURES["light"], antialias=True)
-
-
-def _random(architecture: Architecture, seed: int) -> TransformerNet:
-    """Every parameter random; the same seed gives plain and anti-aliased networks the same parameters."""
-    torch.manual_seed(seed)
-    model = TransformerNet(architecture).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.05 * torch.randn_like(parameter))
-    return model
 
 
 def _photo_like(side: int = 96) -> torch.Tensor:
@@ -54,7 +44,7 @@ def _unexplained_change(model: TransformerNet, photo: torch.Tensor, shift: int) 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_an_anti_aliased_network_moves_its_texture_with_the_picture(seed):
-    plain, smooth = _random(ARCHITECTURES["light"], seed), _random(LIGHT_AA, seed)
+    plain, smooth = random_model(ARCHITECTURES["light"], seed=seed), random_model(LIGHT_AA, seed=seed)
     photo = _photo_like()
     for shift in (1, 2, 3):  # not a multiple of the stride-4 grid: where a plain network's texture jumps
         assert _unexplained_change(smooth, photo, shift) < 0.8 * _unexplained_change(plain, photo, shift), shift
@@ -64,7 +54,7 @@ def test_an_anti_aliased_network_moves_its_texture_with_the_picture(seed):
 
 
 def test_the_file_holds_the_same_tensors_records_antialias_and_loads_as_it_was_saved(tmp_path):
-    plain, smooth = _random(ARCHITECTURES["light"], 0), _random(LIGHT_AA, 0)
+    plain, smooth = random_model(ARCHITECTURES["light"], seed=0), random_model(LIGHT_AA, seed=0)
     assert {k: v.shape for k, v in smooth.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
     path = modelfile.save_model(smooth, tmp_path / "aa.safetensors", style={"image": "random"})
     plain_path = modelfile.save_model(plain, tmp_path / "plain.safetensors", style={"image": "random"})
@@ -97,7 +87,7 @@ def test_onnx_export_of_an_anti_aliased_network_matches_torch(tmp_path):
     from painterly.export import export_onnx, read_onnx_metadata
     from test_export import CHECK_SIZES, ort_run
 
-    model = _random(LIGHT_AA, 2)
+    model = random_model(LIGHT_AA, seed=2)
     path = modelfile.save_model(model, tmp_path / "aa.safetensors", style={"image": "random"})
     report = export_onnx(path, path.with_suffix(".onnx"), check_sizes=CHECK_SIZES)
     assert report.max_abs_diff < 1e-3
@@ -155,8 +145,8 @@ def test_the_live_tab_counts_an_anti_aliased_light_network_as_light(tmp_path):
 
     from painterly.web_live import architecture_name
 
-    modelfile.save_model(_random(LIGHT_AA, 0), tmp_path / "aa.safetensors", style={"image": "random"})
-    modelfile.save_model(_random(ARCHITECTURES["standard"], 0), tmp_path / "std.safetensors", style={"image": "r"})
+    modelfile.save_model(random_model(LIGHT_AA), tmp_path / "aa.safetensors", style={"image": "random"})
+    modelfile.save_model(random_model("standard"), tmp_path / "std.safetensors", style={"image": "random"})
     catalog = SimpleNamespace(folders=[str(tmp_path)])
     assert architecture_name(catalog, "aa.safetensors") == "light"
     assert architecture_name(catalog, "std.safetensors") == "standard"

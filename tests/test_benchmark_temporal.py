@@ -85,13 +85,7 @@ def test_the_unmoved_error_tells_a_texture_that_moves_from_one_that_stays_put():
     on_picture = [painted(frame) for frame in clip.frames]
     assert warping_error(on_picture, clip) == 0.0 < unmoved_error(on_picture, clip)
     assert warping_error(on_screen, clip) > 0.8 * unmoved_error(on_screen, clip) > 0
-    assert unmoved_error(clip.frames, clip) == warping_error(clip.frames, _still_motion(clip))
-
-
-def _still_motion(clip: clips.Clip) -> clips.Clip:
-    """The clip's visibility with its motion taken away."""
-    return clips.Clip(clip.name, clip.frames, tuple(np.zeros_like(flow) for flow in clip.backward), clip.visible,
-                      clip.clean)
+    assert unmoved_error(clip.frames, clip) == warping_error(clip.frames, _still(clip, keep_visible=True))
 
 
 def test_static_clip_per_frame_and_frozen_output():
@@ -181,8 +175,9 @@ def test_each_architecture_is_held_to_the_target_against_its_own_network_without
         notes["trained, antialias"]
 
 
-def _still(clip: clips.Clip) -> clips.Clip:
-    """The clip with its motion replaced by none: a wrong answer the metrics must tell apart."""
+def _still(clip: clips.Clip, *, keep_visible: bool = False) -> clips.Clip:
+    """The clip with its motion replaced by none (a wrong answer the metrics must tell apart), every pixel
+    visible unless `keep_visible`."""
     zero = tuple(np.zeros_like(flow) for flow in clip.backward)
-    ones = tuple(np.ones_like(visible) for visible in clip.visible)
-    return clips.Clip(clip.name, clip.frames, zero, ones, clip.clean)
+    visible = clip.visible if keep_visible else tuple(np.ones_like(mask) for mask in clip.visible)
+    return clips.Clip(clip.name, clip.frames, zero, visible, clip.clean)

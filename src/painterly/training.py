@@ -216,10 +216,7 @@ class _JohnsonTask:
                  autocast: torch.dtype | None, channels_last: bool, callback: Callback) -> None:
         if style_image is None:
             raise UsageError(f"--arch {config.arch} learns one painting: give its image")
-        architecture = ARCHITECTURES[config.arch]
-        if config.antialias:
-            architecture = replace(architecture, antialias=True)
-        self.model = TransformerNet(architecture).to(device)
+        self.model = TransformerNet(replace(ARCHITECTURES[config.arch], antialias=config.antialias)).to(device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.trained: nn.Module = self.model  # the module the step differentiates through (DDP wraps it)
